@@ -1,0 +1,105 @@
+// The vocabulary of a run: every record the engine produces, as compact tuples (they are
+// msgpack arrays in the trace). "input" records carry what entered the engine from a node
+// backend (nondeterministic for VMs); "decision" records are what the engine decided from
+// those inputs. Replay feeds the inputs back and checks every decision.
+
+import type { TopologySpec } from "./topology.js";
+
+export const RecordKind = {
+  /** decision: [1, node, start_ns, end_ns] — node may run over [start, end). */
+  SliceGrant: 1,
+  /** input: [2, node, end_ns, wake_ns] — slice over; node next acts on its own at wake_ns (-1: never). */
+  SliceEnd: 2,
+  /** input: [3, node, t_ns, frame_id, bytes] — node put an Ethernet frame on the wire at t. */
+  FrameEmit: 3,
+  /** decision: [4, to, t_ns, frame_id, from, sent_ns] — frame handed to `to` at t. */
+  FrameDeliver: 4,
+  /** decision: [5, to, t_ns, frame_id, from, reason] — frame lost on the way to `to` (-1: no receiver). */
+  FrameDrop: 5,
+  /** input: [6, node, t_ns, event, detail] — node lifecycle: boot, exit, crash. */
+  Lifecycle: 6,
+  /** input: [7, node, t_ns, text] — annotation from a node (-1: from the run itself). */
+  Mark: 7,
+  /** decision or input: [8, t_ns, reason] — the run ended (quiescent, duration, interrupted, error). */
+  RunEnd: 8,
+} as const;
+export type RecordKindValue = (typeof RecordKind)[keyof typeof RecordKind];
+
+export const RECORD_KIND_NAMES: Readonly<Record<number, string>> = Object.freeze({
+  1: "slice_grant",
+  2: "slice_end",
+  3: "frame_emit",
+  4: "frame_deliver",
+  5: "frame_drop",
+  6: "lifecycle",
+  7: "mark",
+  8: "run_end",
+});
+
+export type DropReason = "loss" | "queue_full" | "no_route" | "node_exited";
+export type LifecycleEvent = "boot" | "exit" | "crash";
+export type RunEndReason = "quiescent" | "duration" | "interrupted" | "error";
+
+export type SliceGrantRecord = [1, number, number, number];
+export type SliceEndRecord = [2, number, number, number];
+export type FrameEmitRecord = [3, number, number, number, Uint8Array];
+export type FrameDeliverRecord = [4, number, number, number, number, number];
+export type FrameDropRecord = [5, number, number, number, number, DropReason];
+export type LifecycleRecord = [6, number, number, LifecycleEvent, string];
+export type MarkRecord = [7, number, number, string];
+export type RunEndRecord = [8, number, RunEndReason];
+
+export type TraceRecord =
+  | SliceGrantRecord
+  | SliceEndRecord
+  | FrameEmitRecord
+  | FrameDeliverRecord
+  | FrameDropRecord
+  | LifecycleRecord
+  | MarkRecord
+  | RunEndRecord;
+
+/** Virtual time of a record (every record has one). */
+export function recordTimeNs(r: TraceRecord): number {
+  return r[0] === RecordKind.RunEnd ? r[1] : r[2];
+}
+
+export interface NodeConfig {
+  id: number;
+  name: string;
+  /** "02:00:00:00:00:01" */
+  mac: string;
+  /** "10.0.0.1" */
+  ip: string;
+  backend: "inprocess" | "vm";
+}
+
+export interface WorkloadConfig {
+  kind: string;
+  [param: string]: unknown;
+}
+
+/** Everything needed to re-run or replay a run; stored whole in the trace header. */
+export interface RunConfig {
+  seed: number;
+  topology: TopologySpec;
+  nodes: NodeConfig[];
+  workload: WorkloadConfig | null;
+  /** Stop at this virtual time; null = run until quiescent or interrupted. */
+  until_ns: number | null;
+  /** Upper bound on one slice, whatever the lookahead allows. */
+  slice_len_max_ns: number;
+}
+
+export interface TraceHeader {
+  format: "tapsim-trace";
+  format_version: number;
+  tapsim_version: string;
+  created_at: string;
+  config: RunConfig;
+}
+
+/** Where records go. The recorder's file writer and replay's checker implement it. */
+export interface RecordSink {
+  write(record: TraceRecord): void;
+}
