@@ -102,4 +102,6 @@ export interface TraceHeader {
 /** Where records go. The recorder's file writer and replay's checker implement it. */
 export interface RecordSink {
   write(record: TraceRecord): void;
+  /** Called now and then from the run loop (about every 25 ms of wall time): flush if due. */
+  tick?(): void;
 }

@@ -7,7 +7,7 @@ import path from "node:path";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const filter = process.argv[2] ?? ".";
-const pattern = `${filter}.*\\.test\\.js$`;
+const pattern = `(?:${filter}).*\\.test\\.js$`;
 const child = spawn(process.execPath, [path.join(root, "node_modules/uvu/bin.js"), "dist/test", pattern], {
   cwd: root,
   stdio: ["ignore", "pipe", "inherit"],

@@ -1,0 +1,47 @@
+// The contract between the engine and whatever runs a node: an in-process protocol state
+// machine, a QEMU VM behind a slice gate, or a replay of recorded inputs. The engine only
+// ever asks "run node N over [start, end) with these frames delivered at these times" and
+// gets back what the node did; it never knows what a node is.
+
+import type { NodeId } from "./units.js";
+import type { LifecycleEvent } from "./trace_records.js";
+
+export interface Delivery {
+  /** Virtual time at which the frame reaches the node's NIC. */
+  readonly t_ns: number;
+  readonly frame_id: number;
+  readonly from: NodeId;
+  readonly sent_ns: number;
+  readonly bytes: Uint8Array;
+}
+
+export interface SliceRequest {
+  readonly node: NodeId;
+  readonly start_ns: number;
+  readonly end_ns: number;
+  /** Sorted by (t_ns, arrival order); every t_ns in [start_ns, end_ns). */
+  readonly deliveries: readonly Delivery[];
+}
+
+export type SliceOutput =
+  | { readonly kind: "emit"; readonly t_ns: number; readonly bytes: Uint8Array }
+  | { readonly kind: "mark"; readonly t_ns: number; readonly text: string }
+  | { readonly kind: "lifecycle"; readonly t_ns: number; readonly event: LifecycleEvent; readonly detail: string };
+
+export interface SliceResult {
+  /** Where the node stopped: the requested end, or earlier if it exited or crashed. */
+  readonly end_ns: number;
+  /** When the node will next act on its own (timer, VM: always end_ns); VIRTUAL_NS_NEVER if not. */
+  readonly wake_ns: number;
+  /** What the node did, in nondecreasing virtual time within [start_ns, end_ns]. */
+  readonly outputs: readonly SliceOutput[];
+}
+
+export interface NodeBackend {
+  readonly kind: "inprocess" | "vm" | "replay";
+  runSlice(request: SliceRequest): SliceResult | Promise<SliceResult>;
+  close?(): void | Promise<void>;
+}
+
+/** Bounds that keep one slice's work finite whatever a backend does. */
+export const SLICE_OUTPUTS_MAX = 1_000_000;

@@ -1,0 +1,275 @@
+// The simulation loop: grant a slice, hand the node the frames due in it, take what it
+// emitted, route each frame over its link(s), record everything. All decisions depend only
+// on the configuration, the seed and the backends' outputs (the recorded inputs).
+
+import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "./backend.js";
+import { SLICE_OUTPUTS_MAX } from "./backend.js";
+import { InputError } from "./errors.js";
+import { Inbox } from "./inbox.js";
+import { LinkState } from "./link.js";
+import { frameDstMac, isGroupMac, ETH_HEADER_BYTES } from "./net/ethernet.js";
+import { Scheduler, type SliceGrant } from "./scheduler.js";
+import type { Topology } from "./topology.js";
+import { RecordKind, type RecordSink, type RunEndReason } from "./trace_records.js";
+import { VIRTUAL_NS_NEVER, hostNowNs, type NodeId } from "./units.js";
+
+export interface EngineOptions {
+  topology: Topology;
+  /** 48-bit MAC of each node (index = node id), for routing by destination MAC. */
+  macs: readonly number[];
+  backends: readonly NodeBackend[];
+  sink: RecordSink;
+  seed: number;
+  until_ns: number | null;
+  slice_len_max_ns: number;
+  /** Bound on frames in flight in the whole network (memory guard). */
+  inflight_frames_max?: number;
+}
+
+export const INFLIGHT_FRAMES_MAX_DEFAULT = 3_000_000;
+
+export interface EngineStats {
+  slices: number;
+  frames_emitted: number;
+  frames_delivered: number;
+  frames_dropped: number;
+  marks: number;
+  /** Records produced (every slice, frame emission, delivery, drop, mark, lifecycle event). */
+  events: number;
+}
+
+export interface RunSummary extends EngineStats {
+  end_reason: RunEndReason;
+  end_ns: number;
+  wall_ns: number;
+}
+
+export interface RunControl {
+  /** Set (e.g. from a SIGINT handler) to end the run after the current slice. */
+  stop_requested: boolean;
+  /** Recorded as the run_end reason when stopping on request (default "interrupted"). */
+  stop_reason?: RunEndReason;
+  /** Called about every `progress_interval_ms` of wall time. */
+  onProgress?: (engine: Engine) => void;
+}
+
+const YIELD_CHECK_SLICES = 64;
+const YIELD_INTERVAL_NS = 25e6;
+const PROGRESS_INTERVAL_NS = 1e9;
+
+export class Engine {
+  readonly scheduler: Scheduler;
+  readonly stats: EngineStats = { slices: 0, frames_emitted: 0, frames_delivered: 0, frames_dropped: 0, marks: 0, events: 0 };
+  end_reason: RunEndReason | null = null;
+  private readonly node_count: number;
+  private readonly inboxes: Inbox[];
+  private readonly links: (LinkState | null)[];
+  private readonly mac_to_node = new Map<number, NodeId>();
+  private next_frame_id = 0;
+  private next_seq = 0;
+  private inflight_frames = 0;
+  private readonly inflight_frames_max: number;
+
+  constructor(private readonly options: EngineOptions) {
+    const { topology, macs, backends } = options;
+    const n = topology.node_count;
+    if (macs.length !== n || backends.length !== n) {
+      throw new RangeError(`engine needs ${n} MACs and backends, got ${macs.length} and ${backends.length}`);
+    }
+    this.node_count = n;
+    this.scheduler = new Scheduler(topology, options.until_ns, options.slice_len_max_ns);
+    this.inflight_frames_max = options.inflight_frames_max ?? INFLIGHT_FRAMES_MAX_DEFAULT;
+    this.inboxes = Array.from({ length: n }, () => new Inbox(n, this.inflight_frames_max));
+    this.links = new Array<LinkState | null>(n * n).fill(null);
+    macs.forEach((mac, id) => {
+      if (this.mac_to_node.has(mac)) throw new RangeError(`duplicate MAC for nodes ${this.mac_to_node.get(mac)} and ${id}`);
+      this.mac_to_node.set(mac, id as NodeId);
+    });
+  }
+
+  get now_ns(): number {
+    return this.scheduler.horizon_ns;
+  }
+
+  /** Pending deliveries towards `node`, earliest first (for inspection, e.g. a debugger). */
+  pendingDeliveries(node: NodeId): Delivery[] {
+    return this.inboxes[node]!.snapshot();
+  }
+
+  /** Runs until quiescent, `until_ns`, or a stop request; always ends with a run_end record. */
+  async run(control: RunControl = { stop_requested: false }): Promise<RunSummary> {
+    const wall_start = hostNowNs();
+    let last_yield = wall_start as number;
+    let last_progress = wall_start as number;
+    while (this.end_reason === null) {
+      if (control.stop_requested) {
+        this.finish(control.stop_reason ?? "interrupted");
+        break;
+      }
+      const more = await this.step();
+      if (!more || this.stats.slices % YIELD_CHECK_SLICES !== 0) continue;
+      const now = hostNowNs();
+      if (now - last_yield > YIELD_INTERVAL_NS) {
+        this.options.sink.tick?.();
+        await new Promise((resolve) => setImmediate(resolve)); // lets signal handlers run
+        last_yield = hostNowNs();
+      }
+      if (control.onProgress && now - last_progress > PROGRESS_INTERVAL_NS) {
+        control.onProgress(this);
+        last_progress = now;
+      }
+    }
+    return { ...this.stats, end_reason: this.end_reason!, end_ns: this.scheduler.horizon_ns, wall_ns: hostNowNs() - wall_start };
+  }
+
+  /** Runs one slice. Returns false once the run has ended. */
+  async step(): Promise<boolean> {
+    if (this.end_reason !== null) return false;
+    const grant = this.scheduler.next();
+    if (typeof grant === "string") {
+      this.finish(grant);
+      return false;
+    }
+    const request = this.grantSlice(grant);
+    const pending = this.options.backends[grant.node]!.runSlice(request);
+    const result = pending instanceof Promise ? await pending : pending;
+    this.completeSlice(grant, result);
+    return true;
+  }
+
+  /** Ends the run now (e.g. a backend failed); records why. */
+  finish(reason: RunEndReason): void {
+    if (this.end_reason !== null) return;
+    this.end_reason = reason;
+    this.write([RecordKind.RunEnd, this.scheduler.horizon_ns, reason]);
+  }
+
+  private grantSlice(grant: SliceGrant): SliceRequest {
+    const { node, start_ns, end_ns } = grant;
+    this.stats.slices += 1;
+    this.write([RecordKind.SliceGrant, node, start_ns, end_ns]);
+    const inbox = this.inboxes[node]!;
+    const deliveries: Delivery[] = [];
+    while (inbox.peekTime(VIRTUAL_NS_NEVER) < end_ns) {
+      const d = inbox.pop()!;
+      deliveries.push(d);
+      this.write([RecordKind.FrameDeliver, node, d.t_ns, d.frame_id, d.from, d.sent_ns]);
+    }
+    this.stats.frames_delivered += deliveries.length;
+    this.inflight_frames -= deliveries.length;
+    this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
+    return { node, start_ns, end_ns, deliveries };
+  }
+
+  private completeSlice(grant: SliceGrant, result: SliceResult): void {
+    const node = grant.node;
+    checkSliceResult(grant, result);
+    const first_frame_id = this.next_frame_id;
+    let exited = false;
+    for (const out of result.outputs) {
+      if (out.kind === "emit") {
+        const frame_id = this.next_frame_id++;
+        this.stats.frames_emitted += 1;
+        this.write([RecordKind.FrameEmit, node, out.t_ns, frame_id, out.bytes]);
+      } else if (out.kind === "mark") {
+        this.stats.marks += 1;
+        this.write([RecordKind.Mark, node, out.t_ns, out.text]);
+      } else {
+        exited ||= out.event !== "boot";
+        this.write([RecordKind.Lifecycle, node, out.t_ns, out.event, out.detail]);
+      }
+    }
+    const wake_ns = exited ? VIRTUAL_NS_NEVER : result.wake_ns;
+    this.write([RecordKind.SliceEnd, node, result.end_ns, wake_ns === VIRTUAL_NS_NEVER ? -1 : wake_ns]);
+    this.scheduler.completed(node, result.end_ns, wake_ns);
+    if (exited) this.nodeExited(node, result.end_ns);
+    let frame_id = first_frame_id;
+    for (const out of result.outputs) {
+      if (out.kind === "emit") this.route(node, out.t_ns, frame_id++, out.bytes);
+    }
+  }
+
+  private nodeExited(node: NodeId, t_ns: number): void {
+    this.scheduler.exited(node);
+    for (const d of this.inboxes[node]!.drain()) {
+      this.inflight_frames -= 1;
+      this.drop(node, t_ns, d.frame_id, d.from, "node_exited");
+    }
+    this.scheduler.inbox_ns[node] = VIRTUAL_NS_NEVER;
+  }
+
+  private route(from: NodeId, sent_ns: number, frame_id: number, bytes: Uint8Array): void {
+    if (bytes.length < ETH_HEADER_BYTES) {
+      this.drop(-1, sent_ns, frame_id, from, "no_route");
+      return;
+    }
+    if (isGroupMac(bytes)) {
+      for (let to = 0; to < this.node_count; to++) {
+        if (to !== from) this.transmit(to as NodeId, from, sent_ns, frame_id, bytes);
+      }
+      return;
+    }
+    const to = this.mac_to_node.get(frameDstMac(bytes));
+    if (to === undefined || to === from) this.drop(-1, sent_ns, frame_id, from, "no_route");
+    else this.transmit(to, from, sent_ns, frame_id, bytes);
+  }
+
+  private transmit(to: NodeId, from: NodeId, sent_ns: number, frame_id: number, bytes: Uint8Array): void {
+    if (this.scheduler.alive[to] === 0) {
+      this.drop(to, sent_ns, frame_id, from, "node_exited");
+      return;
+    }
+    const outcome = this.link(to, from).transmit(sent_ns, bytes.length);
+    if (typeof outcome === "string") {
+      this.drop(to, sent_ns, frame_id, from, outcome);
+      return;
+    }
+    // The conservative bound guarantees this; a violation would mean a frame in the past.
+    if (!(outcome >= this.scheduler.clock_ns[to]!)) {
+      throw new Error(`causality violation: frame ${frame_id} due at ${outcome} into node ${to} already at ${this.scheduler.clock_ns[to]}`);
+    }
+    if (++this.inflight_frames > this.inflight_frames_max) {
+      throw new InputError(
+        `more than ${this.inflight_frames_max} frames in flight at t=${sent_ns} ns: the workload outgrows memory ` +
+          `(use fewer nodes, --broadcasters, or raise --inflight-max)`,
+      );
+    }
+    this.inboxes[to]!.push({ t_ns: outcome, seq: this.next_seq++, frame_id, from, sent_ns, bytes });
+    if (outcome < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = outcome;
+  }
+
+  private link(to: NodeId, from: NodeId): LinkState {
+    const index = to * this.node_count + from;
+    let state = this.links[index];
+    if (!state) {
+      state = new LinkState(this.options.topology.link(to, from), this.options.seed);
+      this.links[index] = state;
+    }
+    return state;
+  }
+
+  private drop(to: number, t_ns: number, frame_id: number, from: NodeId, reason: "loss" | "queue_full" | "no_route" | "node_exited"): void {
+    this.stats.frames_dropped += 1;
+    this.write([RecordKind.FrameDrop, to, t_ns, frame_id, from, reason]);
+  }
+
+  private write(record: Parameters<RecordSink["write"]>[0]): void {
+    this.stats.events += 1;
+    this.options.sink.write(record);
+  }
+}
+
+function checkSliceResult(grant: SliceGrant, result: SliceResult): void {
+  const where = `node ${grant.node} slice [${grant.start_ns}, ${grant.end_ns})`;
+  if (!(result.end_ns >= grant.start_ns && result.end_ns <= grant.end_ns)) {
+    throw new Error(`${where}: backend ended at ${result.end_ns}, outside the slice`);
+  }
+  if (result.outputs.length > SLICE_OUTPUTS_MAX) throw new Error(`${where}: ${result.outputs.length} outputs exceed the bound`);
+  let last_ns = grant.start_ns;
+  for (const out of result.outputs as readonly SliceOutput[]) {
+    if (!(out.t_ns >= last_ns && out.t_ns <= result.end_ns)) {
+      throw new Error(`${where}: output at ${out.t_ns} out of order or outside the slice`);
+    }
+    last_ns = out.t_ns;
+  }
+}

@@ -1,0 +1,112 @@
+// Runs a protocol state machine written in TypeScript as a node: it reacts to frames and
+// timers at exact virtual times and takes no virtual time itself. Same contract as a VM, so
+// the engine, traces and tools treat both alike, and hundreds of nodes fit in one process.
+
+import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../backend.js";
+import { EventQueue } from "../event_queue.js";
+import { Prng } from "../prng.js";
+import { VIRTUAL_NS_NEVER, type NodeId } from "../units.js";
+
+export interface NodeContext {
+  readonly self: NodeId;
+  readonly node_count: number;
+  /** Virtual time of the event being handled. */
+  readonly now_ns: number;
+  /** This node's own random stream (derived from the run seed and the node id). */
+  readonly prng: Prng;
+  send(frame: Uint8Array): void;
+  /** Calls onTimer(timer_id) at `at_ns` (>= now). */
+  setTimer(at_ns: number, timer_id: number): void;
+  mark(text: string): void;
+  exit(detail: string): void;
+}
+
+export interface ProtocolNode {
+  start(ctx: NodeContext): void;
+  onFrame(ctx: NodeContext, frame: Uint8Array, delivery: Delivery): void;
+  onTimer(ctx: NodeContext, timer_id: number): void;
+}
+
+interface TimerEntry {
+  readonly t_ns: number;
+  readonly kind: number;
+  readonly seq: number;
+  readonly timer_id: number;
+}
+
+/** Timers run before frames due at the same instant (their kind sorts first). */
+const TIMER_KIND = 0;
+const TIMERS_MAX = 1_000_000;
+
+export class InProcessBackend implements NodeBackend, NodeContext {
+  readonly kind = "inprocess" as const;
+  readonly prng: Prng;
+  now_ns = 0;
+  private readonly timers = new EventQueue<TimerEntry>(TIMERS_MAX);
+  private outputs: SliceOutput[] = [];
+  private timer_seq = 0;
+  private started = false;
+  private exited = false;
+
+  constructor(
+    readonly self: NodeId,
+    readonly node_count: number,
+    private readonly protocol: ProtocolNode,
+    seed: number,
+  ) {
+    this.prng = new Prng(seed, 2, self);
+  }
+
+  runSlice(request: SliceRequest): SliceResult {
+    this.outputs = [];
+    if (!this.started) this.startAt(request.start_ns);
+    const deliveries = request.deliveries;
+    const end_ns = request.end_ns;
+    let next = 0;
+    while (!this.exited) {
+      const frame_ns = next < deliveries.length ? deliveries[next]!.t_ns : VIRTUAL_NS_NEVER;
+      const timer_ns = this.timers.peekTime(VIRTUAL_NS_NEVER);
+      if (timer_ns <= frame_ns && timer_ns < end_ns) {
+        const timer = this.timers.pop()!;
+        this.now_ns = timer.t_ns;
+        this.protocol.onTimer(this, timer.timer_id);
+      } else if (frame_ns < end_ns) {
+        const delivery = deliveries[next++]!;
+        this.now_ns = delivery.t_ns;
+        this.protocol.onFrame(this, delivery.bytes, delivery);
+      } else {
+        break;
+      }
+    }
+    if (this.exited) return { end_ns: this.now_ns, wake_ns: VIRTUAL_NS_NEVER, outputs: this.outputs };
+    this.now_ns = end_ns;
+    return { end_ns, wake_ns: this.timers.peekTime(VIRTUAL_NS_NEVER), outputs: this.outputs };
+  }
+
+  send(frame: Uint8Array): void {
+    this.outputs.push({ kind: "emit", t_ns: this.now_ns, bytes: frame });
+  }
+
+  setTimer(at_ns: number, timer_id: number): void {
+    if (!(Number.isSafeInteger(at_ns) && at_ns >= this.now_ns)) {
+      throw new RangeError(`node ${this.self}: timer at ${at_ns} is before now (${this.now_ns})`);
+    }
+    this.timers.push({ t_ns: at_ns, kind: TIMER_KIND, seq: this.timer_seq++, timer_id });
+  }
+
+  mark(text: string): void {
+    this.outputs.push({ kind: "mark", t_ns: this.now_ns, text });
+  }
+
+  exit(detail: string): void {
+    this.exited = true;
+    this.outputs.push({ kind: "lifecycle", t_ns: this.now_ns, event: "exit", detail });
+  }
+
+  private startAt(t_ns: number): void {
+    this.started = true;
+    this.now_ns = t_ns;
+    this.outputs.push({ kind: "lifecycle", t_ns, event: "boot", detail: "in-process" });
+    this.protocol.start(this);
+  }
+}

@@ -1,0 +1,245 @@
+// Bracha's reliable broadcast (Bracha 1987) as an in-process node, as in the reference
+// experiment: N nodes tolerate f < N/3 faults; each node broadcasts M messages one after
+// another, waiting until it has itself delivered its current message before sending the next.
+// Messages travel as real Ethernet/IPv4/UDP frames, one unicast frame per peer.
+//
+// Per instance (origin, seq): on INITIAL send ECHO; on ceil((N+f+1)/2) ECHOs or f+1 READYs
+// send READY (once); on 2f+1 READYs deliver. A node's own messages count without the network.
+
+import type { Delivery } from "../backend.js";
+import { InputError } from "../errors.js";
+import { nodeIpv4, nodeMac, udpHeaders, udpPayload, UDP_FRAME_OVERHEAD_BYTES } from "../net/ethernet.js";
+import { FrameSlab } from "../net/frame_slab.js";
+import type { NodeContext, ProtocolNode } from "./backend.js";
+
+export const BRACHA_PORT = 4000;
+const MSG_INITIAL = 1;
+const MSG_ECHO = 2;
+const MSG_READY = 3;
+const MSG_MAGIC = 0x42; // 'B'
+const MSG_HEADER_BYTES = 8;
+const SENT_ECHO = 1;
+const SENT_READY = 2;
+const DELIVERED = 4;
+const TIMER_START = 1;
+/** Bound on N * M so per-instance counters stay within memory. */
+export const BRACHA_INSTANCES_MAX = 4_000_000;
+
+export interface BrachaParams {
+  messages_per_node: number;
+  payload_bytes: number;
+  /** Each node starts at a seeded random offset in [0, start_spread_ns]. */
+  start_spread_ns: number;
+  /** Crash-faulty nodes: they never send or answer (at most f of them). */
+  silent_nodes: number[];
+  /** How many nodes broadcast (the lowest-numbered correct ones); null = all. Traffic grows as N^2 per broadcast. */
+  broadcasters: number | null;
+}
+
+export const BRACHA_DEFAULTS: BrachaParams = {
+  messages_per_node: 10,
+  payload_bytes: 16,
+  start_spread_ns: 1_000_000,
+  silent_nodes: [],
+  broadcasters: null,
+};
+
+export function faultsTolerated(n: number): number {
+  return Math.floor((n - 1) / 3);
+}
+
+export function checkBrachaParams(params: BrachaParams, n: number): void {
+  const f = faultsTolerated(n);
+  const check = (ok: boolean, field: string, message: string) => {
+    if (!ok) throw new InputError(`workload.${field}: ${message}`);
+  };
+  check(Number.isSafeInteger(params.messages_per_node) && params.messages_per_node >= 1, "messages_per_node", `must be an integer >= 1, got ${params.messages_per_node}`);
+  check(n * params.messages_per_node <= BRACHA_INSTANCES_MAX, "messages_per_node", `nodes x messages must be <= ${BRACHA_INSTANCES_MAX}, got ${n * params.messages_per_node}`);
+  check(Number.isSafeInteger(params.payload_bytes) && params.payload_bytes >= 0 && params.payload_bytes <= 1400, "payload_bytes", `must be an integer within 0..1400, got ${params.payload_bytes}`);
+  check(Number.isSafeInteger(params.start_spread_ns) && params.start_spread_ns >= 0, "start_spread_ns", `must be a non-negative integer, got ${params.start_spread_ns}`);
+  check(params.silent_nodes.length <= f, "silent_nodes", `${params.silent_nodes.length} silent nodes exceed f = ${f} for ${n} nodes`);
+  for (const id of params.silent_nodes) check(Number.isInteger(id) && id >= 0 && id < n, "silent_nodes", `no node ${id} among ${n}`);
+  const b = params.broadcasters;
+  check(b === null || (Number.isSafeInteger(b) && b >= 1 && b <= n - params.silent_nodes.length), "broadcasters", `must be within 1..${n - params.silent_nodes.length} (correct nodes), got ${b}`);
+}
+
+/** The nodes that broadcast: the lowest-numbered correct ones, `broadcasters` of them. */
+export function broadcastingNodes(params: BrachaParams, n: number): number[] {
+  const correct = Array.from({ length: n }, (_, id) => id).filter((id) => !params.silent_nodes.includes(id));
+  return params.broadcasters === null ? correct : correct.slice(0, params.broadcasters);
+}
+
+/** What the experiment measures, gathered from every node (instrumentation, not protocol state). */
+export class BrachaStats {
+  readonly broadcast_ns: Float64Array;
+  readonly last_delivery_ns: Float64Array;
+  readonly deliveries_per_instance: Uint16Array;
+  deliveries = 0;
+  latency_sum_ns = 0;
+  /** Node finishing time: when it delivered every message of every correct node. */
+  readonly done_ns: Float64Array;
+
+  constructor(
+    readonly node_count: number,
+    readonly messages_per_node: number,
+  ) {
+    const instances = node_count * messages_per_node;
+    this.broadcast_ns = new Float64Array(instances).fill(-1);
+    this.last_delivery_ns = new Float64Array(instances).fill(-1);
+    this.deliveries_per_instance = new Uint16Array(instances);
+    this.done_ns = new Float64Array(node_count).fill(-1);
+  }
+
+  recordBroadcast(instance: number, t_ns: number): void {
+    this.broadcast_ns[instance] = t_ns;
+  }
+
+  recordDelivery(instance: number, t_ns: number): void {
+    this.deliveries += 1;
+    this.deliveries_per_instance[instance]! += 1;
+    this.latency_sum_ns += t_ns - this.broadcast_ns[instance]!;
+    if (t_ns > this.last_delivery_ns[instance]!) this.last_delivery_ns[instance] = t_ns;
+  }
+}
+
+export class BrachaNode implements ProtocolNode {
+  private readonly n: number;
+  private readonly m: number;
+  private readonly f: number;
+  private readonly echo_threshold: number;
+  private readonly state: Uint8Array;
+  private readonly echo_count: Uint16Array;
+  private readonly ready_count: Uint16Array;
+  /** Ethernet/IPv4/UDP headers towards each peer, for this message size: copied, not rebuilt. */
+  private readonly header_templates: Uint8Array[];
+  private readonly slab = new FrameSlab();
+  private readonly silent: boolean;
+  private readonly broadcaster: boolean;
+  private readonly delivered_goal: number;
+  private next_seq = 0;
+  private delivered = 0;
+  malformed_frames = 0;
+
+  constructor(
+    private readonly id: number,
+    node_count: number,
+    private readonly params: BrachaParams,
+    private readonly stats: BrachaStats,
+  ) {
+    this.n = node_count;
+    this.m = params.messages_per_node;
+    this.f = faultsTolerated(node_count);
+    this.echo_threshold = Math.ceil((node_count + this.f + 1) / 2);
+    this.state = new Uint8Array(this.n * this.m);
+    this.echo_count = new Uint16Array(this.n * this.m);
+    this.ready_count = new Uint16Array(this.n * this.m);
+    const self = { mac: nodeMac(id), ip: nodeIpv4(id), port: BRACHA_PORT };
+    const payload_bytes = MSG_HEADER_BYTES + params.payload_bytes;
+    this.header_templates = Array.from({ length: node_count }, (_, j) =>
+      udpHeaders(self, { mac: nodeMac(j), ip: nodeIpv4(j), port: BRACHA_PORT }, payload_bytes, new Uint8Array(UDP_FRAME_OVERHEAD_BYTES + payload_bytes)).subarray(0, UDP_FRAME_OVERHEAD_BYTES),
+    );
+    this.silent = params.silent_nodes.includes(id);
+    const broadcasters = broadcastingNodes(params, node_count);
+    this.broadcaster = broadcasters.includes(id);
+    this.delivered_goal = broadcasters.length * this.m;
+  }
+
+  start(ctx: NodeContext): void {
+    if (!this.broadcaster) return;
+    ctx.setTimer(ctx.now_ns + ctx.prng.nextBelow(this.params.start_spread_ns + 1), TIMER_START);
+  }
+
+  onTimer(ctx: NodeContext, timer_id: number): void {
+    if (timer_id === TIMER_START) this.broadcastNext(ctx);
+  }
+
+  onFrame(ctx: NodeContext, frame: Uint8Array, _delivery: Delivery): void {
+    if (this.silent) return;
+    const msg = udpPayload(frame);
+    if (msg === null || msg.length < MSG_HEADER_BYTES || msg[0] !== MSG_MAGIC) {
+      this.malformed_frames += 1;
+      return;
+    }
+    const type = msg[1]!;
+    const origin = (msg[2]! << 8) | msg[3]!;
+    const seq = ((msg[4]! << 24) | (msg[5]! << 16) | (msg[6]! << 8) | msg[7]!) >>> 0;
+    if (origin >= this.n || seq >= this.m || type < MSG_INITIAL || type > MSG_READY) {
+      this.malformed_frames += 1;
+      return;
+    }
+    this.handle(ctx, type, origin, seq);
+  }
+
+  private handle(ctx: NodeContext, type: number, origin: number, seq: number): void {
+    const instance = origin * this.m + seq;
+    const state = this.state[instance]!;
+    if (type === MSG_INITIAL) {
+      if ((state & SENT_ECHO) === 0) {
+        this.state[instance] = state | SENT_ECHO;
+        this.broadcast(ctx, MSG_ECHO, origin, seq);
+      }
+      return;
+    }
+    if (type === MSG_ECHO) {
+      const echoes = ++this.echo_count[instance]!;
+      if (echoes >= this.echo_threshold && (this.state[instance]! & SENT_READY) === 0) this.sendReady(ctx, instance, origin, seq);
+      return;
+    }
+    const readies = ++this.ready_count[instance]!;
+    if (readies >= this.f + 1 && (this.state[instance]! & SENT_READY) === 0) this.sendReady(ctx, instance, origin, seq);
+    if (readies >= 2 * this.f + 1 && (this.state[instance]! & DELIVERED) === 0) this.deliver(ctx, instance, origin, seq);
+  }
+
+  private sendReady(ctx: NodeContext, instance: number, origin: number, seq: number): void {
+    this.state[instance]! |= SENT_READY;
+    this.broadcast(ctx, MSG_READY, origin, seq);
+  }
+
+  private deliver(ctx: NodeContext, instance: number, origin: number, seq: number): void {
+    this.state[instance]! |= DELIVERED;
+    this.delivered += 1;
+    this.stats.recordDelivery(instance, ctx.now_ns);
+    ctx.mark(`bracha deliver origin=${origin} seq=${seq}`);
+    if (this.delivered === this.delivered_goal) {
+      this.stats.done_ns[this.id] = ctx.now_ns;
+      ctx.mark(`bracha done delivered=${this.delivered}`);
+    }
+    if (origin === this.id && seq === this.next_seq - 1) this.broadcastNext(ctx);
+  }
+
+  private broadcastNext(ctx: NodeContext): void {
+    if (this.next_seq >= this.m) return;
+    const seq = this.next_seq++;
+    this.stats.recordBroadcast(this.id * this.m + seq, ctx.now_ns);
+    ctx.mark(`bracha broadcast origin=${this.id} seq=${seq}`);
+    this.broadcast(ctx, MSG_INITIAL, this.id, seq);
+  }
+
+  /** One frame to every peer, then the same message to ourselves without the network. */
+  private broadcast(ctx: NodeContext, type: number, origin: number, seq: number): void {
+    const payload = encodeMessage(type, origin, seq, this.params.payload_bytes);
+    const length = UDP_FRAME_OVERHEAD_BYTES + payload.length;
+    for (let j = 0; j < this.n; j++) {
+      if (j === this.id) continue;
+      const frame = this.slab.alloc(length);
+      frame.set(this.header_templates[j]!);
+      frame.set(payload, UDP_FRAME_OVERHEAD_BYTES);
+      ctx.send(frame);
+    }
+    this.handle(ctx, type, origin, seq);
+  }
+}
+
+function encodeMessage(type: number, origin: number, seq: number, payload_bytes: number): Uint8Array {
+  const msg = new Uint8Array(MSG_HEADER_BYTES + payload_bytes);
+  msg[0] = MSG_MAGIC;
+  msg[1] = type;
+  msg[2] = origin >>> 8;
+  msg[3] = origin & 0xff;
+  msg[4] = seq >>> 24;
+  msg[5] = (seq >>> 16) & 0xff;
+  msg[6] = (seq >>> 8) & 0xff;
+  msg[7] = seq & 0xff;
+  for (let i = 0; i < payload_bytes; i++) msg[MSG_HEADER_BYTES + i] = (origin + seq + i) & 0xff;
+  return msg;
+}

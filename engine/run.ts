@@ -1,0 +1,61 @@
+// Assembling a run from its RunConfig: addressing plan, topology, engine. Used by `tapsim run`
+// (with real backends) and by replay (with backends that feed back recorded inputs).
+
+import type { NodeBackend } from "./backend.js";
+import { Engine } from "./engine.js";
+import { InProcessBackend } from "./inprocess/backend.js";
+import { createWorkload, type Workload } from "./inprocess/workloads.js";
+import { formatIpv4, formatMac, nodeIpv4, nodeMac, parseMac } from "./net/ethernet.js";
+import { Topology, type TopologySpec } from "./topology.js";
+import type { NodeConfig, RecordSink, RunConfig, WorkloadConfig } from "./trace_records.js";
+import type { NodeId } from "./units.js";
+
+export const SLICE_LEN_MAX_DEFAULT_NS = 1_000_000_000;
+
+export interface RunConfigOptions {
+  topology: TopologySpec;
+  workload: WorkloadConfig | null;
+  seed: number;
+  until_ns: number | null;
+  slice_len_max_ns?: number;
+  backend?: NodeConfig["backend"];
+}
+
+export function makeRunConfig(options: RunConfigOptions): RunConfig {
+  const nodes: NodeConfig[] = options.topology.node_names.map((name, id) => ({
+    id,
+    name,
+    mac: formatMac(nodeMac(id)),
+    ip: formatIpv4(nodeIpv4(id)),
+    backend: options.backend ?? "inprocess",
+  }));
+  return {
+    seed: options.seed,
+    topology: options.topology,
+    nodes,
+    workload: options.workload,
+    until_ns: options.until_ns,
+    slice_len_max_ns: options.slice_len_max_ns ?? SLICE_LEN_MAX_DEFAULT_NS,
+  };
+}
+
+export function createEngine(config: RunConfig, backends: readonly NodeBackend[], sink: RecordSink): Engine {
+  return new Engine({
+    topology: new Topology(config.topology),
+    macs: config.nodes.map((node) => parseMac(node.mac)),
+    backends,
+    sink,
+    seed: config.seed,
+    until_ns: config.until_ns,
+    slice_len_max_ns: config.slice_len_max_ns,
+  });
+}
+
+/** An engine whose every node runs the configured in-process workload. */
+export function createInProcessRun(config: RunConfig, sink: RecordSink): { engine: Engine; workload: Workload } {
+  if (config.workload === null) throw new Error("an in-process run needs a workload");
+  const n = config.nodes.length;
+  const workload = createWorkload(config.workload, n);
+  const backends = workload.nodes.map((node, id) => new InProcessBackend(id as NodeId, n, node, config.seed));
+  return { engine: createEngine(config, backends, sink), workload };
+}
