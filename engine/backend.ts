@@ -35,6 +35,8 @@ export interface SliceResult {
   readonly wake_ns: number;
   /** What the node did, in nondecreasing virtual time within [start_ns, end_ns]. */
   readonly outputs: readonly SliceOutput[];
+  /** How many of the request's deliveries reached the node (a prefix); default all. Fewer only if it exited. */
+  readonly deliveries_taken?: number;
 }
 
 export interface NodeBackend {

@@ -133,6 +133,8 @@ export class Engine {
     const request = this.grantSlice(grant);
     const pending = this.options.backends[grant.node]!.runSlice(request);
     const result = pending instanceof Promise ? await pending : pending;
+    checkSliceResult(grant, request.deliveries.length, result);
+    this.recordDeliveries(request, result.deliveries_taken ?? request.deliveries.length);
     this.completeSlice(grant, result);
     return true;
   }
@@ -150,20 +152,25 @@ export class Engine {
     this.write([RecordKind.SliceGrant, node, start_ns, end_ns]);
     const inbox = this.inboxes[node]!;
     const deliveries: Delivery[] = [];
-    while (inbox.peekTime(VIRTUAL_NS_NEVER) < end_ns) {
-      const d = inbox.pop()!;
-      deliveries.push(d);
-      this.write([RecordKind.FrameDeliver, node, d.t_ns, d.frame_id, d.from, d.sent_ns]);
-    }
-    this.stats.frames_delivered += deliveries.length;
+    while (inbox.peekTime(VIRTUAL_NS_NEVER) < end_ns) deliveries.push(inbox.pop()!);
     this.inflight_frames -= deliveries.length;
     this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
     return { node, start_ns, end_ns, deliveries };
   }
 
+  /** Deliveries are recorded once the node has run: one that exits mid-slice never got the rest. */
+  private recordDeliveries(request: SliceRequest, taken: number): void {
+    const { node, deliveries } = request;
+    for (let k = 0; k < deliveries.length; k++) {
+      const d = deliveries[k]!;
+      if (k < taken) this.write([RecordKind.FrameDeliver, node, d.t_ns, d.frame_id, d.from, d.sent_ns]);
+      else this.drop(node, d.t_ns, d.frame_id, d.from, "node_exited");
+    }
+    this.stats.frames_delivered += taken;
+  }
+
   private completeSlice(grant: SliceGrant, result: SliceResult): void {
     const node = grant.node;
-    checkSliceResult(grant, result);
     const first_frame_id = this.next_frame_id;
     let exited = false;
     for (const out of result.outputs) {
@@ -259,8 +266,10 @@ export class Engine {
   }
 }
 
-function checkSliceResult(grant: SliceGrant, result: SliceResult): void {
+function checkSliceResult(grant: SliceGrant, deliveries: number, result: SliceResult): void {
   const where = `node ${grant.node} slice [${grant.start_ns}, ${grant.end_ns})`;
+  const taken = result.deliveries_taken ?? deliveries;
+  if (!(Number.isInteger(taken) && taken >= 0 && taken <= deliveries)) throw new Error(`${where}: backend took ${taken} of ${deliveries} deliveries`);
   if (!(result.end_ns >= grant.start_ns && result.end_ns <= grant.end_ns)) {
     throw new Error(`${where}: backend ended at ${result.end_ns}, outside the slice`);
   }

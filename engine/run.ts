@@ -2,7 +2,7 @@
 // (with real backends) and by replay (with backends that feed back recorded inputs).
 
 import type { NodeBackend } from "./backend.js";
-import { Engine } from "./engine.js";
+import { Engine, INFLIGHT_FRAMES_MAX_DEFAULT } from "./engine.js";
 import { InProcessBackend } from "./inprocess/backend.js";
 import { createWorkload, type Workload } from "./inprocess/workloads.js";
 import { formatIpv4, formatMac, nodeIpv4, nodeMac, parseMac } from "./net/ethernet.js";
@@ -18,6 +18,7 @@ export interface RunConfigOptions {
   seed: number;
   until_ns: number | null;
   slice_len_max_ns?: number;
+  inflight_frames_max?: number;
   backend?: NodeConfig["backend"];
 }
 
@@ -36,6 +37,7 @@ export function makeRunConfig(options: RunConfigOptions): RunConfig {
     workload: options.workload,
     until_ns: options.until_ns,
     slice_len_max_ns: options.slice_len_max_ns ?? SLICE_LEN_MAX_DEFAULT_NS,
+    inflight_frames_max: options.inflight_frames_max ?? INFLIGHT_FRAMES_MAX_DEFAULT,
   };
 }
 
@@ -48,6 +50,7 @@ export function createEngine(config: RunConfig, backends: readonly NodeBackend[]
     seed: config.seed,
     until_ns: config.until_ns,
     slice_len_max_ns: config.slice_len_max_ns,
+    inflight_frames_max: config.inflight_frames_max,
   });
 }
 

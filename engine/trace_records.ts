@@ -89,6 +89,8 @@ export interface RunConfig {
   until_ns: number | null;
   /** Upper bound on one slice, whatever the lookahead allows. */
   slice_len_max_ns: number;
+  /** Memory guard: most frames in flight at once (exceeding it ends the run with an error). */
+  inflight_frames_max: number;
 }
 
 export interface TraceHeader {

@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -367,5 +367,7 @@ test("parse functions without files keep the given source name", () => {
   failsAt(() => parseLatencyMatrix("0 1\n1 x\n", "inline"), "inline", 2, 3, "not a number");
   failsAt(() => parseTopologyYaml("nodes: 2\nbad: 1\n", "mem.yaml", "."), "mem.yaml", 2, 1, 'unknown field "bad"');
 });
+
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
 
 test.run();

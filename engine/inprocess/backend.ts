@@ -78,7 +78,7 @@ export class InProcessBackend implements NodeBackend, NodeContext {
         break;
       }
     }
-    if (this.exited) return { end_ns: this.now_ns, wake_ns: VIRTUAL_NS_NEVER, outputs: this.outputs };
+    if (this.exited) return { end_ns: this.now_ns, wake_ns: VIRTUAL_NS_NEVER, outputs: this.outputs, deliveries_taken: next };
     this.now_ns = end_ns;
     return { end_ns, wake_ns: this.timers.peekTime(VIRTUAL_NS_NEVER), outputs: this.outputs };
   }
