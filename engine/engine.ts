@@ -5,7 +5,7 @@
 import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "./backend.js";
 import { SLICE_OUTPUTS_MAX } from "./backend.js";
 import { InputError } from "./errors.js";
-import { Inbox } from "./inbox.js";
+import { FramePool, Inbox } from "./inbox.js";
 import { LinkState } from "./link.js";
 import { frameDstMac, isGroupMac, ETH_HEADER_BYTES } from "./net/ethernet.js";
 import { Scheduler, type SliceGrant } from "./scheduler.js";
@@ -62,12 +62,12 @@ export class Engine {
   readonly stats: EngineStats = { slices: 0, frames_emitted: 0, frames_delivered: 0, frames_dropped: 0, marks: 0, events: 0 };
   end_reason: RunEndReason | null = null;
   private readonly node_count: number;
+  private readonly pool: FramePool;
   private readonly inboxes: Inbox[];
   private readonly links: (LinkState | null)[];
   private readonly mac_to_node = new Map<number, NodeId>();
   private next_frame_id = 0;
   private next_seq = 0;
-  private inflight_frames = 0;
   private readonly inflight_frames_max: number;
 
   constructor(private readonly options: EngineOptions) {
@@ -79,7 +79,8 @@ export class Engine {
     this.node_count = n;
     this.scheduler = new Scheduler(topology, options.until_ns, options.slice_len_max_ns);
     this.inflight_frames_max = options.inflight_frames_max ?? INFLIGHT_FRAMES_MAX_DEFAULT;
-    this.inboxes = Array.from({ length: n }, () => new Inbox(n, this.inflight_frames_max));
+    this.pool = new FramePool(this.inflight_frames_max);
+    this.inboxes = Array.from({ length: n }, () => new Inbox(n, this.pool));
     this.links = new Array<LinkState | null>(n * n).fill(null);
     macs.forEach((mac, id) => {
       if (this.mac_to_node.has(mac)) throw new RangeError(`duplicate MAC for nodes ${this.mac_to_node.get(mac)} and ${id}`);
@@ -93,7 +94,7 @@ export class Engine {
 
   /** Pending deliveries towards `node`, earliest first (for inspection, e.g. a debugger). */
   pendingDeliveries(node: NodeId): Delivery[] {
-    return this.inboxes[node]!.snapshot();
+    return this.inboxes[node]!.snapshot().map((h) => this.delivery(h));
   }
 
   /** Runs until quiescent, `until_ns`, or a stop request; always ends with a run_end record. */
@@ -152,8 +153,11 @@ export class Engine {
     this.write([RecordKind.SliceGrant, node, start_ns, end_ns]);
     const inbox = this.inboxes[node]!;
     const deliveries: Delivery[] = [];
-    while (inbox.peekTime(VIRTUAL_NS_NEVER) < end_ns) deliveries.push(inbox.pop()!);
-    this.inflight_frames -= deliveries.length;
+    while (inbox.peekTime(VIRTUAL_NS_NEVER) < end_ns) {
+      const h = inbox.pop();
+      deliveries.push(this.delivery(h));
+      this.pool.release(h);
+    }
     this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
     return { node, start_ns, end_ns, deliveries };
   }
@@ -198,9 +202,10 @@ export class Engine {
 
   private nodeExited(node: NodeId, t_ns: number): void {
     this.scheduler.exited(node);
-    for (const d of this.inboxes[node]!.drain()) {
-      this.inflight_frames -= 1;
-      this.drop(node, t_ns, d.frame_id, d.from, "node_exited");
+    const inbox = this.inboxes[node]!;
+    for (let h = inbox.pop(); h >= 0; h = inbox.pop()) {
+      this.drop(node, t_ns, this.pool.frame_id[h]!, this.pool.from[h]! as NodeId, "node_exited");
+      this.pool.release(h);
     }
     this.scheduler.inbox_ns[node] = VIRTUAL_NS_NEVER;
   }
@@ -235,14 +240,19 @@ export class Engine {
     if (!(outcome >= this.scheduler.clock_ns[to]!)) {
       throw new Error(`causality violation: frame ${frame_id} due at ${outcome} into node ${to} already at ${this.scheduler.clock_ns[to]}`);
     }
-    if (++this.inflight_frames > this.inflight_frames_max) {
+    if (this.pool.size >= this.inflight_frames_max) {
       throw new InputError(
         `more than ${this.inflight_frames_max} frames in flight at t=${sent_ns} ns: the workload outgrows memory ` +
           `(use fewer nodes, --broadcasters, or raise --inflight-max)`,
       );
     }
-    this.inboxes[to]!.push({ t_ns: outcome, seq: this.next_seq++, frame_id, from, sent_ns, bytes });
+    this.inboxes[to]!.push(this.pool.alloc(outcome, this.next_seq++, frame_id, from, sent_ns, bytes));
     if (outcome < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = outcome;
+  }
+
+  private delivery(h: number): Delivery {
+    const p = this.pool;
+    return { t_ns: p.t_ns[h]!, frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, bytes: p.bytes[h]! };
   }
 
   private link(to: NodeId, from: NodeId): LinkState {

@@ -1,50 +1,84 @@
-// Frames in flight towards one node, popped in (delivery time, routing sequence) order.
-// Each link delivers in FIFO order (engine/link.ts guarantees it), so the inbox is a merge of
-// per-link FIFOs with a heap over the links' head frames: O(1) push, O(log links) pop,
-// instead of one heap over every frame in flight.
+// Frames in flight, and per receiving node the order they arrive in.
+//
+// In-flight frames live in one struct-of-arrays pool (no object per frame: they survive long
+// enough to be promoted, and collecting them dominated the profile). Each link delivers in
+// FIFO order (engine/link.ts guarantees it), so a node's inbox is a merge of per-link FIFOs
+// (linked through the pool) with a heap over the links' head frames, ordered by
+// (delivery time, routing sequence): O(1) push, O(log links) pop.
 
 import FastPriorityQueue from "fastpriorityqueue";
-import type { Delivery } from "./backend.js";
 
-export interface InboxEntry extends Delivery {
-  readonly seq: number;
+const NONE = -1;
+
+export class FramePool {
+  t_ns = new Float64Array(0);
+  seq = new Float64Array(0);
+  frame_id = new Float64Array(0);
+  sent_ns = new Float64Array(0);
+  from = new Int32Array(0);
+  next = new Int32Array(0);
+  bytes: (Uint8Array | null)[] = [];
+  private free_head = NONE;
+  size = 0;
+
+  constructor(readonly capacity_max: number) {}
+
+  alloc(t_ns: number, seq: number, frame_id: number, from: number, sent_ns: number, bytes: Uint8Array): number {
+    if (this.free_head === NONE) this.grow();
+    const h = this.free_head;
+    this.free_head = this.next[h]!;
+    this.t_ns[h] = t_ns;
+    this.seq[h] = seq;
+    this.frame_id[h] = frame_id;
+    this.from[h] = from;
+    this.sent_ns[h] = sent_ns;
+    this.bytes[h] = bytes;
+    this.next[h] = NONE;
+    this.size += 1;
+    return h;
+  }
+
+  release(h: number): void {
+    this.bytes[h] = null;
+    this.next[h] = this.free_head;
+    this.free_head = h;
+    this.size -= 1;
+  }
+
+  private grow(): void {
+    const old = this.t_ns.length;
+    if (old >= this.capacity_max) throw new RangeError(`frame pool full (${this.capacity_max})`);
+    const cap = Math.min(this.capacity_max, Math.max(1024, old * 2));
+    const f64 = (a: Float64Array) => {
+      const b = new Float64Array(cap);
+      b.set(a);
+      return b;
+    };
+    const i32 = (a: Int32Array) => {
+      const b = new Int32Array(cap);
+      b.set(a);
+      return b;
+    };
+    this.t_ns = f64(this.t_ns);
+    this.seq = f64(this.seq);
+    this.frame_id = f64(this.frame_id);
+    this.sent_ns = f64(this.sent_ns);
+    this.from = i32(this.from);
+    this.next = i32(this.next);
+    for (let h = cap - 1; h >= old; h--) {
+      this.bytes[h] = null;
+      this.next[h] = this.free_head;
+      this.free_head = h;
+    }
+  }
 }
 
 class LinkFifo {
-  entries: InboxEntry[] = [];
-  head = 0;
-  /** Key of the head entry, cached for the heap's comparator. */
+  head = NONE;
+  tail = NONE;
+  /** Key of the head frame, cached for the heap's comparator. */
   head_t_ns = 0;
   head_seq = 0;
-
-  get empty(): boolean {
-    return this.head === this.entries.length;
-  }
-
-  append(entry: InboxEntry): void {
-    if (this.empty) {
-      this.head_t_ns = entry.t_ns;
-      this.head_seq = entry.seq;
-    }
-    this.entries.push(entry);
-  }
-
-  shift(): InboxEntry {
-    const e = this.entries[this.head++]!;
-    if (this.head === this.entries.length) {
-      this.entries.length = 0;
-      this.head = 0;
-      return e;
-    }
-    if (this.head >= 4096 && this.head * 2 >= this.entries.length) {
-      this.entries = this.entries.slice(this.head); // keep memory bounded by what is in flight
-      this.head = 0;
-    }
-    const next = this.entries[this.head]!;
-    this.head_t_ns = next.t_ns;
-    this.head_seq = next.seq;
-    return e;
-  }
 }
 
 function headBefore(a: LinkFifo, b: LinkFifo): boolean {
@@ -58,23 +92,28 @@ export class Inbox {
 
   constructor(
     node_count: number,
-    private readonly frames_max: number,
+    private readonly pool: FramePool,
   ) {
     this.fifos = Array.from({ length: node_count }, () => new LinkFifo());
   }
 
-  /** `entry` must not be earlier than the last frame pushed from the same sender. */
-  push(entry: InboxEntry): void {
-    if (this.size >= this.frames_max) throw new RangeError(`inbox full (${this.frames_max} frames in flight to one node)`);
-    const fifo = this.fifos[entry.from]!;
-    const was_empty = fifo.empty;
-    if (!was_empty) {
-      const last = fifo.entries[fifo.entries.length - 1]!;
-      if (!(entry.t_ns >= last.t_ns && entry.seq > last.seq)) throw new Error(`link from ${entry.from} would reorder frames`);
+  /** Frame `h` must not be due earlier than the last frame pushed from the same sender. */
+  push(h: number): void {
+    const pool = this.pool;
+    const fifo = this.fifos[pool.from[h]!]!;
+    if (fifo.head === NONE) {
+      fifo.head = h;
+      fifo.tail = h;
+      fifo.head_t_ns = pool.t_ns[h]!;
+      fifo.head_seq = pool.seq[h]!;
+      this.heads.add(fifo);
+    } else {
+      const last = fifo.tail;
+      if (!(pool.t_ns[h]! >= pool.t_ns[last]! && pool.seq[h]! > pool.seq[last]!)) throw new Error(`link from ${pool.from[h]} would reorder frames`);
+      pool.next[last] = h;
+      fifo.tail = h;
     }
-    fifo.append(entry);
     this.size += 1;
-    if (was_empty) this.heads.add(fifo);
   }
 
   peekTime(empty_ns: number): number {
@@ -82,25 +121,32 @@ export class Inbox {
     return top === undefined ? empty_ns : top.head_t_ns;
   }
 
-  pop(): InboxEntry | undefined {
+  /** Removes the earliest frame and returns its pool handle (the caller releases it), or -1. */
+  pop(): number {
     const top = this.heads.peek();
-    if (top === undefined) return undefined;
-    const entry = top.shift();
+    if (top === undefined) return NONE;
+    const pool = this.pool;
+    const h = top.head;
+    const next = pool.next[h]!;
     this.size -= 1;
-    if (top.empty) this.heads.poll();
-    else this.heads.replaceTop(top); // its key grew: sift it down
-    return entry;
+    if (next === NONE) {
+      top.head = NONE;
+      top.tail = NONE;
+      this.heads.poll();
+    } else {
+      top.head = next;
+      top.head_t_ns = pool.t_ns[next]!;
+      top.head_seq = pool.seq[next]!;
+      this.heads.replaceTop(top); // its key grew: sift it down
+    }
+    return h;
   }
 
-  drain(): InboxEntry[] {
-    const out: InboxEntry[] = [];
-    for (let e = this.pop(); e !== undefined; e = this.pop()) out.push(e);
-    return out;
-  }
-
-  /** Every entry in pop order, without removing any (for inspection). */
-  snapshot(): InboxEntry[] {
-    const all = this.fifos.flatMap((f) => f.entries.slice(f.head));
-    return all.sort((a, b) => a.t_ns - b.t_ns || a.seq - b.seq);
+  /** Handles of every frame in pop order, without removing any (for inspection). */
+  snapshot(): number[] {
+    const pool = this.pool;
+    const all: number[] = [];
+    for (const f of this.fifos) for (let h = f.head; h !== NONE; h = pool.next[h]!) all.push(h);
+    return all.sort((a, b) => pool.t_ns[a]! - pool.t_ns[b]! || pool.seq[a]! - pool.seq[b]!);
   }
 }

@@ -8,7 +8,7 @@
 
 import type { Delivery } from "../backend.js";
 import { InputError } from "../errors.js";
-import { nodeIpv4, nodeMac, udpHeaders, udpPayload, UDP_FRAME_OVERHEAD_BYTES } from "../net/ethernet.js";
+import { nodeIpv4, nodeMac, udpHeaders, udpPayloadOffset, UDP_FRAME_OVERHEAD_BYTES } from "../net/ethernet.js";
 import { FrameSlab } from "../net/frame_slab.js";
 import type { NodeContext, ProtocolNode } from "./backend.js";
 
@@ -155,14 +155,14 @@ export class BrachaNode implements ProtocolNode {
 
   onFrame(ctx: NodeContext, frame: Uint8Array, _delivery: Delivery): void {
     if (this.silent) return;
-    const msg = udpPayload(frame);
-    if (msg === null || msg.length < MSG_HEADER_BYTES || msg[0] !== MSG_MAGIC) {
+    const o = udpPayloadOffset(frame);
+    if (o < 0 || frame.length - o < MSG_HEADER_BYTES || frame[o] !== MSG_MAGIC) {
       this.malformed_frames += 1;
       return;
     }
-    const type = msg[1]!;
-    const origin = (msg[2]! << 8) | msg[3]!;
-    const seq = ((msg[4]! << 24) | (msg[5]! << 16) | (msg[6]! << 8) | msg[7]!) >>> 0;
+    const type = frame[o + 1]!;
+    const origin = (frame[o + 2]! << 8) | frame[o + 3]!;
+    const seq = ((frame[o + 4]! << 24) | (frame[o + 5]! << 16) | (frame[o + 6]! << 8) | frame[o + 7]!) >>> 0;
     if (origin >= this.n || seq >= this.m || type < MSG_INITIAL || type > MSG_READY) {
       this.malformed_frames += 1;
       return;

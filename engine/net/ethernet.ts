@@ -87,14 +87,13 @@ export function udpHeaders(src: UdpAddress, dst: UdpAddress, payload_bytes: numb
   return frame;
 }
 
-/** The UDP payload of a frame built by buildUdpFrame, or null when it is not IPv4/UDP. */
-export function udpPayload(frame: Uint8Array): Uint8Array | null {
-  if (frame.length < UDP_FRAME_OVERHEAD_BYTES) return null;
-  if (((frame[12]! << 8) | frame[13]!) !== ETHERTYPE_IPV4) return null;
-  const ihl_bytes = (frame[ETH_HEADER_BYTES]! & 0x0f) * 4;
-  if (frame[ETH_HEADER_BYTES + 9] !== IP_PROTO_UDP) return null;
-  const start = ETH_HEADER_BYTES + ihl_bytes + UDP_HEADER_BYTES;
-  return start <= frame.length ? frame.subarray(start) : null;
+/** Offset of the UDP payload in an Ethernet/IPv4/UDP frame, or -1 when it is not one. */
+export function udpPayloadOffset(frame: Uint8Array): number {
+  if (frame.length < UDP_FRAME_OVERHEAD_BYTES) return -1;
+  if (((frame[12]! << 8) | frame[13]!) !== ETHERTYPE_IPV4) return -1;
+  if (frame[ETH_HEADER_BYTES + 9] !== IP_PROTO_UDP) return -1;
+  const start = ETH_HEADER_BYTES + (frame[ETH_HEADER_BYTES]! & 0x0f) * 4 + UDP_HEADER_BYTES;
+  return start <= frame.length ? start : -1;
 }
 
 /** Source IPv4 address of an IPv4 frame. */

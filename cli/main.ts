@@ -1,0 +1,47 @@
+// `tapsim` command line. Each command lives in its own module; this file only wires them
+// into commander and turns user-input errors into one line on stderr with exit code 2.
+
+import { Command, CommanderError } from "commander";
+import { InputError } from "../engine/errors.js";
+import { registerDiff } from "./diff.js";
+import { registerInfo } from "./info.js";
+import { registerReplay } from "./replay.js";
+import { registerRun } from "./run.js";
+import { TAPSIM_VERSION } from "./version.js";
+
+export const EXIT_OK = 0;
+export const EXIT_DIFFERENT = 1;
+export const EXIT_USAGE = 2;
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command("tapsim")
+    .description("Virtual-clock network simulator with replayable traces")
+    .version(TAPSIM_VERSION)
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, "tapsim: ")) });
+  let exit_code = EXIT_OK;
+  const setExit = (code: number) => {
+    exit_code = code;
+  };
+  registerRun(program, setExit);
+  registerInfo(program, setExit);
+  registerReplay(program, setExit);
+  registerDiff(program, setExit);
+  try {
+    await program.parseAsync(argv);
+    return exit_code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    if (err instanceof InputError) {
+      process.stderr.write(`tapsim: ${oneLine(err.message)}\n`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ");
+}

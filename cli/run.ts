@@ -1,0 +1,144 @@
+// `tapsim run`: build a run from flags, execute it on the engine, record the trace.
+
+import { statSync } from "node:fs";
+import type { Command } from "commander";
+import { InputError } from "../engine/errors.js";
+import type { Engine, RunControl, RunSummary } from "../engine/engine.js";
+import { INFLIGHT_FRAMES_MAX_DEFAULT } from "../engine/engine.js";
+import { brachaConfig } from "../engine/inprocess/workloads.js";
+import { createInProcessRun, makeRunConfig, SLICE_LEN_MAX_DEFAULT_NS } from "../engine/run.js";
+import { loadTopologyFile } from "../engine/topology_parse.js";
+import type { RunConfig, TraceHeader } from "../engine/trace_records.js";
+import { formatVirtualNs } from "../engine/units.js";
+import { TraceWriter } from "../recorder/writer.js";
+import { durationOption, integerListOption, integerOption } from "./options.js";
+import { TAPSIM_VERSION } from "./version.js";
+
+export const DEFAULT_TOPOLOGY = "latency_configs/delays_3x3.txt";
+export const TRACE_FORMAT_VERSION = 1;
+
+interface RunFlags {
+  latency: string;
+  nodes?: number;
+  workload: string;
+  messages: number;
+  payloadBytes: number;
+  startSpread: number;
+  silent: number[];
+  broadcasters?: number;
+  seed: number;
+  duration?: number;
+  sliceMax: number;
+  inflightMax: number;
+  trace: string;
+  json: boolean;
+  progress: boolean;
+}
+
+export function registerRun(program: Command, setExit: (code: number) => void): void {
+  program
+    .command("run")
+    .description("run a simulation (in-process nodes) and record a trace")
+    .option("-l, --latency <file>", "latency matrix (seed format) or topology .yaml/.json", DEFAULT_TOPOLOGY)
+    .option("-n, --nodes <n>", "node count (must match the topology when it fixes one)", integerOption("--nodes", 1, 4096))
+    .option("-w, --workload <kind>", "in-process workload", "bracha")
+    .option("-m, --messages <m>", "bracha: messages each node broadcasts, one after another", integerOption("--messages", 1), 10)
+    .option("--payload-bytes <b>", "bracha: payload bytes per message", integerOption("--payload-bytes", 0, 1400), 16)
+    .option("--start-spread <duration>", "bracha: nodes start at random offsets within this", durationOption("--start-spread"), 1_000_000)
+    .option("--silent <ids>", "bracha: comma-separated crash-silent nodes (at most f)", integerListOption("--silent"), [])
+    .option("--broadcasters <k>", "bracha: only the first k correct nodes broadcast", integerOption("--broadcasters", 1))
+    .option("-s, --seed <n>", "seed for jitter, loss and workload randomness", integerOption("--seed", 0), 1)
+    .option("-d, --duration <duration>", "stop at this virtual time (default: when nothing is left to do)", durationOption("--duration"))
+    .option("--slice-max <duration>", "longest slice, whatever the lookahead allows", durationOption("--slice-max"), SLICE_LEN_MAX_DEFAULT_NS)
+    .option("--inflight-max <frames>", "memory guard: most frames in flight at once", integerOption("--inflight-max", 1), INFLIGHT_FRAMES_MAX_DEFAULT)
+    .option("-t, --trace <file>", "trace file to write", "tapsim.trace")
+    .option("--json", "print the summary as JSON", false)
+    .option("--no-progress", "no progress line on stderr")
+    .action(async (flags: RunFlags) => {
+      setExit(await runCommand(flags));
+    });
+}
+
+export function buildRunConfig(flags: RunFlags): RunConfig {
+  const topology = loadTopologyFile(flags.latency, flags.nodes === undefined ? {} : { nodes: flags.nodes });
+  if (flags.workload !== "bracha") throw new InputError(`--workload ${JSON.stringify(flags.workload)}: unknown workload (expected: bracha)`);
+  const workload = brachaConfig({
+    messages_per_node: flags.messages,
+    payload_bytes: flags.payloadBytes,
+    start_spread_ns: flags.startSpread,
+    silent_nodes: flags.silent,
+    broadcasters: flags.broadcasters ?? null,
+  });
+  return makeRunConfig({
+    topology,
+    workload,
+    seed: flags.seed,
+    until_ns: flags.duration ?? null,
+    slice_len_max_ns: flags.sliceMax,
+    inflight_frames_max: flags.inflightMax,
+  });
+}
+
+async function runCommand(flags: RunFlags): Promise<number> {
+  const config = buildRunConfig(flags);
+  const header: TraceHeader = {
+    format: "tapsim-trace",
+    format_version: TRACE_FORMAT_VERSION,
+    tapsim_version: TAPSIM_VERSION,
+    created_at: new Date().toISOString(),
+    config,
+  };
+  const writer = TraceWriter.create(flags.trace, header);
+  const control: RunControl = { stop_requested: false };
+  if (flags.progress && process.stderr.isTTY) control.onProgress = showProgress;
+  const onSignal = () => {
+    control.stop_requested = true;
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  let summary: RunSummary;
+  let workload_lines: string[] = [];
+  let workload_json: Record<string, unknown> = {};
+  try {
+    const { engine, workload } = createInProcessRun(config, writer);
+    try {
+      summary = await engine.run(control);
+    } catch (err) {
+      engine.finish("error");
+      throw err;
+    }
+    ({ lines: workload_lines, json: workload_json } = workload.summary());
+  } finally {
+    writer.close();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    if (flags.progress && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
+  }
+  printSummary(flags, config, summary, workload_lines, workload_json);
+  return summary.end_reason === "interrupted" ? 130 : 0;
+}
+
+function showProgress(engine: Engine): void {
+  const s = engine.stats;
+  process.stderr.write(`\r\x1b[Kt=${formatVirtualNs(engine.now_ns)} virtual, ${s.slices} slices, ${s.events} events, ${s.frames_delivered} frames delivered`);
+}
+
+function printSummary(flags: RunFlags, config: RunConfig, s: RunSummary, lines: string[], workload_json: Record<string, unknown>): void {
+  const trace_bytes = statSync(flags.trace).size;
+  const wall_s = s.wall_ns / 1e9;
+  if (flags.json) {
+    const { wall_ns, ...rest } = s;
+    console.log(JSON.stringify({ ...rest, wall_s, trace: flags.trace, trace_bytes, workload: workload_json }, null, 2));
+    return;
+  }
+  const n = config.nodes.length;
+  console.log(`tapsim run: ${n} nodes, topology ${config.topology.source}, workload ${config.workload?.kind}, seed ${config.seed}`);
+  console.log(
+    `ran to t=${formatVirtualNs(s.end_ns)} virtual (${s.end_reason}) in ${wall_s.toFixed(2)} s wall: ` +
+      `${s.slices} slices, ${s.events} events (${(s.events / Math.max(wall_s, 1e-9) / 1e6).toFixed(2)}M events/s)`,
+  );
+  console.log(`frames: ${s.frames_emitted} emitted, ${s.frames_delivered} delivered, ${s.frames_dropped} dropped`);
+  for (const line of lines) console.log(line);
+  console.log(`trace: ${flags.trace} (${(trace_bytes / 1024).toFixed(1)} KiB)`);
+  if (s.end_reason === "interrupted") console.error(`tapsim: interrupted at t=${formatVirtualNs(s.end_ns)}; trace finalised: ${flags.trace}`);
+}

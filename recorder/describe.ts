@@ -1,0 +1,48 @@
+// One-line human descriptions of records, shared by replay, diff, info and the debugger.
+
+import { RECORD_KIND_NAMES, RecordKind, type TraceRecord } from "../engine/trace_records.js";
+import { formatVirtualNs } from "../engine/units.js";
+
+export function describeRecord(r: TraceRecord): string {
+  const kind = RECORD_KIND_NAMES[r[0]] ?? `kind_${r[0]}`;
+  switch (r[0]) {
+    case RecordKind.SliceGrant:
+      return `${formatVirtualNs(r[3])} ${kind} node=${r[1]} [${formatVirtualNs(r[2])}, ${formatVirtualNs(r[3])})`;
+    case RecordKind.SliceEnd:
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} wake=${r[3] < 0 ? "never" : formatVirtualNs(r[3])}`;
+    case RecordKind.FrameEmit:
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} frame=${r[3]} ${r[4].length}B`;
+    case RecordKind.FrameDeliver:
+      return `${formatVirtualNs(r[2])} ${kind} to=${r[1]} from=${r[4]} frame=${r[3]} sent=${formatVirtualNs(r[5])} latency=${formatMs(r[2] - r[5])}`;
+    case RecordKind.FrameDrop:
+      return `${formatVirtualNs(r[2])} ${kind} to=${r[1] < 0 ? "none" : r[1]} from=${r[4]} frame=${r[3]} reason=${r[5]}`;
+    case RecordKind.Lifecycle:
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${r[3]}${r[4] ? ` (${r[4]})` : ""}`;
+    case RecordKind.Mark:
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1] < 0 ? "run" : r[1]} ${JSON.stringify(r[3])}`;
+    case RecordKind.RunEnd:
+      return `${formatVirtualNs(r[1])} ${kind} ${r[2]}`;
+  }
+}
+
+export function formatMs(ns: number): string {
+  return `${(ns / 1e6).toFixed(6).replace(/\.?0+$/, "")}ms`;
+}
+
+/** Exact equality of two records (bytes compared by value). */
+export function recordsEqual(a: TraceRecord, b: TraceRecord): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x === y) continue;
+    if (!(x instanceof Uint8Array && y instanceof Uint8Array) || !bytesEqual(x, y)) return false;
+  }
+  return true;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

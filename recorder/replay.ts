@@ -1,0 +1,177 @@
+// Deterministic replay: rebuild the engine from the trace header, feed every node's recorded
+// inputs (frames emitted, marks, lifecycle, slice ends) back through replay backends, and
+// check every record the engine produces against the trace, in order. The first record that
+// differs is the divergence.
+
+import type { NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
+import type { Engine } from "../engine/engine.js";
+import { createEngine } from "../engine/run.js";
+import { RecordKind, type RecordSink, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
+import { VIRTUAL_NS_NEVER } from "../engine/units.js";
+import { recordsEqual } from "./describe.js";
+import { TraceReader } from "./reader.js";
+
+export const CONTEXT_RECORDS = 5;
+/** Bound on records one slice's inputs may span (lookahead buffer of the replay cursor). */
+const SLICE_INPUT_RECORDS_MAX = 2_000_000;
+
+export interface Divergence {
+  /** 0-based ordinal of the first differing record. */
+  index: number;
+  expected: TraceRecord | null;
+  actual: TraceRecord | null;
+  /** Records just before it (identical in both). */
+  context: TraceRecord[];
+  why: string;
+}
+
+export interface ReplayOutcome {
+  identical: boolean;
+  records_checked: number;
+  divergence: Divergence | null;
+  /** The trace stops without a clean end (killed run): replay checked everything up to there. */
+  trace_incomplete: boolean;
+  header: TraceHeader;
+}
+
+class EndOfTrace extends Error {}
+class Diverged extends Error {
+  constructor(readonly divergence: Omit<Divergence, "context" | "index">) {
+    super(divergence.why);
+  }
+}
+
+/** Sequential reader with lookahead (for slice inputs) and a short history (for context). */
+class RecordCursor {
+  private readonly ahead: TraceRecord[] = [];
+  private ahead_head = 0;
+  readonly history: TraceRecord[] = [];
+  consumed = 0;
+
+  constructor(private readonly source: Iterator<TraceRecord>) {}
+
+  peek(offset = 0): TraceRecord | undefined {
+    while (this.ahead.length - this.ahead_head <= offset) {
+      if (this.ahead.length - this.ahead_head > SLICE_INPUT_RECORDS_MAX) throw new Error("slice inputs exceed the lookahead bound");
+      const next = this.source.next();
+      if (next.done) return undefined;
+      this.ahead.push(next.value);
+    }
+    return this.ahead[this.ahead_head + offset];
+  }
+
+  next(): TraceRecord | undefined {
+    const r = this.peek();
+    if (r === undefined) return undefined;
+    this.ahead_head += 1;
+    if (this.ahead_head === this.ahead.length) {
+      this.ahead.length = 0;
+      this.ahead_head = 0;
+    }
+    this.consumed += 1;
+    this.history.push(r);
+    if (this.history.length > CONTEXT_RECORDS) this.history.shift();
+    return r;
+  }
+}
+
+/** Hands a node the inputs recorded for its slice: the records after the grant's deliveries. */
+class ReplayBackend implements NodeBackend {
+  readonly kind = "replay" as const;
+
+  constructor(private readonly cursor: RecordCursor) {}
+
+  runSlice(request: SliceRequest): SliceResult {
+    const outputs: SliceOutput[] = [];
+    let taken = 0;
+    let k = 0;
+    for (; k < request.deliveries.length; k++) {
+      const r = this.cursor.peek(k);
+      if (r === undefined) throw new EndOfTrace();
+      if (r[0] === RecordKind.FrameDeliver && r[1] === request.node) taken += 1;
+      else if (!(r[0] === RecordKind.FrameDrop && r[1] === request.node)) break;
+    }
+    for (; ; k++) {
+      const r = this.cursor.peek(k);
+      if (r === undefined) throw new EndOfTrace();
+      if (r[0] === RecordKind.SliceEnd) {
+        if (r[1] !== request.node) break; // the engine's SliceEnd check reports it
+        return { end_ns: r[2], wake_ns: r[3] < 0 ? VIRTUAL_NS_NEVER : r[3], outputs, deliveries_taken: taken };
+      }
+      if (r[0] === RecordKind.FrameEmit && r[1] === request.node) outputs.push({ kind: "emit", t_ns: r[2], bytes: r[4] });
+      else if (r[0] === RecordKind.Mark && r[1] === request.node) outputs.push({ kind: "mark", t_ns: r[2], text: r[3] });
+      else if (r[0] === RecordKind.Lifecycle && r[1] === request.node) outputs.push({ kind: "lifecycle", t_ns: r[2], event: r[3], detail: r[4] });
+      else break;
+    }
+    // The trace does not hold inputs for this slice where the engine expects them.
+    return { end_ns: request.end_ns, wake_ns: VIRTUAL_NS_NEVER, outputs, deliveries_taken: taken };
+  }
+}
+
+class CheckingSink implements RecordSink {
+  constructor(
+    private readonly cursor: RecordCursor,
+    private readonly trace_complete: () => boolean,
+  ) {}
+
+  write(actual: TraceRecord): void {
+    const expected = this.cursor.peek();
+    if (expected === undefined) {
+      if (!this.trace_complete()) throw new EndOfTrace();
+      throw new Diverged({ expected: null, actual, why: "replay produced a record after the end of the trace" });
+    }
+    if (!recordsEqual(actual, expected)) throw new Diverged({ expected, actual, why: "records differ" });
+    this.cursor.next();
+  }
+}
+
+export async function replayTrace(path: string): Promise<ReplayOutcome> {
+  const reader = TraceReader.open(path);
+  const header = reader.header;
+  const cursor = new RecordCursor(reader.records()[Symbol.iterator]());
+  const complete = () => reader.status().complete;
+  const backends = header.config.nodes.map(() => new ReplayBackend(cursor));
+  const engine = createEngine(header.config, backends, new CheckingSink(cursor, complete));
+  const outcome = (divergence: Divergence | null, trace_incomplete: boolean): ReplayOutcome => ({
+    identical: divergence === null,
+    records_checked: cursor.consumed,
+    divergence,
+    trace_incomplete,
+    header,
+  });
+  try {
+    return await replayLoop(engine, cursor, complete, outcome);
+  } finally {
+    reader.close();
+  }
+}
+
+async function replayLoop(
+  engine: Engine,
+  cursor: RecordCursor,
+  complete: () => boolean,
+  outcome: (divergence: Divergence | null, trace_incomplete: boolean) => ReplayOutcome,
+): Promise<ReplayOutcome> {
+  try {
+    while (await stepUnlessRunEndsHere(engine, cursor));
+    const extra = cursor.peek();
+    if (extra !== undefined) {
+      return outcome({ index: cursor.consumed, expected: extra, actual: null, context: [...cursor.history], why: "the trace has records after the replayed run ended" }, false);
+    }
+    return outcome(null, !complete());
+  } catch (err) {
+    if (err instanceof EndOfTrace) return outcome(null, true);
+    if (err instanceof Diverged) return outcome({ ...err.divergence, index: cursor.consumed, context: [...cursor.history] }, false);
+    throw err;
+  }
+}
+
+/** A run stopped from outside (Ctrl+C, a failure) ends where its trace says it ended. */
+async function stepUnlessRunEndsHere(engine: Engine, cursor: RecordCursor): Promise<boolean> {
+  const next = cursor.peek();
+  if (next !== undefined && next[0] === RecordKind.RunEnd && (next[2] === "interrupted" || next[2] === "error")) {
+    engine.finish(next[2]);
+    return false;
+  }
+  return engine.step();
+}

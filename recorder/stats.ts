@@ -1,0 +1,114 @@
+// Aggregates over a stream of records, in memory bounded by nodes and links (not by trace
+// length): counts per kind, per-node and per-link traffic. Used by `tapsim info` and diff.
+
+import { RECORD_KIND_NAMES, RecordKind, recordTimeNs, type TraceRecord } from "../engine/trace_records.js";
+
+export interface NodeStats {
+  node: number;
+  slices: number;
+  slice_ns_total: number;
+  frames_sent: number;
+  bytes_sent: number;
+  frames_received: number;
+  frames_dropped_to: number;
+  marks: number;
+  lifecycle: string[];
+}
+
+export interface LinkStats {
+  from: number;
+  to: number;
+  frames_delivered: number;
+  latency_ns_min: number;
+  latency_ns_max: number;
+  latency_ns_sum: number;
+  drops: Record<string, number>;
+}
+
+export class TraceStats {
+  records = 0;
+  readonly kind_counts: Record<string, number> = {};
+  t_ns_max = 0;
+  end_reason: string | null = null;
+  readonly nodes = new Map<number, NodeStats>();
+  readonly links = new Map<string, LinkStats>();
+  /** Drops with no receiver (no route). */
+  unrouted_drops = 0;
+
+  add(r: TraceRecord): void {
+    this.records += 1;
+    const name = RECORD_KIND_NAMES[r[0]]!;
+    this.kind_counts[name] = (this.kind_counts[name] ?? 0) + 1;
+    const t = recordTimeNs(r);
+    if (t > this.t_ns_max) this.t_ns_max = t;
+    switch (r[0]) {
+      case RecordKind.SliceGrant: {
+        const n = this.node(r[1]);
+        n.slices += 1;
+        n.slice_ns_total += r[3] - r[2];
+        break;
+      }
+      case RecordKind.FrameEmit: {
+        const n = this.node(r[1]);
+        n.frames_sent += 1;
+        n.bytes_sent += r[4].length;
+        break;
+      }
+      case RecordKind.FrameDeliver: {
+        this.node(r[1]).frames_received += 1;
+        const l = this.link(r[4], r[1]);
+        const latency = r[2] - r[5];
+        l.frames_delivered += 1;
+        l.latency_ns_sum += latency;
+        if (latency < l.latency_ns_min) l.latency_ns_min = latency;
+        if (latency > l.latency_ns_max) l.latency_ns_max = latency;
+        break;
+      }
+      case RecordKind.FrameDrop:
+        if (r[1] < 0) {
+          this.unrouted_drops += 1;
+        } else {
+          this.node(r[1]).frames_dropped_to += 1;
+          const drops = this.link(r[4], r[1]).drops;
+          drops[r[5]] = (drops[r[5]] ?? 0) + 1;
+        }
+        break;
+      case RecordKind.Lifecycle:
+        this.node(r[1]).lifecycle.push(r[3]);
+        break;
+      case RecordKind.Mark:
+        if (r[1] >= 0) this.node(r[1]).marks += 1;
+        break;
+      case RecordKind.RunEnd:
+        this.end_reason = r[2];
+        break;
+    }
+  }
+
+  nodeList(): NodeStats[] {
+    return [...this.nodes.values()].sort((a, b) => a.node - b.node);
+  }
+
+  linkList(): LinkStats[] {
+    return [...this.links.values()].sort((a, b) => a.from - b.from || a.to - b.to);
+  }
+
+  private node(id: number): NodeStats {
+    let n = this.nodes.get(id);
+    if (!n) {
+      n = { node: id, slices: 0, slice_ns_total: 0, frames_sent: 0, bytes_sent: 0, frames_received: 0, frames_dropped_to: 0, marks: 0, lifecycle: [] };
+      this.nodes.set(id, n);
+    }
+    return n;
+  }
+
+  private link(from: number, to: number): LinkStats {
+    const key = `${from}>${to}`;
+    let l = this.links.get(key);
+    if (!l) {
+      l = { from, to, frames_delivered: 0, latency_ns_min: Number.MAX_SAFE_INTEGER, latency_ns_max: 0, latency_ns_sum: 0, drops: {} };
+      this.links.set(key, l);
+    }
+    return l;
+  }
+}
