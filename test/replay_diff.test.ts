@@ -1,0 +1,152 @@
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { brachaConfig } from "../engine/inprocess/workloads.js";
+import { createInProcessRun, makeRunConfig } from "../engine/run.js";
+import { loadTopologyFile } from "../engine/topology_parse.js";
+import { RecordKind, type RecordSink, type TraceRecord } from "../engine/trace_records.js";
+import { diffTraces } from "../recorder/diff.js";
+import { TraceReader } from "../recorder/reader.js";
+import { replayTrace } from "../recorder/replay.js";
+import { TraceWriter } from "../recorder/writer.js";
+import { REPO_ROOT } from "./helpers/cli.js";
+
+const tmp = mkdtempSync(path.join(tmpdir(), "tapsim-replay-"));
+const AWS = path.join(REPO_ROOT, "latency_configs/delays_9x9_aws.txt");
+const JITTER = path.join(REPO_ROOT, "latency_configs/wan_aws_9.yaml");
+
+/** Records a Bracha run; `tamper` may rewrite a record on its way to the file. */
+async function record(file: string, topology_file: string, seed: number, tamper?: (r: TraceRecord, i: number) => TraceRecord): Promise<number> {
+  const config = makeRunConfig({ topology: loadTopologyFile(topology_file), workload: brachaConfig({ messages_per_node: 3 }), seed, until_ns: null });
+  const writer = TraceWriter.create(file, { format: "tapsim-trace", format_version: 1, tapsim_version: "test", created_at: new Date().toISOString(), config });
+  let i = 0;
+  const sink: RecordSink = { write: (r) => writer.write(tamper ? tamper(r, i++) : r) };
+  const { engine } = createInProcessRun(config, sink);
+  await engine.run();
+  writer.close();
+  return writer.records_written;
+}
+
+function readAll(file: string): TraceRecord[] {
+  const reader = TraceReader.open(file);
+  const all = [...reader.records()];
+  reader.close();
+  return all;
+}
+
+test("every example trace in traces/ replays identical", async () => {
+  const files = readdirSync(path.join(REPO_ROOT, "traces")).filter((f) => f.endsWith(".trace"));
+  assert.ok(files.length >= 3, "example traces are present");
+  for (const f of files) {
+    const outcome = await replayTrace(path.join(REPO_ROOT, "traces", f));
+    assert.ok(outcome.identical, `${f}: ${outcome.divergence?.why}`);
+    assert.not.ok(outcome.trace_incomplete);
+    assert.is(outcome.records_checked, readAll(path.join(REPO_ROOT, "traces", f)).length);
+  }
+});
+
+test("replay reports a tampered decision at exactly its record, with both versions", async () => {
+  const file = path.join(tmp, "tampered.trace");
+  let target = -1;
+  let original: TraceRecord | null = null;
+  await record(file, AWS, 1, (r, i) => {
+    if (target < 0 && r[0] === RecordKind.FrameDeliver && i > 500) {
+      target = i;
+      original = r;
+      return [r[0], r[1], r[2] + 1, r[3], r[4], r[5]];
+    }
+    return r;
+  });
+  const outcome = await replayTrace(file);
+  assert.not.ok(outcome.identical);
+  assert.is(outcome.divergence!.index, target);
+  assert.equal(outcome.divergence!.actual, original);
+  assert.is((outcome.divergence!.expected as number[])[2], (original! as number[])[2]! + 1);
+  assert.is(outcome.divergence!.context.length, 5);
+});
+
+test("replay of a tampered input (a frame's send time) diverges at the decisions that depend on it", async () => {
+  const file = path.join(tmp, "tampered-input.trace");
+  let frame_id = -1;
+  let at = -1;
+  await record(file, AWS, 1, (r, i) => {
+    if (frame_id < 0 && r[0] === RecordKind.FrameEmit && i > 300) {
+      frame_id = r[3];
+      at = i;
+      return [r[0], r[1], r[2] + 1000, r[3], r[4]];
+    }
+    return r;
+  });
+  const outcome = await replayTrace(file);
+  assert.not.ok(outcome.identical);
+  const d = outcome.divergence!;
+  assert.ok(d.index > at, "inputs are taken as recorded; only what follows from them differs");
+  const rec = d.expected as TraceRecord;
+  assert.ok(rec[0] === RecordKind.FrameDeliver || rec[0] === RecordKind.FrameDrop, `divergent record is a routing decision: ${JSON.stringify(rec)}`);
+  assert.is(rec[3], frame_id);
+});
+
+test("a trace cut mid-chunk (killed run) replays identical up to its last complete chunk", async () => {
+  const file = path.join(tmp, "cut.trace");
+  await record(file, AWS, 1);
+  const full = readAll(file).length;
+  truncateSync(file, Math.floor(statSync(file).size * 0.6));
+  const outcome = await replayTrace(file);
+  assert.ok(outcome.identical);
+  assert.ok(outcome.trace_incomplete);
+  const left = readAll(file);
+  assert.ok(outcome.records_checked > 0 && left.length < full);
+  // Checking stops only inside the last slice, whose inputs the cut left incomplete.
+  const unchecked = left.slice(outcome.records_checked);
+  assert.ok(unchecked.length < 200, `${unchecked.length} records unchecked`);
+  assert.not.ok(unchecked.some((r) => r[0] === RecordKind.SliceEnd), "every complete slice was checked");
+});
+
+test("diff: the same run twice is equivalent; other seed or other matrix is not, with the first divergence", async () => {
+  const a = path.join(tmp, "a.trace");
+  const b = path.join(tmp, "b.trace");
+  const seed2 = path.join(tmp, "seed2.trace");
+  const mid = path.join(tmp, "mid.trace");
+  await record(a, JITTER, 1);
+  await record(b, JITTER, 1);
+  await record(seed2, JITTER, 2);
+  await record(mid, path.join(REPO_ROOT, "latency_configs/delays_9x9_aws.txt"), 1);
+
+  const same = diffTraces(a, b, 3);
+  assert.ok(same.equivalent);
+  assert.equal(same.config_differences, []);
+  assert.is(same.first_divergence, null);
+
+  const seeds = diffTraces(a, seed2, 3);
+  assert.not.ok(seeds.equivalent);
+  assert.equal(seeds.config_differences, ["config.seed: 1 vs 2"]);
+  const d = seeds.first_divergence!;
+  assert.is(d.context.length, Math.min(3, d.index));
+  assert.equal(readAll(a).slice(d.index - d.context.length, d.index), d.context);
+  assert.equal(readAll(a)[d.index], d.a);
+  assert.equal(readAll(seed2)[d.index], d.b);
+  assert.ok(seeds.links.length > 0, "per-link summaries show where latencies differ");
+
+  const matrices = diffTraces(a, mid, 3);
+  assert.not.ok(matrices.equivalent);
+  assert.ok(matrices.config_differences.some((line) => line.startsWith("config.topology.")), matrices.config_differences.join("; "));
+});
+
+test("diff of a trace with its own truncated copy stops at the cut", async () => {
+  const a = path.join(tmp, "full.trace");
+  const cut = path.join(tmp, "full-cut.trace");
+  await record(a, AWS, 1);
+  copyFileSync(a, cut);
+  truncateSync(cut, Math.floor(statSync(cut).size / 2));
+  const r = diffTraces(a, cut, 2);
+  assert.not.ok(r.equivalent);
+  assert.is(r.first_divergence!.b, null);
+  assert.is(r.first_divergence!.index, readAll(cut).length);
+  assert.ok(r.incomplete.b && !r.incomplete.a);
+});
+
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+test.run();
