@@ -5,7 +5,7 @@ import type { Command } from "commander";
 import { InputError } from "../engine/errors.js";
 import type { Engine, RunControl, RunSummary } from "../engine/engine.js";
 import { INFLIGHT_FRAMES_MAX_DEFAULT } from "../engine/engine.js";
-import { brachaConfig } from "../engine/inprocess/workloads.js";
+import { brachaConfig, validateWorkload } from "../engine/inprocess/workloads.js";
 import { createInProcessRun, makeRunConfig, SLICE_LEN_MAX_DEFAULT_NS } from "../engine/run.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig, TraceHeader } from "../engine/trace_records.js";
@@ -69,6 +69,7 @@ export function buildRunConfig(flags: RunFlags): RunConfig {
     silent_nodes: flags.silent,
     broadcasters: flags.broadcasters ?? null,
   });
+  validateWorkload(workload, topology.node_names.length);
   return makeRunConfig({
     topology,
     workload,

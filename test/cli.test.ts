@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
@@ -55,7 +55,9 @@ test("bad inputs give one line naming the file, line and column or the flag", ()
   oneLineError(tapsim("run", "--latency", "latency_configs/delays_3x3.txt", "--nodes", "4"), /delays_3x3\.txt.*3x3.*4 nodes/);
   oneLineError(tapsim("run", "--duration", "5 parsecs"), /--duration "5 parsecs"/);
   oneLineError(tapsim("run", "--latency", path.join(tmp, "missing.txt")), /missing\.txt: cannot read: no such file/);
-  oneLineError(tapsim("run", "--latency", "latency_configs/delays_3x3.txt", "--silent", "0,1"), /workload\.silent_nodes: 2 silent nodes exceed f = 0/);
+  const not_written = path.join(tmp, "never.trace");
+  oneLineError(tapsim("run", "--latency", "latency_configs/delays_3x3.txt", "--silent", "0,1", "--trace", not_written), /workload\.silent_nodes: 2 silent nodes exceed f = 0/);
+  assert.not.ok(existsSync(not_written), "a rejected configuration leaves no trace file behind");
   const text = path.join(tmp, "notes.txt");
   writeFileSync(text, "hello, not a trace\n");
   oneLineError(tapsim("info", text), new RegExp(`${text}: not a tapsim trace \\(bad magic\\)`));

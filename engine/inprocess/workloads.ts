@@ -20,6 +20,12 @@ export function createWorkload(config: WorkloadConfig, node_count: number): Work
   throw new InputError(`workload.kind: unknown workload "${config.kind}" (expected one of: ${WORKLOAD_KINDS.join(", ")})`);
 }
 
+/** Throws the InputError createWorkload would, without building any node. */
+export function validateWorkload(config: WorkloadConfig, node_count: number): void {
+  if (config.kind !== "bracha") createWorkload(config, node_count);
+  else checkBrachaParams({ ...BRACHA_DEFAULTS, ...(config as Partial<BrachaParams>) }, node_count);
+}
+
 export function brachaConfig(params: Partial<BrachaParams>): WorkloadConfig {
   return { kind: "bracha", ...BRACHA_DEFAULTS, ...params };
 }
