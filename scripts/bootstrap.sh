@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 stamp=node_modules/.tapsim-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bootstrap: npm ci" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install` (it follows package-lock.json) rather than `npm ci`: npm 11 records no
+  # entries for msgpackr's optional native packages of other platforms, and `npm ci`
+  # then refuses the lock file as out of sync.
+  echo "bootstrap: npm install (locked versions)" >&2
+  npm install --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
 echo "bootstrap: tsc build" >&2
