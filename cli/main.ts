@@ -4,6 +4,7 @@
 import { Command, CommanderError } from "commander";
 import { InputError } from "../engine/errors.js";
 import { registerDiff } from "./diff.js";
+import { registerDump } from "./dump.js";
 import { registerInfo } from "./info.js";
 import { registerReplay } from "./replay.js";
 import { registerRun } from "./run.js";
@@ -27,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
   registerInfo(program, setExit);
   registerReplay(program, setExit);
   registerDiff(program, setExit);
+  registerDump(program, setExit);
   try {
     await program.parseAsync(argv);
     return exit_code;

@@ -7,7 +7,7 @@ export function describeRecord(r: TraceRecord): string {
   const kind = RECORD_KIND_NAMES[r[0]] ?? `kind_${r[0]}`;
   switch (r[0]) {
     case RecordKind.SliceGrant:
-      return `${formatVirtualNs(r[3])} ${kind} node=${r[1]} [${formatVirtualNs(r[2])}, ${formatVirtualNs(r[3])})`;
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} [${formatVirtualNs(r[2])}, ${formatVirtualNs(r[3])})`;
     case RecordKind.SliceEnd:
       return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} wake=${r[3] < 0 ? "never" : formatVirtualNs(r[3])}`;
     case RecordKind.FrameEmit:

@@ -40,6 +40,15 @@ test("run records a trace; info, replay and diff work on it; exit codes follow t
   assert.match(diff.stdout, /config differs: config\.topology\./);
   assert.match(diff.stdout, /diff: first divergence at record #\d+/);
   assert.match(diff.stdout, /links that differ/);
+  const dump = tapsim("dump", a, "--from", "500ms", "--node", "2", "--limit", "5");
+  assert.is(dump.code, 0);
+  const lines = dump.stdout.trimEnd().split("\n");
+  assert.is(lines.length, 5);
+  for (const line of lines) {
+    const t = Number(/^(\d+\.\d{9})s /.exec(line)?.[1]);
+    assert.ok(t >= 0.5, `dump --from 500ms starts there: ${line}`);
+    assert.match(line, /(node|to|from)=2\b/);
+  }
   const same = tapsim("diff", a, a, "--json");
   assert.is(same.code, 0);
   assert.is((JSON.parse(same.stdout) as { equivalent: boolean }).equivalent, true);

@@ -1,0 +1,41 @@
+// `tapsim dump TRACE`: records as one line each, optionally from a virtual time (uses the
+// trace's index to skip chunks) and for one node.
+
+import type { Command } from "commander";
+import { RecordKind, type TraceRecord } from "../engine/trace_records.js";
+import { describeRecord } from "../recorder/describe.js";
+import { TraceReader } from "../recorder/reader.js";
+import { durationOption, integerOption } from "./options.js";
+
+interface DumpFlags {
+  from: number;
+  limit: number;
+  node?: number;
+}
+
+export function registerDump(program: Command, setExit: (code: number) => void): void {
+  program
+    .command("dump")
+    .description("print a trace's records, one line each")
+    .argument("<trace>", "trace file")
+    .option("--from <time>", "start at this virtual time (e.g. 1.5s), seeking with the index", durationOption("--from"), 0)
+    .option("--limit <n>", "print at most n records", integerOption("--limit", 1), 1000)
+    .option("--node <id>", "only records about this node", integerOption("--node", 0))
+    .action((path: string, flags: DumpFlags) => {
+      const reader = TraceReader.open(path);
+      let printed = 0;
+      for (const r of reader.recordsFrom(flags.from)) {
+        if (flags.node !== undefined && !involves(r, flags.node)) continue;
+        console.log(describeRecord(r));
+        if (++printed >= flags.limit) break;
+      }
+      reader.close();
+      setExit(0);
+    });
+}
+
+function involves(r: TraceRecord, node: number): boolean {
+  if (r[0] === RecordKind.RunEnd) return true;
+  if (r[0] === RecordKind.FrameDeliver || r[0] === RecordKind.FrameDrop) return r[1] === node || r[4] === node;
+  return r[1] === node;
+}
