@@ -15,4 +15,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 echo "bootstrap: tsc build" >&2
+# From scratch: a stale dist/ could hold compiled tests whose sources were removed.
+rm -rf dist
 npx tsc -p tsconfig.json
