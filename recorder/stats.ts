@@ -31,7 +31,8 @@ export class TraceStats {
   t_ns_max = 0;
   end_reason: string | null = null;
   readonly nodes = new Map<number, NodeStats>();
-  readonly links = new Map<string, LinkStats>();
+  /** Keyed by from * 65536 + to (node ids are < 65536). */
+  readonly links = new Map<number, LinkStats>();
   /** Drops with no receiver (no route). */
   unrouted_drops = 0;
 
@@ -103,7 +104,7 @@ export class TraceStats {
   }
 
   private link(from: number, to: number): LinkStats {
-    const key = `${from}>${to}`;
+    const key = from * 65536 + to;
     let l = this.links.get(key);
     if (!l) {
       l = { from, to, frames_delivered: 0, latency_ns_min: Number.MAX_SAFE_INTEGER, latency_ns_max: 0, latency_ns_sum: 0, drops: {} };

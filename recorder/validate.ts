@@ -1,12 +1,16 @@
-// Shape checks for what comes out of a trace file: a record that decodes but is not one of
+// Shape rules for what comes out of a trace file. A record that decodes but is not one of
 // the tuples of engine/trace_records.ts must be reported, never passed on to the engine.
+// The reader's decoder (record_codec.ts) applies these rules inline while it decodes, for
+// speed; validateRecord states them plainly over decoded values (tests check that both agree).
 
 import type { TraceHeader } from "../engine/trace_records.js";
 
-const DROP_REASONS = new Set(["loss", "queue_full", "no_route", "node_exited"]);
-const LIFECYCLE_EVENTS = new Set(["boot", "exit", "crash"]);
-const RUN_END_REASONS = new Set(["quiescent", "duration", "interrupted", "error"]);
-const SHAPES: Record<number, string> = {
+export const DROP_REASONS: readonly string[] = ["loss", "queue_full", "no_route", "node_exited"];
+export const LIFECYCLE_EVENTS: readonly string[] = ["boot", "exit", "crash"];
+export const RUN_END_REASONS: readonly string[] = ["quiescent", "duration", "interrupted", "error"];
+
+/** The tuple each record kind must be, as error messages show it. */
+export const RECORD_SHAPES: Readonly<Record<number, string>> = Object.freeze({
   1: "slice_grant [1, node, start_ns, end_ns]",
   2: "slice_end [2, node, end_ns, wake_ns]",
   3: "frame_emit [3, node, t_ns, frame_id, bytes]",
@@ -15,45 +19,71 @@ const SHAPES: Record<number, string> = {
   6: "lifecycle [6, node, t_ns, event, detail]",
   7: "mark [7, node, t_ns, text]",
   8: "run_end [8, t_ns, reason]",
-};
+});
 
 function uint(v: unknown): boolean {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
 
-function intOrNone(v: unknown): boolean {
-  return typeof v === "number" && Number.isSafeInteger(v) && v >= -1;
-}
+/** Positions of node ids in each record kind, and whether -1 ("none") is allowed there. */
+const NODE_FIELDS: Readonly<Record<number, readonly [number, boolean][]>> = {
+  1: [[1, false]],
+  2: [[1, false]],
+  3: [[1, false]],
+  4: [[1, false], [4, false]],
+  5: [[1, true], [4, false]],
+  6: [[1, false]],
+  7: [[1, true]],
+  8: [],
+};
 
-/** null when `r` is a well-formed record, else what is wrong with it. */
-export function validateRecord(r: unknown): string | null {
+/**
+ * null when `r` is a well-formed record for a run with `node_count` nodes, else what is
+ * wrong with it (the words the reader's "malformed" errors use).
+ */
+export function validateRecord(r: unknown, node_count: number): string | null {
   if (!Array.isArray(r) || r.length === 0) return "not a record array";
-  const kind = r[0];
-  const shape = typeof kind === "number" ? SHAPES[kind] : undefined;
-  if (shape === undefined) return `unknown record kind ${JSON.stringify(kind)}`;
-  return wellFormed(kind as number, r) ? null : `expected ${shape}`;
+  const kind: unknown = r[0];
+  const shape = uint(kind) ? RECORD_SHAPES[kind as number] : undefined;
+  if (shape === undefined) return `unknown record kind ${describeKind(kind)}`;
+  if (!hasShape(kind as number, r)) return `expected ${shape}`;
+  for (const [at, none_ok] of NODE_FIELDS[kind as number]!) {
+    const node = r[at] as number;
+    if (node >= node_count && !(none_ok && node === -1)) return `node ${node} is out of range (the trace has ${node_count} nodes)`;
+  }
+  return null;
 }
 
-function wellFormed(kind: number, r: unknown[]): boolean {
+/** Arity and field types; node ids only as far as "an id or -1 where allowed". */
+function hasShape(kind: number, r: unknown[]): boolean {
+  const none = (v: unknown) => v === -1 || uint(v);
+  const oneOf = (v: unknown, names: readonly string[]) => typeof v === "string" && names.includes(v);
   switch (kind) {
     case 1:
       return r.length === 4 && uint(r[1]) && uint(r[2]) && uint(r[3]) && (r[3] as number) > (r[2] as number);
     case 2:
-      return r.length === 4 && uint(r[1]) && uint(r[2]) && intOrNone(r[3]);
+      return r.length === 4 && uint(r[1]) && uint(r[2]) && none(r[3]);
     case 3:
       return r.length === 5 && uint(r[1]) && uint(r[2]) && uint(r[3]) && r[4] instanceof Uint8Array;
     case 4:
       return r.length === 6 && uint(r[1]) && uint(r[2]) && uint(r[3]) && uint(r[4]) && uint(r[5]);
     case 5:
-      return r.length === 6 && intOrNone(r[1]) && uint(r[2]) && uint(r[3]) && uint(r[4]) && DROP_REASONS.has(r[5] as string);
+      return r.length === 6 && none(r[1]) && uint(r[2]) && uint(r[3]) && uint(r[4]) && oneOf(r[5], DROP_REASONS);
     case 6:
-      return r.length === 5 && uint(r[1]) && uint(r[2]) && LIFECYCLE_EVENTS.has(r[3] as string) && typeof r[4] === "string";
+      return r.length === 5 && uint(r[1]) && uint(r[2]) && oneOf(r[3], LIFECYCLE_EVENTS) && typeof r[4] === "string";
     case 7:
-      return r.length === 4 && intOrNone(r[1]) && uint(r[2]) && typeof r[3] === "string";
-    case 8:
-      return r.length === 3 && uint(r[1]) && RUN_END_REASONS.has(r[2] as string);
+      return r.length === 4 && none(r[1]) && uint(r[2]) && typeof r[3] === "string";
+    default:
+      return r.length === 3 && uint(r[1]) && oneOf(r[2], RUN_END_REASONS);
   }
-  return false;
+}
+
+/** A record kind as error messages quote it: the number, or what stood in its place. */
+export function describeKind(kind: unknown): string {
+  if (typeof kind === "number") return String(kind);
+  if (kind === undefined) return "(missing)";
+  const what = kind === null ? "nil" : typeof kind;
+  return `(${/^[aeiou]/.test(what) ? "an" : "a"} ${what}, not a number)`;
 }
 
 /** null when the header's configuration has the shape the engine needs, else the first problem. */

@@ -1,31 +1,30 @@
-// Streams records into a trace file in checksummed chunks. Every chunk is written with a
-// synchronous write as soon as it is full (or after ~250 ms of wall time), so a run killed
-// with SIGKILL leaves everything up to its last complete chunk readable.
+// Streams records into a trace file in checksummed chunks. A chunk goes to the kernel with
+// one synchronous write as soon as it is full, on flush(), or after ~250 ms of wall time, so
+// a run killed with SIGKILL leaves every chunk written before the kill readable. (Only
+// close() fsyncs: surviving a power cut mid-run is not promised.)
 
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
-import { recordTimeNs, type RecordSink, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
+import type { RecordSink, TraceHeader, TraceRecord } from "../engine/trace_records.js";
 import { hostNowNs } from "../engine/units.js";
-import { TraceError } from "./errors.js";
-import { ChunkType, encodeChunk, encodeTrailer, FILE_MAGIC, packr } from "./format.js";
+import { TraceError, fsErrorText } from "./errors.js";
+import { FILE_MAGIC, encodeHeaderChunk, encodeIndexChunk, encodeTrailer, type IndexTuple } from "./format.js";
+import { RecordChunkEncoder } from "./record_codec.js";
 
+/** A chunk is written once it holds this many records... */
 export const CHUNK_RECORDS_TARGET = 4096;
+/** ...or this many payload bytes, whichever comes first. */
 export const CHUNK_BYTES_TARGET = 256 * 1024;
-const FLUSH_INTERVAL_NS = 250e6;
-/** Rough msgpack size of a record without its frame bytes or text. */
-const RECORD_BYTES_ESTIMATE = 24;
-
-export type IndexEntry = [offset: number, t_min_ns: number, t_max_ns: number, record_count: number, first_ordinal: number];
+/** maybeFlushByWallTime() writes pending records once this much wall time has passed since the last write. */
+export const FLUSH_INTERVAL_NS = 250e6;
 
 export class TraceWriter implements RecordSink {
+  /** Records, bytes (whole file) and RECORDS chunks handed to the kernel so far. */
   records_written = 0;
   bytes_written = 0;
   chunks_written = 0;
-  private batch: TraceRecord[] = [];
-  private batch_bytes = 0;
-  private batch_t_min = Number.MAX_SAFE_INTEGER;
-  private batch_t_max = 0;
-  private readonly index: IndexEntry[] = [];
-  private last_flush_ns = hostNowNs() as number;
+  private readonly encoder = new RecordChunkEncoder();
+  private readonly index: IndexTuple[] = [];
+  private last_flush_ns: number = hostNowNs();
   private fd: number | null;
 
   private constructor(
@@ -35,67 +34,115 @@ export class TraceWriter implements RecordSink {
     this.fd = fd;
   }
 
+  /** Creates (or overwrites) `path` and writes the file magic and the header chunk. */
   static create(path: string, header: TraceHeader): TraceWriter {
     let fd: number;
     try {
       fd = openSync(path, "w", 0o644);
     } catch (err) {
-      throw new TraceError(path, `cannot create trace: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      throw new TraceError(path, `cannot create trace: ${createErrorText(err)}`);
     }
     const writer = new TraceWriter(path, fd);
-    writer.append(FILE_MAGIC);
-    writer.append(encodeChunk(ChunkType.Header, packr.pack(header), 0, 0, 0));
+    try {
+      writer.append(FILE_MAGIC);
+      writer.append(encodeHeaderChunk(header));
+    } catch (err) {
+      writer.abandon();
+      throw err;
+    }
     return writer;
   }
 
+  /** Records not yet in a written chunk. */
+  get records_pending(): number {
+    return this.encoder.count;
+  }
+
+  get closed(): boolean {
+    return this.fd === null;
+  }
+
+  /** Appends a record to the pending chunk; writes the chunk when it is full. */
   write(record: TraceRecord): void {
-    const t = recordTimeNs(record);
-    if (!(record[0] >= 1 && record[0] <= 8 && Number.isSafeInteger(t) && t >= 0)) {
-      throw new RangeError(`refusing to write a malformed record: kind ${record[0]}, t ${t}`);
+    const kind = record[0];
+    const t = kind === 8 ? record[1] : record[2];
+    // Cheap guards only: the reader validates every field.
+    if (!(kind >= 1 && kind <= 8 && t >= 0 && Number.isSafeInteger(t))) {
+      throw new RangeError(`refusing to write a malformed trace record: kind ${String(kind)}, time ${String(t)}`);
     }
-    this.batch.push(record);
-    this.batch_bytes += RECORD_BYTES_ESTIMATE + (record[0] === 3 ? record[4].length : record[0] === 7 ? record[3].length : 0);
-    if (t < this.batch_t_min) this.batch_t_min = t;
-    if (t > this.batch_t_max) this.batch_t_max = t;
-    if (this.batch.length >= CHUNK_RECORDS_TARGET || this.batch_bytes >= CHUNK_BYTES_TARGET) this.flush();
+    if (this.fd === null) throw new Error(`${this.path}: trace writer already closed`);
+    const enc = this.encoder;
+    enc.add(record, t);
+    if (enc.count >= CHUNK_RECORDS_TARGET || enc.record_bytes >= CHUNK_BYTES_TARGET) this.flush();
   }
 
-  /** Flushes when the pending chunk has waited long enough (called from the run loop). */
-  tick(): void {
-    if (this.batch.length > 0 && hostNowNs() - this.last_flush_ns > FLUSH_INTERVAL_NS) this.flush();
-  }
-
+  /** Writes the pending chunk (if any) with a synchronous write: once this returns, a SIGKILL cannot lose it. */
   flush(): void {
     this.last_flush_ns = hostNowNs();
-    if (this.batch.length === 0) return;
+    const enc = this.encoder;
+    if (enc.count === 0 || this.fd === null) return;
     const offset = this.bytes_written;
-    const chunk = encodeChunk(ChunkType.Records, packr.pack(this.batch), this.batch.length, this.batch_t_min, this.batch_t_max);
-    this.append(chunk);
-    this.index.push([offset, this.batch_t_min, this.batch_t_max, this.batch.length, this.records_written]);
-    this.records_written += this.batch.length;
+    this.append(enc.finishChunk());
+    this.index.push([offset, enc.t_min_ns, enc.t_max_ns, enc.count, this.records_written]);
+    this.records_written += enc.count;
     this.chunks_written += 1;
-    this.batch = [];
-    this.batch_bytes = 0;
-    this.batch_t_min = Number.MAX_SAFE_INTEGER;
-    this.batch_t_max = 0;
+    enc.reset();
   }
 
-  /** Flushes, writes the index and trailer, and closes the file. Safe to call twice. */
+  /** Flushes when records have waited more than FLUSH_INTERVAL_NS of wall time; true if it wrote. */
+  maybeFlushByWallTime(): boolean {
+    if (this.encoder.count === 0 || hostNowNs() - this.last_flush_ns <= FLUSH_INTERVAL_NS) return false;
+    this.flush();
+    return true;
+  }
+
+  /** RecordSink's periodic hook (the engine calls it from its run loop). */
+  tick(): void {
+    this.maybeFlushByWallTime();
+  }
+
+  /** Flushes, writes the index and trailer, fsyncs and closes. Safe to call again. */
   close(): void {
     if (this.fd === null) return;
-    this.flush();
-    const index_offset = this.bytes_written;
-    this.append(encodeChunk(ChunkType.Index, packr.pack(this.index), this.index.length, 0, 0));
-    this.append(encodeTrailer(index_offset));
-    fsyncSync(this.fd);
-    closeSync(this.fd);
+    try {
+      this.flush();
+      const index_offset = this.bytes_written;
+      this.append(encodeIndexChunk(this.index));
+      this.append(encodeTrailer(index_offset));
+      fsyncSync(this.fd);
+    } catch (err) {
+      throw err instanceof TraceError ? err : new TraceError(this.path, `cannot finish trace: ${fsErrorText(err)}`);
+    } finally {
+      this.abandon();
+    }
+  }
+
+  /** Closes the descriptor without writing anything more (the file reads as an incomplete trace). */
+  private abandon(): void {
+    if (this.fd === null) return;
+    const fd = this.fd;
     this.fd = null;
+    closeSync(fd);
   }
 
   private append(bytes: Uint8Array): void {
-    if (this.fd === null) throw new Error(`${this.path}: trace already closed`);
-    let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done);
+    if (this.fd === null) throw new Error(`${this.path}: trace writer already closed`);
+    try {
+      let done = 0;
+      while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done);
+    } catch (err) {
+      // Part of a chunk may be in the file now; anything appended after it would be misplaced.
+      this.abandon();
+      throw new TraceError(this.path, `cannot write trace: ${fsErrorText(err)}`);
+    }
     this.bytes_written += bytes.length;
   }
+}
+
+/** "ENOENT (its directory does not exist)": the code for scripts, then what it means here. */
+function createErrorText(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === undefined) return fsErrorText(err);
+  const text = code === "ENOENT" ? "its directory does not exist" : fsErrorText(err);
+  return text.startsWith(code) ? text : `${code} (${text})`;
 }
