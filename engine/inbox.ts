@@ -65,8 +65,10 @@ export class FramePool {
     this.sent_ns = f64(this.sent_ns);
     this.from = i32(this.from);
     this.next = i32(this.next);
+    // Ascending pushes keep `bytes` a dense array (writing its last index first would leave
+    // holes, and V8 turns a holey array that large into a slow dictionary).
+    for (let h = old; h < cap; h++) this.bytes.push(null);
     for (let h = cap - 1; h >= old; h--) {
-      this.bytes[h] = null;
       this.next[h] = this.free_head;
       this.free_head = h;
     }

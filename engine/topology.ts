@@ -56,76 +56,87 @@ export const NODE_COUNT_MAX = 4096;
 export class Topology {
   readonly node_count: number;
   readonly spec: TopologySpec;
-  /** links[to * node_count + from]; null on the diagonal. */
-  private readonly links: (Link | null)[];
-  /** lookahead_into_ns[to * node_count + from], flat for the scheduler's inner loop. */
+  /** lookahead_ns_flat[to * node_count + from], for the scheduler's inner loop. */
   readonly lookahead_ns_flat: Float64Array;
   /** Per receiver: the smallest lookahead over all links into it. */
   readonly lookahead_into_min_ns: Float64Array;
+  /** Links whose parameters differ from link_defaults (overrides merged in order). */
+  private readonly overridden = new Map<number, LinkParams>();
 
+  // Links are built on demand (a 256-node network has 65,280 of them and a run may use
+  // few); everything that can be wrong with them is checked here, up front.
   constructor(spec: TopologySpec) {
     validateTopologySpec(spec);
     const n = spec.node_names.length;
     this.node_count = n;
     this.spec = spec;
-    this.links = new Array<Link | null>(n * n).fill(null);
-    this.lookahead_ns_flat = new Float64Array(n * n);
-    this.lookahead_into_min_ns = new Float64Array(n).fill(Number.MAX_SAFE_INTEGER);
-    const params: LinkParams[] = new Array(n * n);
-    for (let i = 0; i < n * n; i++) params[i] = { ...spec.link_defaults };
     for (const o of spec.link_overrides) {
-      const p = params[o.to * n + o.from]!;
+      const index = o.to * n + o.from;
+      const p = this.overridden.get(index) ?? { ...spec.link_defaults };
       for (const key of Object.keys(LINK_DEFAULTS) as (keyof LinkParams)[]) {
         const v = o[key];
         if (v !== undefined) p[key] = v;
       }
+      this.overridden.set(index, p);
     }
+    this.lookahead_ns_flat = new Float64Array(n * n);
+    this.lookahead_into_min_ns = new Float64Array(n).fill(Number.MAX_SAFE_INTEGER);
     for (let to = 0; to < n; to++) {
+      const row = spec.latency_ns[to]!;
       for (let from = 0; from < n; from++) {
         if (to === from) continue;
-        const p = params[to * n + from]!;
-        const latency_ns = spec.latency_ns[to]![from]!;
-        const link: Link = {
-          ...p,
-          to: to as NodeId,
-          from: from as NodeId,
-          latency_ns: latency_ns as VirtualNs,
-          lookahead_ns: (latency_ns - p.jitter_ns) as VirtualNs,
-        };
-        checkLink(spec.source, link);
-        this.links[to * n + from] = link;
-        this.lookahead_ns_flat[to * n + from] = link.lookahead_ns;
-        if (link.lookahead_ns < this.lookahead_into_min_ns[to]!) {
-          this.lookahead_into_min_ns[to] = link.lookahead_ns;
-        }
+        const index = to * n + from;
+        const jitter_ns = (this.overridden.get(index) ?? spec.link_defaults).jitter_ns;
+        const lookahead_ns = row[from]! - jitter_ns;
+        if (!(lookahead_ns > 0)) checkLink(spec.source, this.link(to as NodeId, from as NodeId));
+        this.lookahead_ns_flat[index] = lookahead_ns;
+        if (lookahead_ns < this.lookahead_into_min_ns[to]!) this.lookahead_into_min_ns[to] = lookahead_ns;
       }
     }
+    checkParams(spec.source, "link defaults", spec.link_defaults);
+    for (const [index, p] of this.overridden) checkParams(spec.source, `link to ${Math.floor(index / n)} from ${index % n}`, p);
   }
 
   link(to: NodeId, from: NodeId): Link {
-    const link = this.links[to * this.node_count + from];
-    if (!link) throw new RangeError(`no link to ${to} from ${from}`);
-    return link;
+    if (to === from || to < 0 || from < 0 || to >= this.node_count || from >= this.node_count) throw new RangeError(`no link to ${to} from ${from}`);
+    const p = this.overridden.get(to * this.node_count + from) ?? this.spec.link_defaults;
+    const latency_ns = this.spec.latency_ns[to]![from]!;
+    // An explicit literal, not a spread: one fixed shape keeps property reads in the
+    // per-frame link model fast.
+    return {
+      to,
+      from,
+      latency_ns: latency_ns as VirtualNs,
+      lookahead_ns: (latency_ns - p.jitter_ns) as VirtualNs,
+      jitter_ns: p.jitter_ns,
+      bandwidth_bps: p.bandwidth_bps,
+      loss_rate: p.loss_rate,
+      queue_packets_max: p.queue_packets_max,
+      queue_bytes_max: p.queue_bytes_max,
+    };
   }
 }
 
 function checkLink(source: string, link: Link): void {
-  const where = `${source}: link to ${link.to} from ${link.from}`;
-  if (link.lookahead_ns <= 0) {
+  if (!(link.lookahead_ns > 0)) {
     throw new InputError(
-      `${where}: latency ${link.latency_ns} ns minus jitter ${link.jitter_ns} ns must be > 0 ` +
+      `${source}: link to ${link.to} from ${link.from}: latency ${link.latency_ns} ns minus jitter ${link.jitter_ns} ns must be > 0 ` +
         `(conservative scheduling needs a positive lookahead between distinct nodes)`,
     );
   }
-  if (link.bandwidth_bps < 0 || !Number.isFinite(link.bandwidth_bps)) {
-    throw new InputError(`${where}: bandwidth must be >= 0, got ${link.bandwidth_bps}`);
+}
+
+function checkParams(source: string, what: string, p: LinkParams): void {
+  const where = `${source}: ${what}`;
+  if (p.bandwidth_bps < 0 || !Number.isFinite(p.bandwidth_bps)) {
+    throw new InputError(`${where}: bandwidth must be >= 0, got ${p.bandwidth_bps}`);
   }
-  if (!(link.loss_rate >= 0 && link.loss_rate <= 1)) {
-    throw new InputError(`${where}: loss must be within 0..1, got ${link.loss_rate}`);
+  if (!(p.loss_rate >= 0 && p.loss_rate <= 1)) {
+    throw new InputError(`${where}: loss must be within 0..1, got ${p.loss_rate}`);
   }
   for (const key of ["jitter_ns", "queue_packets_max", "queue_bytes_max"] as const) {
-    if (!Number.isSafeInteger(link[key]) || link[key] < 0) {
-      throw new InputError(`${where}: ${key} must be a non-negative integer, got ${link[key]}`);
+    if (!Number.isSafeInteger(p[key]) || p[key] < 0) {
+      throw new InputError(`${where}: ${key} must be a non-negative integer, got ${p[key]}`);
     }
   }
 }

@@ -49,7 +49,8 @@ export function diffTraces(path_a: string, path_b: string, context_records: numb
   const stats_b = new TraceStats();
   const it_a = reader_a.records()[Symbol.iterator]();
   const it_b = reader_b.records()[Symbol.iterator]();
-  const history: TraceRecord[] = [];
+  // The last `context_records` records (identical in both), as a ring indexed by position.
+  const ring: TraceRecord[] = new Array<TraceRecord>(context_records);
   let first: DiffDivergence | null = null;
   let differing = 0;
   for (let index = 0; ; index++) {
@@ -62,11 +63,8 @@ export function diffTraces(path_a: string, path_b: string, context_records: numb
     if (rb) stats_b.add(rb);
     const same = ra !== null && rb !== null && recordsEqual(ra, rb);
     if (!same) differing += 1;
-    if (!same && first === null) first = { index, a: ra, b: rb, context: [...history] };
-    if (first === null && ra) {
-      history.push(ra);
-      if (history.length > context_records) history.shift();
-    }
+    if (!same && first === null) first = { index, a: ra, b: rb, context: ringContents(ring, index) };
+    if (first === null && context_records > 0) ring[index % context_records] = ra!;
   }
   reader_a.close();
   reader_b.close();
@@ -83,10 +81,18 @@ export function diffTraces(path_a: string, path_b: string, context_records: numb
   };
 }
 
+/** The ring's records before position `index`, oldest first. */
+function ringContents(ring: TraceRecord[], index: number): TraceRecord[] {
+  const n = Math.min(ring.length, index);
+  return Array.from({ length: n }, (_, k) => ring[(index - n + k) % ring.length]!);
+}
+
 function nodeDeltas(a: TraceStats, b: TraceStats): NodeDelta[] {
-  const ids = [...new Set([...a.nodes.keys(), ...b.nodes.keys()])].sort((x, y) => x - y);
+  const nodes_a = a.nodes;
+  const nodes_b = b.nodes;
+  const ids = [...new Set([...nodes_a.keys(), ...nodes_b.keys()])].sort((x, y) => x - y);
   return ids
-    .map((node) => ({ node, a: a.nodes.get(node) ?? null, b: b.nodes.get(node) ?? null }))
+    .map((node) => ({ node, a: nodes_a.get(node) ?? null, b: nodes_b.get(node) ?? null }))
     .filter((d) => JSON.stringify(d.a) !== JSON.stringify(d.b));
 }
 

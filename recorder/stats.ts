@@ -27,10 +27,11 @@ export interface LinkStats {
 
 export class TraceStats {
   records = 0;
-  readonly kind_counts: Record<string, number> = {};
   t_ns_max = 0;
   end_reason: string | null = null;
-  readonly nodes = new Map<number, NodeStats>();
+  /** Indexed by node id (arrays, not Maps: this runs once per record of every trace read). */
+  private readonly node_stats: (NodeStats | undefined)[] = [];
+  private readonly counts_by_kind = new Float64Array(16);
   /** Keyed by from * 65536 + to (node ids are < 65536). */
   readonly links = new Map<number, LinkStats>();
   /** Drops with no receiver (no route). */
@@ -38,8 +39,7 @@ export class TraceStats {
 
   add(r: TraceRecord): void {
     this.records += 1;
-    const name = RECORD_KIND_NAMES[r[0]]!;
-    this.kind_counts[name] = (this.kind_counts[name] ?? 0) + 1;
+    this.counts_by_kind[r[0]]! += 1;
     const t = recordTimeNs(r);
     if (t > this.t_ns_max) this.t_ns_max = t;
     switch (r[0]) {
@@ -86,8 +86,21 @@ export class TraceStats {
     }
   }
 
+  /** Record counts by kind name, kinds in numeric order. */
+  get kind_counts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    this.counts_by_kind.forEach((count, kind) => {
+      if (count > 0) out[RECORD_KIND_NAMES[kind] ?? `kind_${kind}`] = count;
+    });
+    return out;
+  }
+
+  get nodes(): ReadonlyMap<number, NodeStats> {
+    return new Map(this.nodeList().map((n) => [n.node, n]));
+  }
+
   nodeList(): NodeStats[] {
-    return [...this.nodes.values()].sort((a, b) => a.node - b.node);
+    return this.node_stats.filter((n): n is NodeStats => n !== undefined);
   }
 
   linkList(): LinkStats[] {
@@ -95,10 +108,10 @@ export class TraceStats {
   }
 
   private node(id: number): NodeStats {
-    let n = this.nodes.get(id);
-    if (!n) {
+    let n = this.node_stats[id];
+    if (n === undefined) {
       n = { node: id, slices: 0, slice_ns_total: 0, frames_sent: 0, bytes_sent: 0, frames_received: 0, frames_dropped_to: 0, marks: 0, lifecycle: [] };
-      this.nodes.set(id, n);
+      this.node_stats[id] = n;
     }
     return n;
   }
