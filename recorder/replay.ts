@@ -5,6 +5,7 @@
 
 import type { NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
 import type { Engine } from "../engine/engine.js";
+import { InputError } from "../engine/errors.js";
 import { createEngine } from "../engine/run.js";
 import { RecordKind, type RecordSink, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
 import { VIRTUAL_NS_NEVER } from "../engine/units.js";
@@ -162,8 +163,30 @@ async function replayLoop(
   } catch (err) {
     if (err instanceof EndOfTrace) return outcome(null, true);
     if (err instanceof Diverged) return outcome({ ...err.divergence, index: cursor.consumed, context: [...cursor.history] }, false);
+    if (err instanceof InputError && endsInError(cursor)) return finishAsRecorded(engine, cursor, complete, outcome);
     throw err;
   }
+}
+
+/** The recorded run failed (e.g. its in-flight bound): replay failing at the same record reproduces it. */
+function endsInError(cursor: RecordCursor): boolean {
+  const next = cursor.peek();
+  return next !== undefined && next[0] === RecordKind.RunEnd && next[2] === "error";
+}
+
+function finishAsRecorded(
+  engine: Engine,
+  cursor: RecordCursor,
+  complete: () => boolean,
+  outcome: (divergence: Divergence | null, trace_incomplete: boolean) => ReplayOutcome,
+): ReplayOutcome {
+  try {
+    engine.finish("error");
+  } catch (err) {
+    if (err instanceof Diverged) return outcome({ ...err.divergence, index: cursor.consumed, context: [...cursor.history] }, false);
+    throw err;
+  }
+  return outcome(null, !complete());
 }
 
 /** A run stopped from outside (Ctrl+C, a failure) ends where its trace says it ended. */

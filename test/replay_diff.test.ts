@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { InputError } from "../engine/errors.js";
 import { brachaConfig } from "../engine/inprocess/workloads.js";
 import { createInProcessRun, makeRunConfig } from "../engine/run.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
@@ -145,6 +146,28 @@ test("diff of a trace with its own truncated copy stops at the cut", async () =>
   assert.is(r.first_divergence!.b, null);
   assert.is(r.first_divergence!.index, readAll(cut).length);
   assert.ok(r.incomplete.b && !r.incomplete.a);
+});
+
+test("a run that failed (in-flight bound) replays identical, failing at the same record", async () => {
+  const file = path.join(tmp, "failed.trace");
+  const config = makeRunConfig({ topology: loadTopologyFile(AWS), workload: brachaConfig({ messages_per_node: 50 }), seed: 1, until_ns: null, inflight_frames_max: 200 });
+  const writer = TraceWriter.create(file, { format: "tapsim-trace", format_version: 1, tapsim_version: "test", created_at: "t", config });
+  const { engine } = createInProcessRun(config, writer);
+  let error: unknown = null;
+  try {
+    await engine.run();
+  } catch (err) {
+    error = err;
+    engine.finish("error"); // as `tapsim run` does
+  }
+  writer.close();
+  assert.instance(error, InputError);
+  const records = readAll(file);
+  const last = records.at(-1)!;
+  assert.equal([last[0], last[2]], [RecordKind.RunEnd, "error"]);
+  const outcome = await replayTrace(file);
+  assert.ok(outcome.identical, outcome.divergence?.why);
+  assert.is(outcome.records_checked, records.length);
 });
 
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
