@@ -11,7 +11,7 @@ import {
   LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq,
   type Document, type Node as YamlNode, type Scalar, type YAMLMap, type YAMLSeq,
 } from "yaml";
-import { InputError, locatedMessage } from "./errors.js";
+import { fsErrorText, InputError, locatedMessage } from "./errors.js";
 import { LINK_DEFAULTS, NODE_COUNT_MAX, type LinkOverride, type LinkParams, type TopologySpec } from "./topology.js";
 import { UnitError, formatDurationNs, parseBandwidthBps, parseDurationNs, parseRatio, parseSizeBytes } from "./units.js";
 
@@ -39,18 +39,7 @@ function readText(file: string): string {
   try {
     return readFileSync(file, "utf8");
   } catch (e) {
-    throw new InputError(`${file}: cannot read: ${describeFsError(e)}`);
-  }
-}
-
-function describeFsError(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  switch (code) {
-    case "ENOENT": return "no such file";
-    case "EISDIR": return "is a directory, not a file";
-    case "EACCES": case "EPERM": return "permission denied";
-    case "ENOTDIR": return "a parent of it is not a directory";
-    default: return code ?? String((e as Error).message ?? e).split("\n")[0]!;
+    throw new InputError(`${file}: cannot read: ${fsErrorText(e)}`);
   }
 }
 
@@ -377,7 +366,7 @@ function readMatrix(ctx: Ctx, f: Field): MatrixField {
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    return ctx.fail(v, `latency_matrix: cannot read ${file}: ${describeFsError(e)}`);
+    return ctx.fail(v, `latency_matrix: cannot read ${file}: ${fsErrorText(e)}`);
   }
   return { spec: parseLatencyMatrix(text, file), node: v, file };
 }

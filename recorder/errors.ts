@@ -16,24 +16,5 @@ export class TraceError extends InputError {
   }
 }
 
-/** What an fs error means to someone who named the file, without the errno noise. */
-export function fsErrorText(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  switch (e?.code) {
-    case "ENOENT":
-      return "no such file";
-    case "ENOTDIR":
-      return "no such file (a parent of it is not a directory)";
-    case "EACCES":
-    case "EPERM":
-      return "permission denied";
-    case "EISDIR":
-      return "is a directory";
-    case "ENOSPC":
-      return "no space left on the device";
-    case "EROFS":
-      return "read-only file system";
-    default:
-      return e?.code ? `${e.code}${e.syscall ? ` in ${e.syscall}` : ""}` : String(err);
-  }
-}
+// fs error wording is shared with the topology reader.
+export { fsErrorText } from "../engine/errors.js";

@@ -145,7 +145,7 @@ test("unreadable files: one line naming the path", () => {
   mkdirSync(dir);
   failsWith(() => loadTopologyFile(dir), `${dir}: cannot read: is a directory`);
   const notDir = write("0", ".txt");
-  failsWith(() => loadTopologyFile(path.join(notDir, "x.txt")), "cannot read: a parent of it is not a directory");
+  failsWith(() => loadTopologyFile(path.join(notDir, "x.txt")), "cannot read: no such file (a parent of it is not a directory)");
   if (process.getuid?.() !== 0) { // root reads anything
     const secret = write("0 1\n1 0\n");
     chmodSync(secret, 0o000);
