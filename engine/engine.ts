@@ -92,11 +92,6 @@ export class Engine {
     return this.scheduler.horizon_ns;
   }
 
-  /** Pending deliveries towards `node`, earliest first (for inspection, e.g. a debugger). */
-  pendingDeliveries(node: NodeId): Delivery[] {
-    return this.inboxes[node]!.snapshot().map((h) => this.delivery(h));
-  }
-
   /** Runs until quiescent, `until_ns`, or a stop request; always ends with a run_end record. */
   async run(control: RunControl = { stop_requested: false }): Promise<RunSummary> {
     const wall_start = hostNowNs();

@@ -51,13 +51,6 @@ export class EventQueue<E extends QueuedEvent> {
     return this.heap.poll();
   }
 
-  /** Every event in queue order, without removing any (O(n log n); for inspection). */
-  snapshot(): E[] {
-    const out: E[] = [];
-    this.heap.forEach((e) => out.push(e));
-    return out;
-  }
-
   /** Removes every event; returns them in queue order. */
   drain(): E[] {
     const out: E[] = [];

@@ -143,12 +143,4 @@ export class Inbox {
     }
     return h;
   }
-
-  /** Handles of every frame in pop order, without removing any (for inspection). */
-  snapshot(): number[] {
-    const pool = this.pool;
-    const all: number[] = [];
-    for (const f of this.fifos) for (let h = f.head; h !== NONE; h = pool.next[h]!) all.push(h);
-    return all.sort((a, b) => pool.t_ns[a]! - pool.t_ns[b]! || pool.seq[a]! - pool.seq[b]!);
-  }
 }

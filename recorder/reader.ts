@@ -443,13 +443,3 @@ function indexEntryFrom(e: unknown): ChunkIndexEntry | null {
   if (!(t_min_ns! <= t_max_ns! && record_count! >= 1 && record_count! <= CHUNK_RECORDS_MAX)) return null;
   return { offset: offset!, t_min_ns: t_min_ns!, t_max_ns: t_max_ns!, record_count: record_count!, first_ordinal: first_ordinal! };
 }
-
-/** The header of a trace, checked, without reading any records. */
-export function readTraceHeader(path: string): TraceHeader {
-  const reader = TraceReader.open(path);
-  try {
-    return reader.header;
-  } finally {
-    reader.close();
-  }
-}

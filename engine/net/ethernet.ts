@@ -96,12 +96,6 @@ export function udpPayloadOffset(frame: Uint8Array): number {
   return start <= frame.length ? start : -1;
 }
 
-/** Source IPv4 address of an IPv4 frame. */
-export function frameSrcIpv4(frame: Uint8Array): number {
-  const o = ETH_HEADER_BYTES + 12;
-  return ((frame[o]! << 24) | (frame[o + 1]! << 16) | (frame[o + 2]! << 8) | frame[o + 3]!) >>> 0;
-}
-
 function writeIpv4Header(frame: Uint8Array, o: number, src: number, dst: number, total: number): void {
   frame[o] = 0x45; // version 4, 20-byte header
   writeU16(frame, o + 2, total);
