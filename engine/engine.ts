@@ -10,7 +10,7 @@ import { LinkState } from "./link.js";
 import { frameDstMac, isGroupMac, ETH_HEADER_BYTES } from "./net/ethernet.js";
 import { Scheduler, type SliceGrant } from "./scheduler.js";
 import type { Topology } from "./topology.js";
-import { RecordKind, type RecordSink, type RunEndReason } from "./trace_records.js";
+import { RecordKind, type DropReason, type RecordSink, type RunEndReason } from "./trace_records.js";
 import { VIRTUAL_NS_NEVER, hostNowNs, type NodeId } from "./units.js";
 
 export interface EngineOptions {
@@ -260,7 +260,7 @@ export class Engine {
     return state;
   }
 
-  private drop(to: number, t_ns: number, frame_id: number, from: NodeId, reason: "loss" | "queue_full" | "no_route" | "node_exited"): void {
+  private drop(to: number, t_ns: number, frame_id: number, from: NodeId, reason: DropReason): void {
     this.stats.frames_dropped += 1;
     this.write([RecordKind.FrameDrop, to, t_ns, frame_id, from, reason]);
   }

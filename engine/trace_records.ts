@@ -36,9 +36,14 @@ export const RECORD_KIND_NAMES: Readonly<Record<number, string>> = Object.freeze
   8: "run_end",
 });
 
-export type DropReason = "loss" | "queue_full" | "no_route" | "node_exited";
-export type LifecycleEvent = "boot" | "exit" | "crash";
-export type RunEndReason = "quiescent" | "duration" | "interrupted" | "error";
+// The values of the string fields, once: the types come from them, and the trace reader
+// checks decoded strings against them.
+export const DROP_REASONS = ["loss", "queue_full", "no_route", "node_exited"] as const;
+export const LIFECYCLE_EVENTS = ["boot", "exit", "crash"] as const;
+export const RUN_END_REASONS = ["quiescent", "duration", "interrupted", "error"] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+export type LifecycleEvent = (typeof LIFECYCLE_EVENTS)[number];
+export type RunEndReason = (typeof RUN_END_REASONS)[number];
 
 export type SliceGrantRecord = [1, number, number, number];
 export type SliceEndRecord = [2, number, number, number];

@@ -8,7 +8,8 @@
 import { Unpackr } from "msgpackr";
 import type { TraceRecord } from "../engine/trace_records.js";
 import { CHUNK_HEADER_BYTES, CHUNK_PAYLOAD_BYTES_MAX, ChunkType, writeChunkHeader } from "./format.js";
-import { DROP_REASONS, LIFECYCLE_EVENTS, RECORD_SHAPES, RUN_END_REASONS, describeKind, validateRecord } from "./validate.js";
+import { DROP_REASONS, LIFECYCLE_EVENTS, RUN_END_REASONS } from "../engine/trace_records.js";
+import { RECORD_SHAPES, describeKind, validateRecord } from "./validate.js";
 
 /** Longest msgpack array header (array32): the payload's outer array header goes here. */
 const ARRAY_HEADER_MAX = 5;

@@ -154,7 +154,7 @@ async function replayLoop(
   outcome: (divergence: Divergence | null, trace_incomplete: boolean) => ReplayOutcome,
 ): Promise<ReplayOutcome> {
   try {
-    while (await stepUnlessRunEndsHere(engine, cursor));
+    await runAsRecorded(engine, cursor);
     const extra = cursor.peek();
     if (extra !== undefined) {
       return outcome({ index: cursor.consumed, expected: extra, actual: null, context: [...cursor.history], why: "the trace has records after the replayed run ended" }, false);
@@ -163,30 +163,20 @@ async function replayLoop(
   } catch (err) {
     if (err instanceof EndOfTrace) return outcome(null, true);
     if (err instanceof Diverged) return outcome({ ...err.divergence, index: cursor.consumed, context: [...cursor.history] }, false);
-    if (err instanceof InputError && endsInError(cursor)) return finishAsRecorded(engine, cursor, complete, outcome);
     throw err;
   }
 }
 
-/** The recorded run failed (e.g. its in-flight bound): replay failing at the same record reproduces it. */
-function endsInError(cursor: RecordCursor): boolean {
-  const next = cursor.peek();
-  return next !== undefined && next[0] === RecordKind.RunEnd && next[2] === "error";
-}
-
-function finishAsRecorded(
-  engine: Engine,
-  cursor: RecordCursor,
-  complete: () => boolean,
-  outcome: (divergence: Divergence | null, trace_incomplete: boolean) => ReplayOutcome,
-): ReplayOutcome {
+/** Steps the engine until the run ends; a recorded failure (e.g. the in-flight bound) that recurs at the same record ends it the same way. */
+async function runAsRecorded(engine: Engine, cursor: RecordCursor): Promise<void> {
   try {
-    engine.finish("error");
+    while (await stepUnlessRunEndsHere(engine, cursor));
   } catch (err) {
-    if (err instanceof Diverged) return outcome({ ...err.divergence, index: cursor.consumed, context: [...cursor.history] }, false);
-    throw err;
+    const next = cursor.peek();
+    const failed_here = next !== undefined && next[0] === RecordKind.RunEnd && next[2] === "error";
+    if (!(err instanceof InputError && failed_here)) throw err;
+    engine.finish("error");
   }
-  return outcome(null, !complete());
 }
 
 /** A run stopped from outside (Ctrl+C, a failure) ends where its trace says it ended. */

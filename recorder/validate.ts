@@ -3,11 +3,7 @@
 // The reader's decoder (record_codec.ts) applies these rules inline while it decodes, for
 // speed; validateRecord states them plainly over decoded values (tests check that both agree).
 
-import type { TraceHeader } from "../engine/trace_records.js";
-
-export const DROP_REASONS: readonly string[] = ["loss", "queue_full", "no_route", "node_exited"];
-export const LIFECYCLE_EVENTS: readonly string[] = ["boot", "exit", "crash"];
-export const RUN_END_REASONS: readonly string[] = ["quiescent", "duration", "interrupted", "error"];
+import { DROP_REASONS, LIFECYCLE_EVENTS, RUN_END_REASONS, type TraceHeader } from "../engine/trace_records.js";
 
 /** The tuple each record kind must be, as error messages show it. */
 export const RECORD_SHAPES: Readonly<Record<number, string>> = Object.freeze({
