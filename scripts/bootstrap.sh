@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh clone: npm dependencies (only when package-lock.json
 # changed since the last install) and the TypeScript build. Later issues add the
-# Debian packages (qemu), the tapio-rs napi build and the guest image here.
+# tapio-rs napi build, the slice-gate plugin and the guest image below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install_deps.sh
 stamp=node_modules/.tapsim-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Debian packages tapsim needs on the host, installed only when one is missing (so a
+# second run costs one dpkg query). QEMU runs the VMs, qemu-img makes their overlays,
+# cpio builds the guest initramfs, tshark checks pcapng exports, chromium renders the
+# viewer in tests, iproute2 manages TAP devices and namespaces, tmux drives the
+# debugger's TTY test.
+set -euo pipefail
+pkgs=(qemu-system-x86 qemu-utils cpio tshark chromium iproute2 tmux)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "bootstrap: apt-get install ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then
+  echo "bootstrap: need root to install Debian packages: ${missing[*]} (run as root or install them)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
