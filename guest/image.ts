@@ -1,0 +1,315 @@
+// Guest images as the rest of tapsim sees them: the default initramfs image (built from
+// Debian packages and cached under <repo>/.tapsim/images/default-<key12>/), and a user's
+// own qcow2 disk image. The launcher (qmp/) takes a GuestImage and never builds one.
+
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fsErrorText, InputError } from "../engine/errors.js";
+import {
+  BUILD_SOURCES,
+  buildInitramfs,
+  checkHostKey,
+  dropbearEd25519Key,
+  fetchPackages,
+  pvhKernel,
+  kernelFiles,
+  type PackagePin,
+  renameOrDiscard,
+  REPO_ROOT,
+  resolvePackages,
+  rootPasswordHash,
+  sha256File,
+  sha256Hex,
+} from "./build.js";
+
+export interface InitramfsImage {
+  kind: "initramfs";
+  dir: string;
+  kernel_path: string;
+  initrd_path: string;
+  /** sha256 hex of the kernel's bytes followed by the initramfs's bytes. */
+  identity: string;
+  kernel_cmdline_base: string;
+  ssh_user: "root";
+  ssh_password: string;
+}
+
+export interface Qcow2Image {
+  kind: "qcow2";
+  /** Absolute. */
+  path: string;
+  /** sha256 hex over the sha256 of every file of the backing chain, image first (full contents). */
+  identity: string;
+  ssh_user: string;
+  ssh_password: string;
+}
+
+export type GuestImage = InitramfsImage | Qcow2Image;
+
+/** What image.json in an image folder holds. */
+export interface ImageManifest {
+  format: 1;
+  key: string;
+  identity: string;
+  /** pvh-elf: the uncompressed kernel, booted directly by QEMU's PVH loader; bzimage: Debian's file as is. */
+  kernel: { file: string; sha256: string; version: string; format: "pvh-elf" | "bzimage"; bytes: number };
+  initrd: { file: string; sha256: string; bytes: number };
+  kernel_cmdline_base: string;
+  ssh_user: "root";
+  /** Every VM of the image shares this host key (derived from the cache key). */
+  host_key: { public: string; fingerprint: string };
+  packages: { name: string; version: string; deb_sha256: string }[];
+  built_at: string;
+}
+
+export const DEFAULT_PASSWORD = "1234";
+/** ipv6.disable=1: the simulated network is IPv4; no router solicitations or DAD traffic. */
+export const KERNEL_CMDLINE_BASE = "console=ttyS0 quiet panic=-1 ipv6.disable=1";
+const MANIFEST = "image.json";
+const KERNEL_FILE = "kernel";
+const INITRD_FILE = "initrd.cpio.gz";
+const KEY_FORMAT = "tapsim-default-guest-v1";
+const PASSWORD_LENGTH_MAX = 128;
+
+export interface ImageOptions {
+  password?: string;
+  /** Folder holding images/, debs/ and unpacked/ (default <repo>/.tapsim). */
+  cache_root?: string;
+  log?: (line: string) => void;
+}
+
+export interface BuildResult {
+  image: InitramfsImage;
+  manifest: ImageManifest;
+  rebuilt: boolean;
+}
+
+export function defaultCacheRoot(): string {
+  return path.join(REPO_ROOT, ".tapsim");
+}
+
+function stderrLog(line: string): void {
+  process.stderr.write(`tapsim image: ${line}\n`);
+}
+
+export async function ensureDefaultImage(opts: ImageOptions = {}): Promise<InitramfsImage> {
+  return (await buildDefaultImage(opts)).image;
+}
+
+/** Builds the default image unless the cache has it (or force). */
+export async function buildDefaultImage(opts: ImageOptions & { force?: boolean } = {}): Promise<BuildResult> {
+  const password = checkPassword(opts.password ?? DEFAULT_PASSWORD);
+  const cache_root = path.resolve(opts.cache_root ?? defaultCacheRoot());
+  const log = opts.log ?? stderrLog;
+  const pins = resolvePackages(cache_root);
+  const key = imageKey(pins, password);
+  const dir = imageDir(cache_root, key);
+  if (!opts.force) {
+    const cached = readCachedImage(dir, key, password);
+    if (cached) return { ...cached, rebuilt: false };
+  }
+  log(`building ${dir}`);
+  const t0_ms = Date.now();
+  const manifest = buildInto(cache_root, dir, key, pins, password, log);
+  log(`built in ${((Date.now() - t0_ms) / 1000).toFixed(1)} s: initramfs ${(manifest.initrd.bytes / 1e6).toFixed(1)} MB, kernel ${manifest.kernel.version}`);
+  return { image: imageFrom(dir, manifest, password), manifest, rebuilt: true };
+}
+
+/** Looks up the cached default image for a password without building; null when absent. */
+export function findDefaultImage(opts: { password?: string; cache_root?: string } = {}): BuildResult | null {
+  const password = checkPassword(opts.password ?? DEFAULT_PASSWORD);
+  const cache_root = path.resolve(opts.cache_root ?? defaultCacheRoot());
+  const key = imageKey(resolvePackages(cache_root), password);
+  const cached = readCachedImage(imageDir(cache_root, key), key, password);
+  return cached ? { ...cached, rebuilt: false } : null;
+}
+
+function checkPassword(password: string): string {
+  if (typeof password !== "string" || password.length === 0) throw new InputError("--password: must not be empty");
+  if (password.length > PASSWORD_LENGTH_MAX) throw new InputError(`--password: longer than ${PASSWORD_LENGTH_MAX} characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f:]/.test(password)) throw new InputError("--password: control characters and ':' are not allowed");
+  return password;
+}
+
+/** sha256 over everything the image is made from: package pins, builder sources, password. */
+export function imageKey(pins: PackagePin[], password: string): string {
+  const sources = BUILD_SOURCES.map((rel) => ({ rel, sha256: sha256File(path.join(REPO_ROOT, rel)) }));
+  return sha256Hex(JSON.stringify({ format: KEY_FORMAT, packages: pins, sources, password }));
+}
+
+function imageDir(cache_root: string, key: string): string {
+  return path.join(cache_root, "images", `default-${key.slice(0, 12)}`);
+}
+
+function readCachedImage(dir: string, key: string, password: string): { image: InitramfsImage; manifest: ImageManifest } | null {
+  let manifest: ImageManifest;
+  try {
+    manifest = JSON.parse(readFileSync(path.join(dir, MANIFEST), "utf8")) as ImageManifest;
+  } catch {
+    return null;
+  }
+  if (manifest.format !== 1 || manifest.key !== key) return null;
+  // A truncated or replaced file must not pass for the recorded image. Sizes only: hashing
+  // the 66 MB kernel on every lookup would cost ~0.4 s.
+  if (fileSize(path.join(dir, KERNEL_FILE)) !== manifest.kernel.bytes) return null;
+  if (fileSize(path.join(dir, INITRD_FILE)) !== manifest.initrd.bytes) return null;
+  return { image: imageFrom(dir, manifest, password), manifest };
+}
+
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return -1;
+  }
+}
+
+function imageFrom(dir: string, manifest: ImageManifest, password: string): InitramfsImage {
+  return {
+    kind: "initramfs",
+    dir,
+    kernel_path: path.join(dir, KERNEL_FILE),
+    initrd_path: path.join(dir, INITRD_FILE),
+    identity: manifest.identity,
+    kernel_cmdline_base: manifest.kernel_cmdline_base,
+    ssh_user: "root",
+    ssh_password: password,
+  };
+}
+
+function buildInto(cache_root: string, dir: string, key: string, pins: PackagePin[], password: string, log: (line: string) => void): ImageManifest {
+  const pkgs = fetchPackages(pins, path.join(cache_root, "debs"), path.join(cache_root, "unpacked"), log);
+  const src_dirs = pkgs.map((p) => p.unpacked_dir);
+  const kernel = kernelFiles(pkgs[0]!.unpacked_dir);
+  const host_key = dropbearEd25519Key(createHash("sha256").update(`tapsim-guest-host-key\0${key}`).digest());
+  mkdirSync(path.dirname(dir), { recursive: true });
+  // Built in a private folder and renamed into place, so a reader never sees half an image.
+  const tmp = `${dir}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  mkdirSync(tmp, { mode: 0o755 });
+  try {
+    writeFileSync(path.join(tmp, "host_key"), host_key.file, { mode: 0o600 });
+    checkHostKey(src_dirs, path.join(tmp, "host_key"), host_key.public_line);
+    rmSync(path.join(tmp, "host_key"));
+    const inputs = {
+      src_dirs,
+      kernel_version: kernel.version,
+      init_script: readFileSync(path.join(REPO_ROOT, "guest/init.sh"), "utf8"),
+      root_password_hash: rootPasswordHash(src_dirs, password),
+      host_key: host_key.file,
+    };
+    buildInitramfs(inputs, path.join(tmp, INITRD_FILE));
+    const bzimage = readFileSync(kernel.vmlinuz);
+    const elf = pvhKernel(bzimage);
+    if (elf === null) log(`${path.basename(kernel.vmlinuz)}: no PVH ELF inside; booting the bzImage (slower under TCG)`);
+    writeFileSync(path.join(tmp, KERNEL_FILE), elf ?? bzimage);
+    const manifest = manifestFor(tmp, key, kernel.version, elf === null ? "bzimage" : "pvh-elf", host_key, pkgs);
+    writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
+    replaceDir(tmp, dir);
+    return manifest;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function manifestFor(
+  dir: string,
+  key: string,
+  kernel_version: string,
+  kernel_format: "pvh-elf" | "bzimage",
+  host_key: { public_line: string; fingerprint: string },
+  pkgs: { name: string; version: string; deb_sha256: string }[],
+): ImageManifest {
+  const kernel_bytes = readFileSync(path.join(dir, KERNEL_FILE));
+  const initrd_bytes = readFileSync(path.join(dir, INITRD_FILE));
+  return {
+    format: 1,
+    key,
+    identity: createHash("sha256").update(kernel_bytes).update(initrd_bytes).digest("hex"),
+    kernel: { file: KERNEL_FILE, sha256: sha256Hex(kernel_bytes), version: kernel_version, format: kernel_format, bytes: kernel_bytes.length },
+    initrd: { file: INITRD_FILE, sha256: sha256Hex(initrd_bytes), bytes: initrd_bytes.length },
+    kernel_cmdline_base: KERNEL_CMDLINE_BASE,
+    ssh_user: "root",
+    host_key: { public: host_key.public_line, fingerprint: host_key.fingerprint },
+    packages: pkgs.map((p) => ({ name: p.name, version: p.version, deb_sha256: p.deb_sha256 })),
+    built_at: new Date().toISOString(),
+  };
+}
+
+/** Puts a finished image folder at dir, replacing an older one (--force). */
+function replaceDir(from: string, dir: string): void {
+  if (existsSync(dir)) {
+    const old = `${dir}.old-${process.pid}-${randomBytes(4).toString("hex")}`;
+    renameSync(dir, old);
+    rmSync(old, { recursive: true, force: true });
+  }
+  renameOrDiscard(from, dir);
+}
+
+const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** The kernel command line for one VM: the image's base plus sim.id, sim.ip, sim.hostname. */
+export function kernelCmdline(image: InitramfsImage, node: { id: number; ip_cidr: string; hostname: string }): string {
+  if (!Number.isSafeInteger(node.id) || node.id < 0) throw new InputError(`node id ${node.id}: expected a non-negative integer`);
+  if (!isIpv4Cidr(node.ip_cidr)) throw new InputError(`node ${node.id} ip ${JSON.stringify(node.ip_cidr)}: expected an IPv4 address with a prefix, like 10.0.0.1/16`);
+  if (!HOSTNAME_RE.test(node.hostname)) throw new InputError(`node ${node.id} hostname ${JSON.stringify(node.hostname)}: expected letters, digits and '-' (at most 63)`);
+  return `${image.kernel_cmdline_base} sim.id=${node.id} sim.ip=${node.ip_cidr} sim.hostname=${node.hostname}`;
+}
+
+function isIpv4Cidr(text: string): boolean {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(text);
+  if (!m) return false;
+  const octets = m.slice(1, 5).map(Number);
+  return octets.every((o) => o <= 255) && Number(m[5]) >= 1 && Number(m[5]) <= 32;
+}
+
+/**
+ * A user's qcow2 disk image. Identity hashes the full contents of the image and of every
+ * backing file (about 1 s per GB on these machines), so two runs name the same disk
+ * only if it is byte-for-byte the same.
+ */
+export async function openUserImage(file: string, opts: { ssh_user?: string; ssh_password?: string }): Promise<Qcow2Image> {
+  const abs = path.resolve(file);
+  try {
+    if (!statSync(abs).isFile()) throw new InputError(`${file}: not a regular file (expected a qcow2 disk image)`);
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError(`${file}: ${fsErrorText(err)}`);
+  }
+  const chain = qcow2Chain(file, abs);
+  const hashes: string[] = [];
+  for (const f of chain) hashes.push(await hashFile(f));
+  return {
+    kind: "qcow2",
+    path: abs,
+    identity: sha256Hex(JSON.stringify(hashes)),
+    ssh_user: opts.ssh_user ?? "root",
+    ssh_password: opts.ssh_password ?? DEFAULT_PASSWORD,
+  };
+}
+
+/** The image and its backing files, checked with qemu-img (the image itself must be qcow2). */
+function qcow2Chain(file: string, abs: string): string[] {
+  const r = spawnSync("qemu-img", ["info", "--output=json", "--backing-chain", "--", abs], { encoding: "utf8", timeout: 60_000 });
+  if (r.error) throw new InputError(`${file}: cannot run qemu-img (${(r.error as NodeJS.ErrnoException).code ?? r.error.message}); install qemu-utils`);
+  if (r.status !== 0) {
+    const why = r.stderr.trim().split("\n").pop()?.replace(/^qemu-img:\s*/, "") ?? `exit ${r.status}`;
+    throw new InputError(`${file}: not a readable disk image (qemu-img: ${why})`);
+  }
+  const infos = JSON.parse(r.stdout) as { filename: string; format: string }[];
+  const format = infos[0]?.format;
+  if (format !== "qcow2") throw new InputError(`${file}: not a qcow2 image (qemu-img reads it as ${format ?? "unknown"})`);
+  return infos.map((i) => i.filename);
+}
+
+function hashFile(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash("sha256");
+    createReadStream(file)
+      .on("data", (chunk) => h.update(chunk))
+      .on("error", (err) => reject(new InputError(`${file}: ${fsErrorText(err)}`)))
+      .on("end", () => resolve(h.digest("hex")));
+  });
+}

@@ -1,0 +1,76 @@
+#!/bin/sh
+# /init of the tapsim default guest (busybox sh, PID 1). Mounts the pseudo file systems,
+# loads the virtio NIC modules, configures eth0 (management, user-net, SSH) and eth1
+# (the simulated NIC) from the kernel command line, starts dropbear, prints the ready
+# line on the console, then becomes busybox init (which reaps orphans and offers a
+# shell on the console). Nothing here reads randomness or the wall clock: for a given
+# virtual clock the boot is the same every time.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+umask 022
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=755 tmpfs /run
+exec </dev/console >/dev/console 2>&1
+
+fail() {
+  echo "tapsim-guest: FAILED: $*"
+  poweroff -f
+}
+
+# init gets no dotted parameters in its environment: read them from the command line.
+# set -f: a word with a glob character must not expand against the root directory.
+SIM_ID=none SIM_IP= SIM_HOSTNAME=tapsim
+set -f
+for word in $(cat /proc/cmdline); do
+  case "$word" in
+    sim.id=*) SIM_ID=${word#*=} ;;
+    sim.ip=*) SIM_IP=${word#*=} ;;
+    sim.hostname=*) SIM_HOSTNAME=${word#*=} ;;
+  esac
+done
+set +f
+
+# Load order matters (each module needs the ones before it); the list is written by
+# the image builder (guest/build.ts, GUEST_MODULES).
+kdir=/lib/modules/$(uname -r)
+while read -r mod; do
+  [ -n "$mod" ] || continue
+  insmod "$kdir/$mod" || fail "insmod $mod"
+done </etc/tapsim/modules
+
+# Both NICs are probed while virtio_net loads; the bounded wait covers a late probe.
+n=0
+while [ ! -e /sys/class/net/eth1 ] && [ $n -lt 50 ]; do
+  usleep 100000
+  n=$((n + 1))
+done
+[ -e /sys/class/net/eth1 ] || fail "no eth1 (need two virtio-net NICs: eth0 management, eth1 simulated)"
+
+hostname "$SIM_HOSTNAME"
+echo "$SIM_HOSTNAME" >/etc/hostname
+ip link set lo up
+# eth0: the user-net NIC at the lower PCI address; QEMU forwards a host port to :22 here.
+ip addr add 10.255.0.15/24 dev eth0 || fail "eth0 address"
+ip link set eth0 up || fail "eth0 up"
+ip link set eth1 up || fail "eth1 up"
+if [ -n "$SIM_IP" ]; then
+  ip addr add "$SIM_IP" dev eth1 || fail "eth1 address $SIM_IP"
+  echo "${SIM_IP%/*} $SIM_HOSTNAME" >>/etc/hosts
+fi
+
+# The host key is built into the image (every VM of an image shares it), so boot does
+# no key generation. dropbear forks before it binds: wait until :22 (0x0016) listens.
+dropbear -r /etc/dropbear/dropbear_ed25519_host_key -p 22 -P /run/dropbear.pid || fail "dropbear"
+n=0
+while ! grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp && [ $n -lt 100 ]; do
+  usleep 50000
+  n=$((n + 1))
+done
+grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp || fail "dropbear is not listening on port 22"
+
+echo "tapsim-guest: ready node=$SIM_ID ip=${SIM_IP%/*} hostname=$SIM_HOSTNAME"
+exec /sbin/init
