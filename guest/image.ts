@@ -15,6 +15,7 @@ import {
   fetchPackages,
   pvhKernel,
   kernelFiles,
+  type InitramfsInputs,
   type PackagePin,
   renameOrDiscard,
   REPO_ROOT,
@@ -181,37 +182,46 @@ function imageFrom(dir: string, manifest: ImageManifest, password: string): Init
 }
 
 function buildInto(cache_root: string, dir: string, key: string, pins: PackagePin[], password: string, log: (line: string) => void): ImageManifest {
-  const pkgs = fetchPackages(pins, path.join(cache_root, "debs"), path.join(cache_root, "unpacked"), log);
-  const src_dirs = pkgs.map((p) => p.unpacked_dir);
-  const kernel = kernelFiles(pkgs[0]!.unpacked_dir);
-  const host_key = dropbearEd25519Key(createHash("sha256").update(`tapsim-guest-host-key\0${key}`).digest());
+  const { pkgs, inputs, vmlinuz, host_key } = imageInputs(cache_root, key, pins, password, log);
   mkdirSync(path.dirname(dir), { recursive: true });
   // Built in a private folder and renamed into place, so a reader never sees half an image.
   const tmp = `${dir}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   mkdirSync(tmp, { mode: 0o755 });
   try {
     writeFileSync(path.join(tmp, "host_key"), host_key.file, { mode: 0o600 });
-    checkHostKey(src_dirs, path.join(tmp, "host_key"), host_key.public_line);
+    checkHostKey(inputs.src_dirs, path.join(tmp, "host_key"), host_key.public_line);
     rmSync(path.join(tmp, "host_key"));
-    const inputs = {
-      src_dirs,
-      kernel_version: kernel.version,
-      init_script: readFileSync(path.join(REPO_ROOT, "guest/init.sh"), "utf8"),
-      root_password_hash: rootPasswordHash(src_dirs, password),
-      host_key: host_key.file,
-    };
     buildInitramfs(inputs, path.join(tmp, INITRD_FILE));
-    const bzimage = readFileSync(kernel.vmlinuz);
+    const bzimage = readFileSync(vmlinuz);
     const elf = pvhKernel(bzimage);
-    if (elf === null) log(`${path.basename(kernel.vmlinuz)}: no PVH ELF inside; booting the bzImage (slower under TCG)`);
+    if (elf === null) log(`${path.basename(vmlinuz)}: no PVH ELF inside; booting the bzImage (slower under TCG)`);
     writeFileSync(path.join(tmp, KERNEL_FILE), elf ?? bzimage);
-    const manifest = manifestFor(tmp, key, kernel.version, elf === null ? "bzimage" : "pvh-elf", host_key, pkgs);
+    const manifest = manifestFor(tmp, key, inputs.kernel_version, elf === null ? "bzimage" : "pvh-elf", host_key, pkgs);
     writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
     replaceDir(tmp, dir);
     return manifest;
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * Everything the initramfs of the default image is made from (downloading and unpacking
+ * what the cache lacks). The host key follows from the cache key: same inputs, same key.
+ */
+export function imageInputs(cache_root: string, key: string, pins: PackagePin[], password: string, log: (line: string) => void) {
+  const pkgs = fetchPackages(pins, path.join(cache_root, "debs"), path.join(cache_root, "unpacked"), log);
+  const src_dirs = pkgs.map((p) => p.unpacked_dir);
+  const kernel = kernelFiles(pkgs[0]!.unpacked_dir);
+  const host_key = dropbearEd25519Key(createHash("sha256").update(`tapsim-guest-host-key\0${key}`).digest());
+  const inputs: InitramfsInputs = {
+    src_dirs,
+    kernel_version: kernel.version,
+    init_script: readFileSync(path.join(REPO_ROOT, "guest/init.sh"), "utf8"),
+    root_password_hash: rootPasswordHash(src_dirs, password),
+    host_key: host_key.file,
+  };
+  return { pkgs, inputs, vmlinuz: kernel.vmlinuz, host_key };
 }
 
 function manifestFor(

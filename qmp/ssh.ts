@@ -1,0 +1,273 @@
+// SSH into guests (host side, over ssh2) through the user-net port QEMU forwards to the
+// guest's :22. This is the management path, not the simulated network: it runs on wall
+// time, so the timeouts here are wall-clock milliseconds. Host keys are not checked (the
+// target is a VM on 127.0.0.1 that this process started; the default image's VMs share
+// one built-in key). Every failure is an SshError with a one-line message.
+
+import { once } from "node:events";
+import ssh2 from "ssh2";
+import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from "ssh2";
+
+const { Client } = ssh2;
+
+export interface SshTarget {
+  /** 127.0.0.1 */
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+export interface ExecResult {
+  code: number | null;
+  signal: string | null;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+export type SshErrorKind = "refused" | "auth" | "timeout" | "closed" | "aborted" | "other";
+
+export class SshError extends Error {
+  constructor(
+    readonly kind: SshErrorKind,
+    message: string,
+  ) {
+    super(message);
+    this.name = "SshError";
+  }
+}
+
+const EXEC_TIMEOUT_MS_DEFAULT = 60_000;
+const CONNECT_TIMEOUT_MS_DEFAULT = 20_000;
+const WAIT_INTERVAL_MS_DEFAULT = 250;
+/** One connection try of waitForSsh: long enough for a TCG guest's key exchange. */
+const WAIT_ATTEMPT_TIMEOUT_MS = 8_000;
+
+function where(t: SshTarget): string {
+  return `ssh ${t.user}@${t.host}:${t.port}`;
+}
+
+function checkTarget(t: SshTarget): void {
+  if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535) throw new Error(`ssh: bad port ${t.port}`);
+  if (typeof t.host !== "string" || t.host === "" || typeof t.user !== "string" || t.user === "") throw new Error("ssh: host and user are required");
+}
+
+/** ssh2's errors as one line saying what went wrong where. */
+function sshError(t: SshTarget, err: Error & { code?: string; level?: string }): SshError {
+  if (err instanceof SshError) return err;
+  if (err.code === "ECONNREFUSED") return new SshError("refused", `${where(t)}: connection refused on port ${t.port}`);
+  if (err.level === "client-authentication") return new SshError("auth", `${where(t)}: authentication failed (password rejected for ${t.user})`);
+  if (err.level === "client-timeout") return new SshError("timeout", `${where(t)}: timed out waiting for the SSH handshake`);
+  if (err.code === "ECONNRESET" || /before handshake|Connection lost|Not connected/i.test(err.message)) {
+    return new SshError("closed", `${where(t)}: connection closed before the SSH handshake (guest not listening yet?)`);
+  }
+  return new SshError("other", `${where(t)}: ${err.message.split("\n")[0]}`);
+}
+
+type Connection = InstanceType<typeof Client>;
+
+/** An authenticated connection; rejects with an SshError. */
+function connect(t: SshTarget, timeout_ms: number, signal?: AbortSignal): Promise<Connection> {
+  checkTarget(t);
+  return new Promise((resolve, reject) => {
+    const conn = new Client();
+    const onAbort = () => {
+      conn.end();
+      reject(new SshError("aborted", `${where(t)}: aborted`));
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const config: ConnectConfig = {
+      host: t.host,
+      port: t.port,
+      username: t.user,
+      password: t.password,
+      readyTimeout: timeout_ms,
+      tryKeyboard: false,
+      hostVerifier: () => true,
+    };
+    conn
+      .once("ready", () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(conn);
+      })
+      .once("error", (err) => {
+        signal?.removeEventListener("abort", onAbort);
+        conn.end();
+        reject(sshError(t, err));
+      })
+      .once("close", () => reject(sshError(t, new Error("Connection lost before handshake"))))
+      .connect(config);
+  });
+}
+
+/** Runs one command; resolves with its exit status and output (a non-zero exit is not an error). */
+export async function sshExec(t: SshTarget, command: string, opts: { timeout_ms?: number; stdin?: Buffer | string; signal?: AbortSignal } = {}): Promise<ExecResult> {
+  const timeout_ms = opts.timeout_ms ?? EXEC_TIMEOUT_MS_DEFAULT;
+  if (!(timeout_ms > 0)) throw new Error(`sshExec: timeout_ms must be positive, got ${timeout_ms}`);
+  const deadline_ms = Date.now() + timeout_ms;
+  const conn = await connect(t, timeout_ms, opts.signal);
+  try {
+    return await withDeadline(t, conn, deadline_ms, opts.signal, `running ${JSON.stringify(command)}`, (done, fail) => {
+      conn.exec(command, (err, stream) => {
+        if (err) return fail(sshError(t, err));
+        collect(stream, done);
+        stream.end(opts.stdin ?? "");
+      });
+    });
+  } finally {
+    conn.end();
+  }
+}
+
+function collect(stream: ClientChannel, done: (r: ExecResult) => void): void {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let code: number | null = null;
+  let signal: string | null = null;
+  stream.on("data", (d: Buffer) => out.push(d));
+  stream.stderr.on("data", (d: Buffer) => err.push(d));
+  stream.on("exit", (c: number | null, s?: string) => {
+    code = c ?? null;
+    signal = s ?? null;
+  });
+  stream.on("close", () => done({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
+}
+
+/** Runs body on an open connection with a wall-clock deadline and abort; the connection dying fails it. */
+function withDeadline<T>(
+  t: SshTarget,
+  conn: Connection,
+  deadline_ms: number,
+  signal: AbortSignal | undefined,
+  what: string,
+  body: (done: (v: T) => void, fail: (e: Error) => void) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      fn();
+    };
+    const timer = setTimeout(() => finish(() => reject(new SshError("timeout", `${where(t)}: timed out ${what}`))), Math.max(1, deadline_ms - Date.now()));
+    const onAbort = () => finish(() => reject(new SshError("aborted", `${where(t)}: aborted ${what}`)));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    conn.on("error", (err) => finish(() => reject(sshError(t, err))));
+    conn.on("close", () => finish(() => reject(new SshError("closed", `${where(t)}: connection closed while ${what}`))));
+    body(
+      (v) => finish(() => resolve(v)),
+      (e) => finish(() => reject(e)),
+    );
+  });
+}
+
+/**
+ * Retries `true` until it succeeds. A wrong password fails at once (retrying cannot fix
+ * it); refused, reset and slow handshakes are what a booting guest looks like, so they
+ * are retried until timeout_ms.
+ */
+export async function waitForSsh(t: SshTarget, opts: { timeout_ms: number; signal?: AbortSignal; interval_ms?: number }): Promise<void> {
+  if (!(opts.timeout_ms > 0)) throw new Error(`waitForSsh: timeout_ms must be positive, got ${opts.timeout_ms}`);
+  const interval_ms = opts.interval_ms ?? WAIT_INTERVAL_MS_DEFAULT;
+  const deadline_ms = Date.now() + opts.timeout_ms;
+  let last: SshError | null = null;
+  // Bounded: each try ends by the deadline, and the loop stops at it.
+  while (Date.now() < deadline_ms) {
+    const left_ms = deadline_ms - Date.now();
+    try {
+      const r = await sshExec(t, "true", { timeout_ms: Math.min(left_ms, WAIT_ATTEMPT_TIMEOUT_MS), signal: opts.signal });
+      if (r.code === 0) return;
+      last = new SshError("other", `${where(t)}: \`true\` exited with ${r.code ?? r.signal}`);
+    } catch (err) {
+      if (!(err instanceof SshError)) throw err;
+      if (err.kind === "auth" || err.kind === "aborted") throw err;
+      last = err;
+    }
+    await sleep(Math.min(interval_ms, Math.max(0, deadline_ms - Date.now())), opts.signal);
+  }
+  throw new SshError("timeout", `${where(t)}: no SSH within ${(opts.timeout_ms / 1000).toFixed(1)} s on port ${t.port}${last ? ` (last: ${last.message.replace(`${where(t)}: `, "")})` : ""}`);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * An interactive session on this process's stdin/stdout: a pty shell (or command) when
+ * stdin is a terminal (raw mode, window size followed), plain pipes otherwise. Resolves
+ * with the remote exit code (255 when there is none, e.g. the command died by a signal).
+ */
+export async function sshInteractive(t: SshTarget, opts: { command?: string } = {}): Promise<number> {
+  const conn = await connect(t, CONNECT_TIMEOUT_MS_DEFAULT);
+  const stdin = process.stdin;
+  const tty = stdin.isTTY === true && process.stdout.isTTY === true;
+  const pty: PseudoTtyOptions = { term: process.env.TERM ?? "xterm", rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 };
+  try {
+    const stream = await new Promise<ClientChannel>((resolve, reject) => {
+      const cb = (err: Error | undefined, s: ClientChannel) => (err ? reject(sshError(t, err)) : resolve(s));
+      if (opts.command !== undefined) conn.exec(opts.command, tty ? { pty } : {}, cb);
+      else if (tty) conn.shell(pty, cb);
+      else conn.shell(false, cb);
+    });
+    return await pump(stream, tty);
+  } finally {
+    conn.end();
+  }
+}
+
+async function pump(stream: ClientChannel, tty: boolean): Promise<number> {
+  const stdin = process.stdin;
+  const onResize = () => stream.setWindow(process.stdout.rows ?? 24, process.stdout.columns ?? 80, 0, 0);
+  let code: number | null = null;
+  stream.on("exit", (c: number | null) => {
+    code = c;
+  });
+  if (tty) {
+    stdin.setRawMode(true);
+    process.stdout.on("resize", onResize);
+  }
+  stdin.pipe(stream);
+  stream.pipe(process.stdout, { end: false });
+  stream.stderr.pipe(process.stderr, { end: false });
+  try {
+    await once(stream, "close");
+  } finally {
+    stdin.unpipe(stream);
+    stdin.pause();
+    if (tty) {
+      stdin.setRawMode(false);
+      process.stdout.off("resize", onResize);
+    }
+  }
+  return code ?? 255;
+}
+
+/** Copies a local file to the guest over SFTP (dropbear runs the image's sftp-server). */
+export async function sshCopy(t: SshTarget, local_path: string, remote_path: string): Promise<void> {
+  const conn = await connect(t, CONNECT_TIMEOUT_MS_DEFAULT);
+  try {
+    await withDeadline<void>(t, conn, Date.now() + EXEC_TIMEOUT_MS_DEFAULT * 5, undefined, `copying ${local_path} to ${remote_path}`, (done, fail) => {
+      conn.sftp((err, sftp) => {
+        if (err) return fail(new SshError("other", `${where(t)}: no SFTP (${err.message})`));
+        sftp.fastPut(local_path, remote_path, (e?: Error | null) => {
+          sftp.end();
+          if (e) fail(new SshError("other", `${where(t)}: copying ${local_path} to ${remote_path}: ${e.message}`));
+          else done();
+        });
+      });
+    });
+  } finally {
+    conn.end();
+  }
+}

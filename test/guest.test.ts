@@ -1,0 +1,223 @@
+// The default guest image: cache, byte-reproducible initramfs, and one real QEMU boot
+// checked over SSH (cmdline settings, NIC order, password, scp-style copy). Also the
+// user qcow2 image's errors and the SSH helpers' one-line errors.
+
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { InputError } from "../engine/errors.js";
+import { buildInitramfs, GUEST_MODULES, hasPvhNote, resolvePackages } from "../guest/build.js";
+import { buildDefaultImage, defaultCacheRoot, ensureDefaultImage, imageInputs, imageKey, type InitramfsImage, kernelCmdline, openUserImage } from "../guest/image.js";
+import { SshError, sshCopy, sshExec, waitForSsh, type SshTarget } from "../qmp/ssh.js";
+import { tapsim } from "./helpers/cli.js";
+import { freePort, startVm, stopVm, waitForSerial } from "./helpers/guest_vm.js";
+
+const tmp = mkdtempSync(path.join(tmpdir(), "tapsim-guest-"));
+const quiet = () => {};
+let image: InitramfsImage;
+
+test.before(async () => {
+  image = await ensureDefaultImage({ log: quiet });
+});
+
+test.after(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+function sha256(data: Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+test("default image: identity is sha256(kernel || initrd); the kernel is a PVH ELF; a second ensure is a cache hit", async () => {
+  const kernel = readFileSync(image.kernel_path);
+  const initrd = readFileSync(image.initrd_path);
+  assert.is(image.identity, createHash("sha256").update(kernel).update(initrd).digest("hex"));
+  assert.ok(hasPvhNote(kernel), "kernel is the uncompressed ELF with a PVH entry");
+  assert.is(initrd.subarray(0, 2).toString("hex"), "1f8b", "initrd is gzip");
+  assert.is(initrd[9], 3, "gzip -n: OS byte unix, no name");
+  assert.is(initrd.readUInt32LE(4), 0, "gzip -n: no mtime");
+  assert.match(image.dir, new RegExp(`^${defaultCacheRoot()}/images/default-[0-9a-f]{12}$`));
+  assert.is(image.ssh_user, "root");
+  assert.is(image.ssh_password, "1234");
+  const again = await buildDefaultImage({ log: quiet });
+  assert.is(again.rebuilt, false);
+  assert.is(again.image.identity, image.identity);
+  assert.is(again.manifest.packages.length, 10);
+  assert.match(again.manifest.packages[0]!.name, /^linux-image-\d/);
+});
+
+test("a new password builds a new image (from the cached packages), then is a cache hit; an empty password is refused", async () => {
+  const lines: string[] = [];
+  const first = await buildDefaultImage({ password: "test-pw-guest", log: (l) => lines.push(l) });
+  try {
+    assert.is(first.rebuilt, true);
+    assert.ok(lines.some((l) => l.startsWith("building ")), lines.join("\n"));
+    assert.not.ok(lines.some((l) => l.startsWith("downloading ")), "packages come from the cache");
+    assert.is.not(first.image.dir, image.dir, "password is part of the cache key");
+    assert.is.not(first.image.identity, image.identity);
+    const second = await buildDefaultImage({ password: "test-pw-guest", log: quiet });
+    assert.is(second.rebuilt, false);
+    assert.is(second.image.identity, first.image.identity);
+  } finally {
+    rmSync(first.image.dir, { recursive: true, force: true });
+  }
+  for (const bad of ["", "a:b", "new\nline"]) {
+    try {
+      await buildDefaultImage({ password: bad, log: quiet });
+      assert.unreachable(`password ${JSON.stringify(bad)}`);
+    } catch (err) {
+      assert.instance(err, InputError);
+      assert.match((err as Error).message, /^--password: /);
+    }
+  }
+});
+
+test("initramfs: two builds from the same unpacked inputs are byte-identical, and equal the cached image's", () => {
+  const cache_root = defaultCacheRoot();
+  const pins = resolvePackages(cache_root);
+  const { inputs } = imageInputs(cache_root, imageKey(pins, "1234"), pins, "1234", quiet);
+  const a = path.join(tmp, "a.cpio.gz");
+  const b = path.join(tmp, "b.cpio.gz");
+  buildInitramfs(inputs, a);
+  buildInitramfs(inputs, b);
+  const bytes_a = readFileSync(a);
+  assert.ok(bytes_a.equals(readFileSync(b)), "same bytes");
+  assert.is(sha256(bytes_a), sha256(readFileSync(image.initrd_path)), "same as the cached image");
+  const listing = spawnSync("bash", ["-c", 'zcat "$1" | cpio -tv --quiet', "bash", a], { encoding: "utf8" }).stdout;
+  for (const want of [" init\n", " etc/shadow\n", " usr/sbin/dropbear\n", " usr/lib/openssh/sftp-server\n", " bin/busybox\n", " etc/dropbear/dropbear_ed25519_host_key\n"]) {
+    assert.ok(listing.includes(want), `initramfs has${want}`);
+  }
+  for (const m of GUEST_MODULES) assert.ok(listing.includes(`/${m}\n`), `initramfs has ${m}`);
+  for (const line of listing.trimEnd().split("\n")) assert.match(line, / root +root .* 1970 /, `owner root, mtime fixed: ${line}`);
+  assert.match(listing, /^-rw------- .* etc\/shadow$/m);
+});
+
+test("kernelCmdline: per-VM settings after the base; bad fields are one-line InputErrors naming them", () => {
+  const line = kernelCmdline(image, { id: 3, ip_cidr: "10.0.0.4/16", hostname: "node3" });
+  assert.is(line, `${image.kernel_cmdline_base} sim.id=3 sim.ip=10.0.0.4/16 sim.hostname=node3`);
+  assert.match(image.kernel_cmdline_base, /console=ttyS0/);
+  assert.match(image.kernel_cmdline_base, /ipv6\.disable=1/);
+  const bad: [Parameters<typeof kernelCmdline>[1], RegExp][] = [
+    [{ id: -1, ip_cidr: "10.0.0.1/16", hostname: "n" }, /node id -1/],
+    [{ id: 1, ip_cidr: "10.0.0.300/16", hostname: "n" }, /node 1 ip "10\.0\.0\.300\/16"/],
+    [{ id: 1, ip_cidr: "10.0.0.1", hostname: "n" }, /node 1 ip "10\.0\.0\.1": expected an IPv4 address with a prefix/],
+    [{ id: 1, ip_cidr: "10.0.0.1/16", hostname: "a b" }, /node 1 hostname "a b"/],
+  ];
+  for (const [node, re] of bad) assert.throws(() => kernelCmdline(image, node), (err: Error) => err instanceof InputError && re.test(err.message) && !err.message.includes("\n"));
+});
+
+test("openUserImage: missing file, a non-qcow2 file, a directory: one-line errors naming the file; a qcow2 opens", async () => {
+  const expectError = async (file: string, re: RegExp) => {
+    try {
+      await openUserImage(file, {});
+      assert.unreachable(file);
+    } catch (err) {
+      assert.instance(err, InputError);
+      const msg = (err as Error).message;
+      assert.ok(msg.startsWith(file), msg);
+      assert.match(msg, re);
+      assert.not.match(msg, /\n/);
+    }
+  };
+  await expectError(path.join(tmp, "missing.qcow2"), /: no such file$/);
+  const text = path.join(tmp, "notes.txt");
+  writeFileSync(text, "not a disk image\n");
+  await expectError(text, /: not a qcow2 image \(qemu-img reads it as raw\)$/);
+  await expectError(tmp, /: not a regular file/);
+  const disk = path.join(tmp, "disk.qcow2");
+  assert.is(spawnSync("qemu-img", ["create", "-q", "-f", "qcow2", disk, "16M"]).status, 0);
+  const img = await openUserImage(path.relative(process.cwd(), disk), { ssh_user: "debian", ssh_password: "pw" });
+  assert.equal({ kind: img.kind, path: img.path, ssh_user: img.ssh_user, ssh_password: img.ssh_password }, { kind: "qcow2", path: disk, ssh_user: "debian", ssh_password: "pw" });
+  assert.match(img.identity, /^[0-9a-f]{64}$/);
+  assert.is((await openUserImage(disk, {})).identity, img.identity, "identity is a function of the contents");
+});
+
+test("ssh: connection refused names the port, in one line", async () => {
+  const port = await freePort();
+  try {
+    await sshExec({ host: "127.0.0.1", port, user: "root", password: "1234" }, "true", { timeout_ms: 5000 });
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, SshError);
+    assert.is((err as SshError).kind, "refused");
+    assert.is((err as Error).message, `ssh root@127.0.0.1:${port}: connection refused on port ${port}`);
+  }
+  const t0_ms = Date.now();
+  try {
+    await waitForSsh({ host: "127.0.0.1", port, user: "root", password: "1234" }, { timeout_ms: 600, interval_ms: 100 });
+    assert.unreachable();
+  } catch (err) {
+    assert.is((err as SshError).kind, "timeout");
+    assert.match((err as Error).message, new RegExp(`no SSH within 0\\.6 s on port ${port} \\(last: connection refused`));
+  }
+  assert.ok(Date.now() - t0_ms < 3000, "waitForSsh stops at its deadline");
+});
+
+test("boot one VM: ready line, SSH, cmdline settings, NIC order, hostname, password, copy", async () => {
+  const run_dir = mkdtempSync(path.join(tmp, "run-"));
+  const t0_ms = Date.now();
+  const vm = await startVm(image, run_dir, { id: 0, ip_cidr: "10.0.0.1/16", hostname: "node0", sim_mac: "02:00:00:00:00:00" });
+  try {
+    const ready = await waitForSerial(vm, /tapsim-guest: ready/, 90_000);
+    const ready_ms = Date.now() - t0_ms;
+    assert.match(ready, /^tapsim-guest: ready node=0 ip=10\.0\.0\.1 hostname=node0/);
+    const t: SshTarget = { host: "127.0.0.1", port: vm.port, user: "root", password: "1234" };
+    await waitForSsh(t, { timeout_ms: 60_000 });
+    const ssh_ms = Date.now() - t0_ms;
+    console.log(`  (boot: ready line after ${(ready_ms / 1000).toFixed(1)} s, SSH after ${(ssh_ms / 1000).toFixed(1)} s of wall time)`);
+    const sh = async (cmd: string) => {
+      const r = await sshExec(t, cmd, { timeout_ms: 30_000 });
+      assert.is(r.code, 0, `${cmd}: ${r.stderr.toString()}`);
+      return r.stdout.toString();
+    };
+    assert.match(await sh("cat /proc/cmdline"), /(^| )sim\.ip=10\.0\.0\.1\/16( |$)/m);
+    const eth1 = await sh("ip addr show eth1");
+    assert.match(eth1, /inet 10\.0\.0\.1\/16 /);
+    assert.match(eth1, /link\/ether 02:00:00:00:00:00 /, "eth1 is the NIC at the higher PCI address");
+    assert.match(await sh("ip addr show eth0"), /inet 10\.255\.0\.15\/24 /);
+    assert.is((await sh("hostname")).trim(), "node0");
+    assert.is((await sh("[ ! -e /proc/net/if_inet6 ] && echo no-ipv6")).trim(), "no-ipv6");
+    const echoed = await sshExec(t, "cat; exit 3", { stdin: "over stdin", timeout_ms: 30_000 });
+    assert.equal([echoed.code, echoed.stdout.toString()], [3, "over stdin"]);
+    try {
+      await sshExec({ ...t, password: "wrong" }, "true", { timeout_ms: 30_000 });
+      assert.unreachable("wrong password");
+    } catch (err) {
+      assert.instance(err, SshError);
+      assert.is((err as SshError).kind, "auth");
+      assert.is((err as Error).message, `ssh root@127.0.0.1:${vm.port}: authentication failed (password rejected for root)`);
+    }
+    const local = path.join(run_dir, "random.bin");
+    const data = randomBytes(1 << 20);
+    writeFileSync(local, data);
+    await sshCopy(t, local, "/tmp/random.bin");
+    assert.is((await sh("sha256sum /tmp/random.bin")).split(" ")[0], sha256(data));
+    // sshInteractive without a terminal: plain pipes, the exit code comes back.
+    const ssh_js = path.resolve("dist/qmp/ssh.js");
+    const child = spawnSync(process.execPath, ["--input-type=module", "-e", `import(${JSON.stringify(ssh_js)}).then((m) => m.sshInteractive(${JSON.stringify(t)})).then((c) => process.exit(c))`], {
+      input: "echo hi-from-shell\nexit 7\n",
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.is(child.status, 7, child.stderr);
+    assert.match(child.stdout, /hi-from-shell/);
+  } finally {
+    await stopVm(vm);
+  }
+});
+
+test("tapsim image info prints the cached image; a bad --password is one line, exit 2", () => {
+  const info = tapsim("image", "info");
+  assert.is(info.code, 0, info.stderr);
+  assert.match(info.stdout, new RegExp(`^image: ${image.dir} \\(cached\\)$`, "m"));
+  assert.match(info.stdout, new RegExp(`^identity: ${image.identity}$`, "m"));
+  const bad = tapsim("image", "build", "--password", "");
+  assert.is(bad.code, 2);
+  assert.is(bad.stderr, "tapsim: --password: must not be empty\n");
+});
+
+test.run();
