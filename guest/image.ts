@@ -4,7 +4,7 @@
 
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fsErrorText, InputError } from "../engine/errors.js";
 import {
@@ -53,6 +53,8 @@ export type GuestImage = InitramfsImage | Qcow2Image;
 export interface ImageManifest {
   format: 1;
   key: string;
+  /** The key without the password (package pins and builder sources). */
+  builder_key: string;
   identity: string;
   /** pvh-elf: the uncompressed kernel, booted directly by QEMU's PVH loader; bzimage: Debian's file as is. */
   kernel: { file: string; sha256: string; version: string; format: "pvh-elf" | "bzimage"; bytes: number };
@@ -137,8 +139,50 @@ function checkPassword(password: string): string {
 
 /** sha256 over everything the image is made from: package pins, builder sources, password. */
 export function imageKey(pins: PackagePin[], password: string): string {
+  return sha256Hex(JSON.stringify({ builder: builderKey(pins), password }));
+}
+
+/** The key without the password: images built under another builder key are stale. */
+function builderKey(pins: PackagePin[]): string {
   const sources = BUILD_SOURCES.map((rel) => ({ rel, sha256: sha256File(path.join(REPO_ROOT, rel)) }));
-  return sha256Hex(JSON.stringify({ format: KEY_FORMAT, packages: pins, sources, password }));
+  return sha256Hex(JSON.stringify({ format: KEY_FORMAT, packages: pins, sources }));
+}
+
+/**
+ * After a build: removes images made by other builder sources or package versions (no
+ * lookup can hit them again) and packages no longer pinned. Folders starting with "."
+ * belong to builds in progress and are left alone.
+ */
+function pruneStale(cache_root: string, builder_key: string, keep_debs: string[], keep_unpacked: string[], log: (line: string) => void): void {
+  const removed: string[] = [];
+  const remove = (p: string) => {
+    rmSync(p, { recursive: true, force: true });
+    removed.push(path.relative(cache_root, p));
+  };
+  const images = path.join(cache_root, "images");
+  for (const name of listDir(images).filter((n) => n.startsWith("default-") && !n.includes(".tmp-"))) {
+    try {
+      const m = JSON.parse(readFileSync(path.join(images, name, MANIFEST), "utf8")) as Partial<ImageManifest>;
+      if (m.builder_key !== builder_key) remove(path.join(images, name));
+    } catch {
+      // No readable manifest: not ours to judge.
+    }
+  }
+  for (const name of listDir(path.join(cache_root, "debs")).filter((n) => n.endsWith(".deb"))) {
+    if (!keep_debs.includes(path.join(cache_root, "debs", name))) remove(path.join(cache_root, "debs", name));
+  }
+  for (const name of listDir(path.join(cache_root, "unpacked")).filter((n) => !n.startsWith("."))) {
+    if (!keep_unpacked.includes(path.join(cache_root, "unpacked", name))) remove(path.join(cache_root, "unpacked", name));
+  }
+  if (removed.length > 0) log(`removed stale ${removed.join(", ")}`);
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
 }
 
 function imageDir(cache_root: string, key: string): string {
@@ -196,9 +240,11 @@ function buildInto(cache_root: string, dir: string, key: string, pins: PackagePi
     const elf = pvhKernel(bzimage);
     if (elf === null) log(`${path.basename(vmlinuz)}: no PVH ELF inside; booting the bzImage (slower under TCG)`);
     writeFileSync(path.join(tmp, KERNEL_FILE), elf ?? bzimage);
-    const manifest = manifestFor(tmp, key, inputs.kernel_version, elf === null ? "bzimage" : "pvh-elf", host_key, pkgs);
+    const builder_key = builderKey(pins);
+    const manifest = manifestFor(tmp, key, builder_key, inputs.kernel_version, elf === null ? "bzimage" : "pvh-elf", host_key, pkgs);
     writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
     replaceDir(tmp, dir);
+    pruneStale(cache_root, builder_key, pkgs.map((p) => p.deb_file), pkgs.map((p) => p.unpacked_dir), log);
     return manifest;
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -227,6 +273,7 @@ export function imageInputs(cache_root: string, key: string, pins: PackagePin[],
 function manifestFor(
   dir: string,
   key: string,
+  builder_key: string,
   kernel_version: string,
   kernel_format: "pvh-elf" | "bzimage",
   host_key: { public_line: string; fingerprint: string },
@@ -237,6 +284,7 @@ function manifestFor(
   return {
     format: 1,
     key,
+    builder_key,
     identity: createHash("sha256").update(kernel_bytes).update(initrd_bytes).digest("hex"),
     kernel: { file: KERNEL_FILE, sha256: sha256Hex(kernel_bytes), version: kernel_version, format: kernel_format, bytes: kernel_bytes.length },
     initrd: { file: INITRD_FILE, sha256: sha256Hex(initrd_bytes), bytes: initrd_bytes.length },
