@@ -1,7 +1,7 @@
 // `tapsim image build|info`: the default guest image (guest/image.ts) from the command line.
 
 import type { Command } from "commander";
-import { buildDefaultImage, findDefaultImage, type BuildResult } from "../guest/image.js";
+import { buildDefaultImage, DEFAULT_PASSWORD, findDefaultImage, type BuildResult } from "../guest/image.js";
 
 interface ImageFlags {
   password?: string;
@@ -14,7 +14,7 @@ export function registerImage(program: Command, setExit: (code: number) => void)
   image
     .command("build")
     .description("build the default guest image, or find it in the cache (.tapsim/images/)")
-    .option("--password <password>", "root password of the guest (part of the cache key)", "1234")
+    .option("--password <password>", "root password of the guest (part of the cache key)", DEFAULT_PASSWORD)
     .option("--force", "rebuild even when the cache has it", false)
     .option("--json", "machine-readable output", false)
     .action(async (flags: ImageFlags) => {
@@ -25,7 +25,7 @@ export function registerImage(program: Command, setExit: (code: number) => void)
   image
     .command("info")
     .description("show the cached default guest image (exit 1 when it is not built)")
-    .option("--password <password>", "root password of the image to look up", "1234")
+    .option("--password <password>", "root password of the image to look up", DEFAULT_PASSWORD)
     .option("--json", "machine-readable output", false)
     .action((flags: ImageFlags) => {
       const result = findDefaultImage({ password: flags.password });

@@ -4,7 +4,7 @@
 
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
@@ -205,10 +205,48 @@ test("boot one VM: ready line, SSH, cmdline settings, NIC order, hostname, passw
     });
     assert.is(child.status, 7, child.stderr);
     assert.match(child.stdout, /hi-from-shell/);
+    await interactiveInTmux(t, run_dir);
   } finally {
     await stopVm(vm);
   }
 });
+
+/** sshInteractive on a real terminal (tmux): a pty shell sized like the window; the exit code comes back. */
+async function interactiveInTmux(t: SshTarget, run_dir: string): Promise<void> {
+  const sock = path.join(run_dir, "tmux.sock");
+  const exit_file = path.join(run_dir, "exit-code");
+  const script = [
+    'const fs = require("node:fs");',
+    `import(${JSON.stringify(path.resolve("dist/qmp/ssh.js"))}).then((m) => m.sshInteractive(${JSON.stringify(t)})).then(`,
+    `  (c) => { fs.writeFileSync(${JSON.stringify(exit_file)}, String(c)); process.exit(c); },`,
+    `  (e) => { fs.writeFileSync(${JSON.stringify(exit_file)}, "error: " + e.message); process.exit(99); });`,
+  ].join("\n");
+  const tmux = (...args: string[]) => spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
+  const pane = () => tmux("capture-pane", "-p").stdout ?? "";
+  assert.is(tmux("new-session", "-d", "-x", "100", "-y", "30", `${process.execPath} -e ${shellQuote(script)}`).status, 0);
+  try {
+    await until(() => /root@node0:~#\s*$/.test(pane()), 30_000, "the shell prompt in tmux", pane);
+    tmux("send-keys", "stty size", "Enter");
+    await until(() => /^30 100$/m.test(pane()), 30_000, "the pty size (30 rows, 100 columns)", pane);
+    tmux("send-keys", "exit 5", "Enter");
+    await until(() => existsSync(exit_file), 30_000, "sshInteractive to return", pane);
+    assert.is(readFileSync(exit_file, "utf8"), "5");
+  } finally {
+    tmux("kill-server");
+  }
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, "'\\''")}'`;
+}
+
+async function until(cond: () => boolean, timeout_ms: number, what: string, show: () => string): Promise<void> {
+  const deadline_ms = Date.now() + timeout_ms;
+  while (!cond()) {
+    if (Date.now() > deadline_ms) throw new Error(`timed out waiting for ${what}; screen:\n${show()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 test("tapsim image info prints the cached image; a bad --password is one line, exit 2", () => {
   const info = tapsim("image", "info");
