@@ -248,7 +248,12 @@ async function until(cond: () => boolean, timeout_ms: number, what: string, show
   }
 }
 
-test("tapsim image info prints the cached image; a bad --password is one line, exit 2", () => {
+test("tapsim image build --force rebuilds the same bytes; info prints the cached image; a bad --password is one line, exit 2", () => {
+  const forced = tapsim("image", "build", "--force");
+  assert.is(forced.code, 0, forced.stderr);
+  assert.match(forced.stdout, new RegExp(`^image: ${image.dir} \\(rebuilt\\)$`, "m"));
+  assert.match(forced.stdout, new RegExp(`^identity: ${image.identity}$`, "m"), "a rebuild from the same inputs has the same identity");
+  assert.match(forced.stderr, /^tapsim image: building /m);
   const info = tapsim("image", "info");
   assert.is(info.code, 0, info.stderr);
   assert.match(info.stdout, new RegExp(`^image: ${image.dir} \\(cached\\)$`, "m"));
