@@ -9,6 +9,7 @@ import { registerImage } from "./image.js";
 import { registerInfo } from "./info.js";
 import { registerReplay } from "./replay.js";
 import { registerRun } from "./run.js";
+import { registerSsh } from "./ssh.js";
 import { TAPSIM_VERSION } from "./version.js";
 
 export const EXIT_OK = 0;
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
   registerDiff(program, setExit);
   registerDump(program, setExit);
   registerImage(program, setExit);
+  registerSsh(program, setExit);
   try {
     await program.parseAsync(argv);
     return exit_code;

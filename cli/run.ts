@@ -12,6 +12,8 @@ import type { RunConfig, TraceHeader } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
 import { TraceWriter } from "../recorder/writer.js";
 import { durationOption, integerListOption, integerOption } from "./options.js";
+import { runVmsCommand, type VmRunFlags } from "./run_vms.js";
+import { MEMORY_MIB_DEFAULT, RTC_BASE_DEFAULT, SSH_PORT_BASE_DEFAULT } from "../qmp/vm_cluster.js";
 import { TAPSIM_VERSION } from "./version.js";
 
 export const DEFAULT_TOPOLOGY = "latency_configs/delays_3x3.txt";
@@ -33,12 +35,13 @@ interface RunFlags {
   trace: string;
   json: boolean;
   progress: boolean;
+  vms?: number;
 }
 
 export function registerRun(program: Command, setExit: (code: number) => void): void {
   program
     .command("run")
-    .description("run a simulation (in-process nodes) and record a trace")
+    .description("run a simulation (in-process nodes, or QEMU VMs with --vms) and record a trace")
     .option("-l, --latency <file>", "latency matrix (seed format) or topology .yaml/.json", DEFAULT_TOPOLOGY)
     .option("-n, --nodes <n>", "node count (must match the topology when it fixes one)", integerOption("--nodes", 1, 4096))
     .option("-w, --workload <kind>", "in-process workload", "bracha")
@@ -54,8 +57,18 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("-t, --trace <file>", "trace file to write", "tapsim.trace")
     .option("--json", "print the summary as JSON", false)
     .option("--no-progress", "no progress line on stderr")
-    .action(async (flags: RunFlags) => {
-      setExit(await runCommand(flags));
+    .option("--vms <n>", "VMs: boot N QEMU VMs (default guest, or --image) instead of in-process nodes", integerOption("--vms", 1, 256))
+    .option("--image <qcow2>", "VMs: your own qcow2 base image (SSH on the user-net NIC; never written)")
+    .option("--password <p>", "VMs: root password of the guest (default guest: 1234)")
+    .option("--memory <MiB>", "VMs: guest memory", integerOption("--memory", 64, 65536), MEMORY_MIB_DEFAULT)
+    .option("--ssh-port-base <port>", "VMs: node i's SSH is forwarded from 127.0.0.1:(port+i)", integerOption("--ssh-port-base", 1024, 65535), SSH_PORT_BASE_DEFAULT)
+    .option("--ssh-timeout <ms>", "VMs: how long to wait for every VM to answer SSH", integerOption("--ssh-timeout", 1000), 300_000)
+    .option("--no-ssh", "VMs: do not wait for SSH (nothing touches the guests from outside; fully deterministic)")
+    .option("--boot-cmd <cmd>", "VMs: shell command run at boot, in every VM or 'N:cmd' in node N (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option("--rtc-base <iso>", "VMs: every guest's clock starts here", RTC_BASE_DEFAULT)
+    .action(async (flags: RunFlags & Partial<VmRunFlags>) => {
+      if (flags.vms !== undefined) setExit(await runVmsCommand(flags as VmRunFlags));
+      else setExit(await runCommand(flags));
     });
 }
 

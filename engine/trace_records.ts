@@ -96,6 +96,21 @@ export interface RunConfig {
   slice_len_max_ns: number;
   /** Memory guard: most frames in flight at once (exceeding it ends the run with an error). */
   inflight_frames_max: number;
+  /** How the VMs were run (VM runs only): what a re-run needs to boot the same guests. */
+  vm?: VmRunConfig;
+}
+
+export interface VmRunConfig {
+  qemu_version: string;
+  gate_protocol_version: number;
+  image: { kind: "initramfs" | "qcow2"; identity: string; source: string };
+  memory_mib: number;
+  /** Every guest's RTC starts here (`-rtc base=...,clock=vm`). */
+  rtc_base: string;
+  icount_shift: number;
+  ssh_port_base: number;
+  /** Shell command each node runs at boot, or null. */
+  boot_commands: (string | null)[];
 }
 
 export interface TraceHeader {

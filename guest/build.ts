@@ -30,7 +30,7 @@ import { InputError } from "../engine/errors.js";
 /** Repository root (this file runs as dist/guest/build.js). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** Sources whose text goes into the cache key: a change to any of them rebuilds. */
-export const BUILD_SOURCES = ["guest/build.ts", "guest/image.ts", "guest/init.sh"];
+export const BUILD_SOURCES = ["guest/build.ts", "guest/image.ts", "guest/init.sh", "guest/seed_rng.c"];
 
 export const KERNEL_META_PACKAGE = "linux-image-amd64";
 /** libgmp10 is a need of libtomcrypt that dropbear-bin does not declare; sftp-server serves modern scp. */
@@ -80,6 +80,8 @@ export interface InitramfsInputs {
   src_dirs: string[];
   kernel_version: string;
   init_script: string;
+  /** guest/seed_rng.c, compiled static into /sbin/seed-rng. */
+  seed_rng_source: string;
   /** crypt(3) hash of root's password, for /etc/shadow. */
   root_password_hash: string;
   /** The dropbear-format ed25519 host key file. */
@@ -373,6 +375,12 @@ function stageRootfs(inputs: InitramfsInputs, root: string): void {
   for (const m of GUEST_MODULES) copy(path.join("lib/modules", inputs.kernel_version, m));
   writeEtc(inputs, root);
   writeFile(root, "init", inputs.init_script, 0o755);
+  compileStatic(inputs.seed_rng_source, path.join(root, "sbin/seed-rng"));
+}
+
+/** gcc -static: the guest has no libc development files, and gcc's output is deterministic. */
+function compileStatic(source: string, out_path: string): void {
+  run("gcc", ["-static", "-Os", "-s", "-o", out_path, source]);
 }
 
 /** Copies rel (a file, or a symlink as it is unless dereference) from the first tree that has it. */

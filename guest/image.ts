@@ -264,6 +264,7 @@ export function imageInputs(cache_root: string, key: string, pins: PackagePin[],
     src_dirs,
     kernel_version: kernel.version,
     init_script: readFileSync(path.join(REPO_ROOT, "guest/init.sh"), "utf8"),
+    seed_rng_source: path.join(REPO_ROOT, "guest/seed_rng.c"),
     root_password_hash: rootPasswordHash(src_dirs, password),
     host_key: host_key.file,
   };
@@ -308,12 +309,17 @@ function replaceDir(from: string, dir: string): void {
 
 const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
-/** The kernel command line for one VM: the image's base plus sim.id, sim.ip, sim.hostname. */
-export function kernelCmdline(image: InitramfsImage, node: { id: number; ip_cidr: string; hostname: string }): string {
+/**
+ * The kernel command line for one VM: the image's base plus sim.id, sim.ip, sim.hostname and
+ * sim.seed (the run's seed: with the node id it seeds the guest's RNG, see guest/seed_rng.c).
+ */
+export function kernelCmdline(image: InitramfsImage, node: { id: number; ip_cidr: string; hostname: string; seed?: number }): string {
+  const seed = node.seed ?? 1;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new InputError(`node ${node.id} seed ${seed}: expected a non-negative integer`);
   if (!Number.isSafeInteger(node.id) || node.id < 0) throw new InputError(`node id ${node.id}: expected a non-negative integer`);
   if (!isIpv4Cidr(node.ip_cidr)) throw new InputError(`node ${node.id} ip ${JSON.stringify(node.ip_cidr)}: expected an IPv4 address with a prefix, like 10.0.0.1/16`);
   if (!HOSTNAME_RE.test(node.hostname)) throw new InputError(`node ${node.id} hostname ${JSON.stringify(node.hostname)}: expected letters, digits and '-' (at most 63)`);
-  return `${image.kernel_cmdline_base} sim.id=${node.id} sim.ip=${node.ip_cidr} sim.hostname=${node.hostname}`;
+  return `${image.kernel_cmdline_base} sim.id=${node.id} sim.seed=${seed} sim.ip=${node.ip_cidr} sim.hostname=${node.hostname}`;
 }
 
 function isIpv4Cidr(text: string): boolean {

@@ -23,16 +23,23 @@ fail() {
 
 # init gets no dotted parameters in its environment: read them from the command line.
 # set -f: a word with a glob character must not expand against the root directory.
-SIM_ID=none SIM_IP= SIM_HOSTNAME=tapsim
+SIM_ID=none SIM_IP= SIM_HOSTNAME=tapsim SIM_SEED=1 SIM_CMD=
 set -f
 for word in $(cat /proc/cmdline); do
   case "$word" in
     sim.id=*) SIM_ID=${word#*=} ;;
+    sim.seed=*) SIM_SEED=${word#*=} ;;
+    sim.cmd=*) SIM_CMD=${word#*=} ;;
     sim.ip=*) SIM_IP=${word#*=} ;;
     sim.hostname=*) SIM_HOSTNAME=${word#*=} ;;
   esac
 done
 set +f
+
+# The RNG gets a seed from the run seed and node id: nothing (dropbear first of all) waits
+# minutes of TCG time for timer-jitter entropy, and the same run draws the same numbers.
+case "$SIM_ID" in ''|*[!0-9]*) rng_id=0 ;; *) rng_id=$SIM_ID ;; esac
+seed-rng $((SIM_SEED * 4096 + rng_id)) || fail "seed-rng"
 
 # Load order matters (each module needs the ones before it); the list is written by
 # the image builder (guest/build.ts, GUEST_MODULES).
@@ -73,4 +80,10 @@ done
 grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp || fail "dropbear is not listening on port 22"
 
 echo "tapsim-guest: ready node=$SIM_ID ip=${SIM_IP%/*} hostname=$SIM_HOSTNAME"
+# sim.cmd: a base64 shell script run once at boot (tapsim run --boot-cmd). Unlike commands
+# over SSH it starts at the same virtual instant every run, so the run is reproducible.
+if [ -n "$SIM_CMD" ]; then
+  echo "$SIM_CMD" | base64 -d >/run/boot-cmd.sh || fail "sim.cmd is not base64"
+  (sh /run/boot-cmd.sh 2>&1 | tee /tmp/boot-cmd.log) &
+fi
 exec /sbin/init

@@ -91,7 +91,9 @@ function connect(t: SshTarget, timeout_ms: number, signal?: AbortSignal): Promis
         signal?.removeEventListener("abort", onAbort);
         resolve(conn);
       })
-      .once("error", (err) => {
+      // on, not once: ssh2 can emit a second error (e.g. "lost before handshake" after a
+      // reset), and an unhandled one would crash the whole run.
+      .on("error", (err) => {
         signal?.removeEventListener("abort", onAbort);
         conn.end();
         reject(sshError(t, err));

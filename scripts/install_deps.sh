@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages tapsim needs on the host, installed only when one is missing (so a
 # second run costs one dpkg query). QEMU runs the VMs, qemu-img makes their overlays,
-# cpio builds the guest initramfs and xz-utils unpacks its kernel, tshark checks pcapng
+# cpio builds the guest initramfs, xz-utils unpacks its kernel, gcc + libc6-dev build the
+# gate plugin and the guest's static seed-rng, tshark checks pcapng
 # exports, chromium renders the viewer in tests, iproute2 manages TAP devices and
 # namespaces, tmux drives the debugger's TTY test.
 set -euo pipefail
-pkgs=(qemu-system-x86 qemu-utils cpio xz-utils tshark chromium iproute2 tmux)
+pkgs=(qemu-system-x86 qemu-utils cpio xz-utils gcc libc6-dev tshark chromium iproute2 tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,383 @@
+// tapsim slice gate: a QEMU 7.2 TCG plugin that runs the guest in slices of exact virtual
+// time, injects frames into the simulated NIC at their exact delivery times, and stamps every
+// frame the guest transmits with the virtual time at which it left the NIC.
+//
+// Why a plugin: Debian's QEMU exports its internal symbols, so code loaded with -plugin can
+// arm QEMU_CLOCK_VIRTUAL timers and hook the netdev backend without rebuilding QEMU. Under
+// `-icount shift=0,sleep=off -smp 1` the virtual clock advances only with executed
+// instructions, and a timer callback that blocks (holding the iothread lock) freezes the
+// guest at exactly the timer's deadline. That blocking point is the gate.
+//
+// Channel: one unix stream socket (path in the `sock=` argument) to the engine. Every message
+// starts with a 24-byte header {u32 type, u32 count, u64 t_ns, u64 payload_bytes} followed by
+// `count` frames of {u64 t_ns, u32 len, u32 0, len bytes}. Little endian.
+//   gate -> engine: HELLO (clock at the first gate), DONE (clock at the deadline + frames the
+//                   guest sent during the slice), TX (frames, when the buffer fills mid-slice),
+//                   ERROR (text payload).
+//   engine -> gate: RUN (deadline + frames to inject at their due times). EOF: exit QEMU.
+// Internal struct layouts (NetClientState, NetClientInfo, QEMUTimer) are QEMU 7.2's: the
+// install function refuses any other version, and checks the layout on the netdev it hooks.
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+// ---- QEMU 7.2 declarations (no header is packaged; these match the 7.2.x sources) ----
+
+typedef uint64_t qemu_plugin_id_t;
+typedef struct {
+  const char *target_name;
+  struct { int min; int cur; } version;
+  bool system_emulation;
+} qemu_info_t;
+
+enum { QEMU_CLOCK_VIRTUAL = 1, SCALE_NS = 1 };
+typedef void QEMUTimerCB(void *opaque);
+typedef struct {  // struct QEMUTimer, 48 bytes in 7.2; only QEMU touches the fields.
+  int64_t expire_time;
+  void *timer_list;
+  QEMUTimerCB *cb;
+  void *opaque;
+  void *next;
+  int attributes;
+  int scale;
+} QEMUTimer;
+_Static_assert(sizeof(QEMUTimer) == 48, "QEMUTimer is 48 bytes in QEMU 7.2");
+
+typedef struct NetClientState NetClientState;
+typedef ssize_t NetReceive(NetClientState *, const uint8_t *, size_t);
+typedef ssize_t NetReceiveIOV(NetClientState *, const struct iovec *, int);
+typedef int NetCanReceive(NetClientState *);
+typedef struct {  // struct NetClientInfo in 7.2: 24 members, 192 bytes.
+  int type;
+  size_t size;
+  NetReceive *receive;
+  NetReceive *receive_raw;
+  NetReceiveIOV *receive_iov;
+  NetCanReceive *can_receive;
+  void *rest[18];
+} NetClientInfo;
+_Static_assert(sizeof(NetClientInfo) == 192, "NetClientInfo is 192 bytes in QEMU 7.2");
+_Static_assert(offsetof(NetClientInfo, can_receive) == 40, "can_receive at 40 in QEMU 7.2");
+struct NetClientState {  // leading members of struct NetClientState in 7.2
+  NetClientInfo *info;
+  int link_down;
+  void *next[2];
+  NetClientState *peer;
+  void *incoming_queue;
+  char *model;
+  char *name;
+};
+_Static_assert(offsetof(NetClientState, peer) == 32, "peer at 32 in QEMU 7.2");
+_Static_assert(offsetof(NetClientState, name) == 56, "name at 56 in QEMU 7.2");
+
+typedef struct { int64_t major, minor, micro; } VersionTriple;
+typedef struct { VersionTriple *qemu; char *package; } VersionInfo;
+typedef struct QDict QDict;
+typedef struct QObject QObject;
+typedef struct Error Error;
+
+extern int64_t qemu_clock_get_ns(int type);
+extern void timer_init_full(QEMUTimer *ts, void *tlg, int type, int scale, int attributes, QEMUTimerCB *cb, void *opaque);
+extern void timer_mod_ns(QEMUTimer *ts, int64_t expire_time);
+extern NetClientState *qemu_find_netdev(const char *id);
+extern void qemu_send_packet(NetClientState *nc, const uint8_t *buf, int size);
+extern VersionInfo *qmp_query_version(Error **errp);
+extern void qmp_register_command(void *cmds, const char *name, void (*fn)(QDict *, QObject **, Error **), unsigned options, unsigned special_features);
+extern char qmp_commands[];
+extern void *qnum_from_int(int64_t value);
+
+__attribute__((visibility("default"))) int qemu_plugin_version = 1;
+
+// ---- protocol ----
+
+enum { MSG_HELLO = 1, MSG_DONE = 2, MSG_TX = 3, MSG_ERROR = 4 };
+enum { MSG_RUN = 1 };
+enum { GATE_PROTOCOL_VERSION = 1 };
+enum { HEADER_BYTES = 24, FRAME_HEADER_BYTES = 16 };
+enum { FRAME_BYTES_MAX = 65536 + 64 };
+#define PAYLOAD_BYTES_MAX (64u << 20)   // one RUN message; bounds a corrupt length
+#define TX_FLUSH_BYTES (4u << 20)       // buffered guest frames before a mid-slice TX message
+#define INJECT_PENDING_MAX 1000000       // frames armed and not yet injected
+
+typedef struct {
+  uint32_t type;
+  uint32_t count;
+  uint64_t t_ns;
+  uint64_t payload_bytes;
+} MsgHeader;
+_Static_assert(sizeof(MsgHeader) == HEADER_BYTES, "header layout");
+
+typedef struct Injection {
+  QEMUTimer timer;
+  uint32_t len;
+  uint8_t bytes[];
+} Injection;
+
+static struct {
+  int fd;
+  char netdev_id[64];
+  NetClientState *nc;
+  NetClientInfo hooked_info;
+  QEMUTimer gate_timer;
+  bool started;
+  int64_t deadline_ns;
+  uint8_t *tx;
+  size_t tx_len, tx_cap;
+  uint32_t tx_count;
+  uint8_t *rx;
+  size_t rx_cap;
+  uint64_t inject_pending;
+} g = { .fd = -1 };
+
+static void die(const char *fmt, const char *detail) __attribute__((noreturn));
+
+static void write_all(const void *buf, size_t len) {
+  const uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t n = write(g.fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(0);  // engine gone: nobody is left to run this VM for
+    p += n;
+    len -= (size_t)n;
+  }
+}
+
+// Returns false on EOF before the first byte (the engine closed the channel).
+static bool read_all(void *buf, size_t len) {
+  uint8_t *p = buf;
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = read(g.fd, p + got, len - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 && got == 0) return false;
+    if (n <= 0) die("engine channel closed mid-message%s", "");
+    got += (size_t)n;
+  }
+  return true;
+}
+
+static void send_error(const char *text) {
+  if (g.fd < 0) return;
+  MsgHeader h = { MSG_ERROR, 0, 0, strlen(text) };
+  write_all(&h, sizeof h);
+  write_all(text, h.payload_bytes);
+}
+
+static void die(const char *fmt, const char *detail) {
+  char text[512];
+  snprintf(text, sizeof text, fmt, detail);
+  fprintf(stderr, "tapsim-gate: %s\n", text);
+  send_error(text);
+  _exit(3);
+}
+
+static void tx_reserve(size_t more) {
+  if (g.tx_len + more <= g.tx_cap) return;
+  size_t cap = g.tx_cap ? g.tx_cap : 65536;
+  while (cap < g.tx_len + more) cap *= 2;
+  g.tx = realloc(g.tx, cap);
+  if (!g.tx) die("out of memory buffering %s", "guest frames");
+  g.tx_cap = cap;
+}
+
+static void send_frames(uint32_t type, int64_t t_ns) {
+  MsgHeader h = { type, g.tx_count, (uint64_t)t_ns, g.tx_len };
+  write_all(&h, sizeof h);
+  if (g.tx_len) write_all(g.tx, g.tx_len);
+  g.tx_len = 0;
+  g.tx_count = 0;
+}
+
+// ---- guest transmit: the hooked netdev receives what the guest NIC sends ----
+
+static void tx_append(const struct iovec *iov, int iovcnt, size_t len) {
+  if (len > FRAME_BYTES_MAX) return;  // cannot be an Ethernet frame of ours; never expected
+  int64_t now_ns = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+  tx_reserve(FRAME_HEADER_BYTES + len);
+  uint8_t *p = g.tx + g.tx_len;
+  uint64_t t = (uint64_t)now_ns;
+  uint32_t l = (uint32_t)len, zero = 0;
+  memcpy(p, &t, 8);
+  memcpy(p + 8, &l, 4);
+  memcpy(p + 12, &zero, 4);
+  p += FRAME_HEADER_BYTES;
+  for (int i = 0; i < iovcnt; i++) {
+    memcpy(p, iov[i].iov_base, iov[i].iov_len);
+    p += iov[i].iov_len;
+  }
+  g.tx_len += FRAME_HEADER_BYTES + len;
+  g.tx_count += 1;
+  if (g.tx_len >= TX_FLUSH_BYTES) send_frames(MSG_TX, now_ns);
+}
+
+static ssize_t hook_receive_iov(NetClientState *nc, const struct iovec *iov, int iovcnt) {
+  (void)nc;
+  size_t len = 0;
+  for (int i = 0; i < iovcnt; i++) len += iov[i].iov_len;
+  tx_append(iov, iovcnt, len);
+  return (ssize_t)len;
+}
+
+static ssize_t hook_receive(NetClientState *nc, const uint8_t *buf, size_t len) {
+  struct iovec iov = { (void *)buf, len };
+  return hook_receive_iov(nc, &iov, 1);
+}
+
+// The hub port alone on its hub would refuse frames (no other port can take them).
+static int hook_can_receive(NetClientState *nc) {
+  (void)nc;
+  return 1;
+}
+
+static void hook_netdev(void) {
+  NetClientState *nc = qemu_find_netdev(g.netdev_id);
+  if (!nc) die("no netdev with id \"%s\" (the launcher must create it)", g.netdev_id);
+  // Layout checks: if these fail, the struct offsets are not the ones this plugin assumes.
+  if (!nc->name || strcmp(nc->name, g.netdev_id) != 0) die("netdev \"%s\": unexpected NetClientState layout", g.netdev_id);
+  if (!nc->info || !nc->info->receive || nc->info->size < sizeof(void *) || nc->info->size > (1u << 20)) {
+    die("netdev \"%s\": unexpected NetClientInfo layout", g.netdev_id);
+  }
+  if (!nc->peer) die("netdev \"%s\" has no NIC attached", g.netdev_id);
+  memcpy(&g.hooked_info, nc->info, sizeof g.hooked_info);
+  g.hooked_info.receive = hook_receive;
+  g.hooked_info.receive_raw = hook_receive;
+  g.hooked_info.receive_iov = hook_receive_iov;
+  g.hooked_info.can_receive = hook_can_receive;
+  nc->info = &g.hooked_info;
+  g.nc = nc;
+}
+
+// ---- injection: each frame is a virtual-clock timer that fires at its due time ----
+
+static void inject_cb(void *opaque) {
+  Injection *inj = opaque;  // QEMU unlinks a timer before calling it, so freeing here is safe
+  qemu_send_packet(g.nc, inj->bytes, (int)inj->len);
+  g.inject_pending -= 1;
+  free(inj);
+}
+
+static void arm_injection(int64_t due_ns, const uint8_t *bytes, uint32_t len) {
+  Injection *inj = malloc(sizeof *inj + len);
+  if (!inj) die("out of memory arming %s", "frame injections");
+  inj->len = len;
+  memcpy(inj->bytes, bytes, len);
+  timer_init_full(&inj->timer, NULL, QEMU_CLOCK_VIRTUAL, SCALE_NS, 0, inject_cb, inj);
+  timer_mod_ns(&inj->timer, due_ns);
+  g.inject_pending += 1;
+}
+
+// ---- the gate ----
+
+static void read_run(int64_t now_ns) {
+  MsgHeader h;
+  if (!read_all(&h, sizeof h)) _exit(0);  // engine closed the channel: the run is over
+  if (h.type != MSG_RUN) die("unexpected message type %s from the engine", h.type == 0 ? "0" : "?");
+  if (h.payload_bytes > PAYLOAD_BYTES_MAX) die("RUN payload too large%s", "");
+  if ((int64_t)h.t_ns <= now_ns) die("RUN deadline not after the current virtual time%s", "");
+  if (h.payload_bytes > g.rx_cap) {
+    g.rx = realloc(g.rx, h.payload_bytes);
+    if (!g.rx) die("out of memory reading %s", "a RUN message");
+    g.rx_cap = h.payload_bytes;
+  }
+  if (h.payload_bytes && !read_all(g.rx, h.payload_bytes)) die("engine channel closed mid-message%s", "");
+  size_t off = 0;
+  int64_t last_ns = now_ns;
+  for (uint32_t i = 0; i < h.count; i++) {
+    uint64_t due;
+    uint32_t len;
+    if (off + FRAME_HEADER_BYTES > h.payload_bytes) die("RUN frame table overruns its payload%s", "");
+    memcpy(&due, g.rx + off, 8);
+    memcpy(&len, g.rx + off + 8, 4);
+    off += FRAME_HEADER_BYTES;
+    if (len > FRAME_BYTES_MAX || off + len > h.payload_bytes) die("RUN frame length out of bounds%s", "");
+    if ((int64_t)due < last_ns || due >= h.t_ns) die("RUN frame due time outside the slice or out of order%s", "");
+    if (g.inject_pending >= INJECT_PENDING_MAX) die("too many frames pending injection%s", "");
+    arm_injection((int64_t)due, g.rx + off, len);
+    last_ns = (int64_t)due;
+    off += len;
+  }
+  g.deadline_ns = (int64_t)h.t_ns;
+  timer_mod_ns(&g.gate_timer, g.deadline_ns);
+}
+
+// Runs at exactly the slice deadline (icount). Blocks until the engine grants the next slice.
+static void gate_cb(void *opaque) {
+  (void)opaque;
+  int64_t now_ns = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+  if (!g.started) {
+    hook_netdev();
+    g.started = true;
+    MsgHeader h = { MSG_HELLO, GATE_PROTOCOL_VERSION, (uint64_t)now_ns, 0 };
+    write_all(&h, sizeof h);
+  } else {
+    send_frames(MSG_DONE, now_ns);
+  }
+  read_run(now_ns);
+}
+
+static void qmp_get_virtual_clock_ns(QDict *args, QObject **ret, Error **errp) {
+  (void)args;
+  (void)errp;
+  *ret = qnum_from_int(qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL));
+}
+
+static int connect_engine(const char *path) {
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  if (strlen(path) >= sizeof addr.sun_path) return -1;
+  strcpy(addr.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static bool version_supported(void) {
+  VersionInfo *v = qmp_query_version(NULL);
+  return v && v->qemu && v->qemu->major == 7 && v->qemu->minor == 2;
+}
+
+__attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv) {
+  (void)id;
+  const char *sock = NULL;
+  snprintf(g.netdev_id, sizeof g.netdev_id, "sim");
+  for (int i = 0; i < argc; i++) {
+    if (strncmp(argv[i], "sock=", 5) == 0) sock = argv[i] + 5;
+    else if (strncmp(argv[i], "netdev=", 7) == 0) snprintf(g.netdev_id, sizeof g.netdev_id, "%s", argv[i] + 7);
+    else {
+      fprintf(stderr, "tapsim-gate: unknown argument \"%s\" (expected sock=PATH, netdev=ID)\n", argv[i]);
+      return -1;
+    }
+  }
+  if (!sock) {
+    fprintf(stderr, "tapsim-gate: missing sock=PATH argument\n");
+    return -1;
+  }
+  if (!info->system_emulation) {
+    fprintf(stderr, "tapsim-gate: needs system emulation\n");
+    return -1;
+  }
+  g.fd = connect_engine(sock);
+  if (g.fd < 0) {
+    fprintf(stderr, "tapsim-gate: cannot connect to %s: %s\n", sock, strerror(errno));
+    return -1;
+  }
+  if (!version_supported()) die("QEMU %s is not supported: the gate's struct layouts are QEMU 7.2's", "version");
+  qmp_register_command(qmp_commands, "get-virtual-clock-ns", qmp_get_virtual_clock_ns, 0, 0);
+  // The first gate fires before the guest runs its first instruction (virtual time 0).
+  timer_init_full(&g.gate_timer, NULL, QEMU_CLOCK_VIRTUAL, SCALE_NS, 0, gate_cb, NULL);
+  timer_mod_ns(&g.gate_timer, qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL));
+  return 0;
+}

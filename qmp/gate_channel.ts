@@ -1,0 +1,211 @@
+// The engine's end of the slice gate (qmp/gate/gate.c): one unix stream socket per VM. The
+// gate connects when QEMU loads the plugin, says HELLO from inside the first timer callback
+// (virtual time 0, before the guest's first instruction), then answers every RUN with DONE:
+// the virtual clock at the deadline and the frames the guest sent, each stamped with the
+// virtual time it left the NIC. Message layout is documented at the top of gate.c.
+
+import type { Socket } from "node:net";
+
+export const GATE_PROTOCOL_VERSION = 1;
+const HEADER_BYTES = 24;
+const FRAME_HEADER_BYTES = 16;
+const MSG_HELLO = 1;
+const MSG_DONE = 2;
+const MSG_TX = 3;
+const MSG_ERROR = 4;
+const MSG_RUN = 1;
+/** Bounds one message from the gate (a corrupt length must not allocate without limit). */
+const PAYLOAD_BYTES_MAX = 64 * 1024 * 1024;
+const FRAME_BYTES_MAX = 65536 + 64;
+/** Frames the gate may report for one slice (TX chunks + DONE) before we call it runaway. */
+const SLICE_FRAMES_MAX = 1_000_000;
+
+export interface GateFrame {
+  readonly t_ns: number;
+  readonly bytes: Uint8Array;
+}
+
+export interface SliceDone {
+  /** QEMU's virtual clock when the gate closed: equals the deadline when the gate is exact. */
+  readonly clock_ns: number;
+  readonly frames: GateFrame[];
+}
+
+/** The gate went away (QEMU exited or was killed) or reported an error. */
+export class GateClosedError extends Error {}
+
+type Pending = { resolve: (value: SliceDone) => void; reject: (err: Error) => void; expect: number };
+
+export class GateChannel {
+  private buffered: Buffer[] = [];
+  private buffered_bytes = 0;
+  private pending: Pending | null = null;
+  private frames: GateFrame[] = [];
+  private closed_error: GateClosedError | null = null;
+  private gate_error: string | null = null;
+  hello_clock_ns: number | null = null;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly label: string,
+  ) {
+    socket.setNoDelay?.(true);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", () => {}); // reported through "close"
+    socket.on("close", () => this.onClose());
+  }
+
+  /** Resolves with the clock at the first gate (the guest has not run yet). */
+  hello(): Promise<number> {
+    return this.expect(MSG_HELLO).then((done) => done.clock_ns);
+  }
+
+  /** Lets the guest run to `deadline_ns`, injecting `frames` at their due times (sorted, < deadline). */
+  run(deadline_ns: number, frames: readonly GateFrame[]): Promise<SliceDone> {
+    this.socket.write(encodeRun(deadline_ns, frames));
+    return this.expect(MSG_DONE);
+  }
+
+  get is_closed(): boolean {
+    return this.closed_error !== null;
+  }
+
+  /** Closing the channel makes the gate exit QEMU (it reads EOF while the guest is frozen). */
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private expect(type: number): Promise<SliceDone> {
+    if (this.pending) throw new Error(`${this.label}: a gate request is already outstanding`);
+    if (this.closed_error) return Promise.reject(this.closed_error);
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject, expect: type };
+      this.parse();
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buffered.push(chunk);
+    this.buffered_bytes += chunk.length;
+    this.parse();
+  }
+
+  private onClose(): void {
+    const why = this.gate_error ? `gate error: ${this.gate_error}` : "the gate channel closed (QEMU exited)";
+    this.closed_error = new GateClosedError(`${this.label}: ${why}`);
+    const pending = this.pending;
+    this.pending = null;
+    pending?.reject(this.closed_error);
+  }
+
+  private parse(): void {
+    for (let guard = 0; guard < SLICE_FRAMES_MAX && this.pending; guard++) {
+      if (this.buffered_bytes < HEADER_BYTES) return;
+      const head = this.peek(HEADER_BYTES);
+      const type = head.readUInt32LE(0);
+      const count = head.readUInt32LE(4);
+      const t_ns = readU64(head, 8);
+      const payload_bytes = readU64(head, 16);
+      if (payload_bytes > PAYLOAD_BYTES_MAX) return this.fail(`message of ${payload_bytes} bytes exceeds the bound`);
+      if (this.buffered_bytes < HEADER_BYTES + payload_bytes) return;
+      const message = this.take(HEADER_BYTES + payload_bytes);
+      this.handle(type, count, t_ns, message.subarray(HEADER_BYTES));
+    }
+  }
+
+  private handle(type: number, count: number, t_ns: number, payload: Buffer): void {
+    if (type === MSG_ERROR) {
+      this.gate_error = payload.toString("utf8");
+      return this.fail(this.gate_error);
+    }
+    if (type === MSG_HELLO && count !== GATE_PROTOCOL_VERSION) {
+      return this.fail(`gate protocol version ${count}, expected ${GATE_PROTOCOL_VERSION} (rebuild with scripts/build_gate.sh)`);
+    }
+    if (type === MSG_TX || type === MSG_DONE) {
+      if (!decodeFrames(payload, count, this.frames)) return this.fail("malformed frame table from the gate");
+      if (this.frames.length > SLICE_FRAMES_MAX) return this.fail(`more than ${SLICE_FRAMES_MAX} frames in one slice`);
+      if (type === MSG_TX) return;
+    }
+    const pending = this.pending!;
+    if (type !== pending.expect) return this.fail(`unexpected message type ${type} (expected ${pending.expect})`);
+    if (type === MSG_HELLO) this.hello_clock_ns = t_ns;
+    const frames = this.frames;
+    this.frames = [];
+    this.pending = null;
+    pending.resolve({ clock_ns: t_ns, frames });
+  }
+
+  private fail(why: string): void {
+    this.gate_error ??= why;
+    this.socket.destroy(); // onClose rejects the pending request with the reason
+  }
+
+  private peek(bytes: number): Buffer {
+    if (this.buffered[0]!.length < bytes) this.coalesce();
+    return this.buffered[0]!.subarray(0, bytes);
+  }
+
+  private take(bytes: number): Buffer {
+    if (this.buffered[0]!.length < bytes) this.coalesce();
+    const first = this.buffered[0]!;
+    const out = first.subarray(0, bytes);
+    if (first.length === bytes) this.buffered.shift();
+    else this.buffered[0] = first.subarray(bytes);
+    this.buffered_bytes -= bytes;
+    return out;
+  }
+
+  private coalesce(): void {
+    this.buffered = [Buffer.concat(this.buffered, this.buffered_bytes)];
+  }
+}
+
+function encodeRun(deadline_ns: number, frames: readonly GateFrame[]): Buffer {
+  let payload_bytes = 0;
+  for (const f of frames) payload_bytes += FRAME_HEADER_BYTES + f.bytes.length;
+  const out = Buffer.allocUnsafe(HEADER_BYTES + payload_bytes);
+  out.writeUInt32LE(MSG_RUN, 0);
+  out.writeUInt32LE(frames.length, 4);
+  writeU64(out, 8, deadline_ns);
+  writeU64(out, 16, payload_bytes);
+  let off = HEADER_BYTES;
+  let last_ns = 0;
+  for (const f of frames) {
+    if (!(f.t_ns >= last_ns && f.t_ns < deadline_ns)) throw new RangeError(`frame due at ${f.t_ns} outside the slice ending ${deadline_ns}`);
+    if (f.bytes.length > FRAME_BYTES_MAX) throw new RangeError(`frame of ${f.bytes.length} bytes`);
+    writeU64(out, off, f.t_ns);
+    out.writeUInt32LE(f.bytes.length, off + 8);
+    out.writeUInt32LE(0, off + 12);
+    out.set(f.bytes, off + FRAME_HEADER_BYTES);
+    off += FRAME_HEADER_BYTES + f.bytes.length;
+    last_ns = f.t_ns;
+  }
+  return out;
+}
+
+/** Appends `count` frames from a gate frame table; false if the table is malformed. */
+function decodeFrames(payload: Buffer, count: number, into: GateFrame[]): boolean {
+  let off = 0;
+  for (let i = 0; i < count; i++) {
+    if (off + FRAME_HEADER_BYTES > payload.length) return false;
+    const t_ns = readU64(payload, off);
+    const len = payload.readUInt32LE(off + 8);
+    off += FRAME_HEADER_BYTES;
+    if (len > FRAME_BYTES_MAX || off + len > payload.length) return false;
+    // Copy: the payload buffer is reused by later reads only through subarray, but frames
+    // outlive the slice (they sit in inboxes), so they must not pin the whole message.
+    into.push({ t_ns, bytes: Uint8Array.prototype.slice.call(payload, off, off + len) });
+    off += len;
+  }
+  return off === payload.length;
+}
+
+function readU64(buf: Buffer, off: number): number {
+  return buf.readUInt32LE(off) + buf.readUInt32LE(off + 4) * 0x1_0000_0000;
+}
+
+function writeU64(buf: Buffer, off: number, value: number): void {
+  if (!(Number.isSafeInteger(value) && value >= 0)) throw new RangeError(`not a u64 nanosecond value: ${value}`);
+  buf.writeUInt32LE(value % 0x1_0000_0000, off);
+  buf.writeUInt32LE(Math.floor(value / 0x1_0000_0000), off + 4);
+}

@@ -1,0 +1,261 @@
+// Starts one QEMU per node behind the slice gate: a private run directory (0700) holds the
+// gate and QMP sockets, the console log and, for a qcow2 guest, the per-VM copy-on-write
+// overlay (the base image is opened read-only through it and never written). The simulated
+// NIC is a virtio-net on a `hubport` netdev that the gate hooks; the management NIC is
+// user-net with SSH forwarded from 127.0.0.1 only.
+
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import path from "node:path";
+import { promisify } from "node:util";
+import { InputError } from "../engine/errors.js";
+import { GateChannel } from "./gate_channel.js";
+
+const execFileAsync = promisify(execFile);
+
+export const QEMU_BINARY_DEFAULT = "qemu-system-x86_64";
+export const GATE_PLUGIN_PATH = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../qmp/gate/build/tapsim-gate.so");
+/** The only QEMU series whose internal struct layouts the gate was written and checked against. */
+export const QEMU_SUPPORTED_SERIES = "7.2";
+export const MGMT_GUEST_ADDR = "10.255.0.15";
+const MGMT_NET = "10.255.0.0/24";
+const MGMT_HOST_ADDR = "10.255.0.2";
+const GATE_CONNECT_TIMEOUT_MS = 15_000;
+const GATE_HELLO_TIMEOUT_MS = 60_000;
+const STDERR_TAIL_BYTES = 4096;
+
+export type BootSpec =
+  | { readonly kind: "initramfs"; readonly kernel_path: string; readonly initrd_path: string; readonly append: string }
+  | { readonly kind: "qcow2"; readonly base_path: string };
+
+export interface VmSpec {
+  readonly node: number;
+  readonly name: string;
+  /** MAC of the simulated NIC (the engine routes by it). */
+  readonly mac: string;
+  readonly boot: BootSpec;
+  readonly ssh_port: number;
+  readonly memory_mib: number;
+  /** Same RTC base for every guest, so their clocks read the same virtual time. */
+  readonly rtc_base: string;
+  readonly run_dir: string;
+  readonly qemu_binary?: string;
+  readonly gate_plugin_path?: string;
+}
+
+export interface VmExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** Refuses a QEMU whose version the gate does not know; returns the version string. */
+export async function checkQemu(binary = QEMU_BINARY_DEFAULT, plugin_path = GATE_PLUGIN_PATH): Promise<string> {
+  let stdout: string;
+  try {
+    ({ stdout } = await execFileAsync(binary, ["--version"]));
+  } catch (err) {
+    throw new InputError(`${binary}: cannot run it (${(err as NodeJS.ErrnoException).code ?? "failed"}); install qemu-system-x86 (scripts/install_deps.sh)`);
+  }
+  const m = /QEMU emulator version (\d+)\.(\d+)\.(\d+)/.exec(stdout);
+  if (!m) throw new InputError(`${binary}: unrecognised --version output: ${stdout.split("\n")[0]}`);
+  const version = `${m[1]}.${m[2]}.${m[3]}`;
+  if (`${m[1]}.${m[2]}` !== QEMU_SUPPORTED_SERIES) {
+    throw new InputError(`${binary} is QEMU ${version}; the slice gate supports QEMU ${QEMU_SUPPORTED_SERIES}.x only (its struct layouts are version-specific)`);
+  }
+  if (!existsSync(plugin_path)) throw new InputError(`${plugin_path}: slice gate plugin not built (run scripts/build_gate.sh)`);
+  return version;
+}
+
+export function qemuArgs(spec: VmSpec, gate_socket: string, qmp_socket: string, console_path: string, overlay_path: string | null): string[] {
+  const hex = (spec.node & 0xffff).toString(16).padStart(4, "0");
+  const mgmt_mac = `52:54:00:ff:${hex.slice(0, 2)}:${hex.slice(2)}`;
+  const plugin = spec.gate_plugin_path ?? GATE_PLUGIN_PATH;
+  for (const p of [gate_socket, plugin, console_path]) {
+    if (p.includes(",")) throw new InputError(`${p}: QEMU option values cannot contain commas`);
+  }
+  const args = [
+    "-name", `tapsim-${spec.name}`,
+    "-machine", "pc,accel=tcg",
+    "-smp", "1",
+    "-m", String(spec.memory_mib),
+    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+    // icount: the virtual clock advances with executed instructions only, so the gate can
+    // end a slice at an exact nanosecond; sleep=off lets an idle guest skip ahead.
+    "-icount", "shift=0,sleep=off",
+    "-rtc", `base=${spec.rtc_base},clock=vm`,
+    "-chardev", `file,id=console,path=${console_path}`,
+    "-serial", "chardev:console",
+    "-qmp", `unix:${qmp_socket},server=on,wait=off`,
+    "-plugin", `file=${plugin},sock=${gate_socket},netdev=sim`,
+    "-netdev", `user,id=mgmt,net=${MGMT_NET},host=${MGMT_HOST_ADDR},restrict=on,hostfwd=tcp:127.0.0.1:${spec.ssh_port}-${MGMT_GUEST_ADDR}:22`,
+    "-device", `virtio-net-pci,netdev=mgmt,addr=0x3,mac=${mgmt_mac},romfile=`,
+    "-netdev", "hubport,id=sim,hubid=0",
+    // tx=timer: the NIC transmits from a virtual-clock timer (in the vCPU thread), so the
+    // gate's send-time stamp is deterministic; the default bottom half runs in the main loop.
+    "-device", `virtio-net-pci,netdev=sim,addr=0x4,mac=${spec.mac},tx=timer,x-txtimer=1000,romfile=`,
+  ];
+  if (spec.boot.kind === "initramfs") {
+    args.push("-kernel", spec.boot.kernel_path, "-initrd", spec.boot.initrd_path, "-append", spec.boot.append);
+  } else {
+    args.push("-drive", `file=${overlay_path},if=virtio,format=qcow2`);
+  }
+  return args;
+}
+
+export class QemuVm {
+  readonly exited: Promise<VmExit>;
+  exit: VmExit | null = null;
+  private stderr_tail = "";
+  private stopping = false;
+
+  private constructor(
+    readonly spec: VmSpec,
+    private readonly child: ChildProcess,
+    readonly gate: GateChannel,
+    readonly qmp_socket: string,
+    readonly console_path: string,
+    exited: Promise<VmExit>,
+  ) {
+    this.exited = exited;
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  /** Spawns QEMU, waits for the gate to connect and say HELLO (the guest has not run yet). */
+  static async start(spec: VmSpec): Promise<QemuVm> {
+    const base = path.join(spec.run_dir, `node${spec.node}`);
+    const gate_socket = `${base}.gate`;
+    const qmp_socket = `${base}.qmp`;
+    const console_path = `${base}.console.log`;
+    const overlay = spec.boot.kind === "qcow2" ? await createOverlay(spec.boot.base_path, `${base}.overlay.qcow2`) : null;
+    const server = await listen(gate_socket);
+    const child = spawn(spec.qemu_binary ?? QEMU_BINARY_DEFAULT, qemuArgs(spec, gate_socket, qmp_socket, console_path, overlay), {
+      stdio: ["ignore", "ignore", "pipe"],
+      // Own process group: Ctrl+C in the terminal reaches tapsim only, which then stops the
+      // run and its VMs in order (QEMU would otherwise die first and look like a crash).
+      detached: true,
+    });
+    let tail = "";
+    child.stderr!.setEncoding("utf8");
+    child.stderr!.on("data", (s: string) => (tail = (tail + s).slice(-STDERR_TAIL_BYTES)));
+    const exited = new Promise<VmExit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+    const spawn_error = new Promise<never>((_, reject) => child.once("error", reject));
+    try {
+      const socket = await raceExit(accept(server, GATE_CONNECT_TIMEOUT_MS, spec.name), exited, spawn_error, () => tail, spec.name);
+      const gate = new GateChannel(socket, spec.name);
+      const vm = new QemuVm(spec, child, gate, qmp_socket, console_path, exited);
+      vm.watch(() => tail);
+      await raceExit(withTimeout(gate.hello(), GATE_HELLO_TIMEOUT_MS, `${spec.name}: QEMU did not reach the first gate`), exited, spawn_error, () => tail, spec.name);
+      return vm;
+    } catch (err) {
+      child.kill("SIGKILL");
+      await exited;
+      throw err;
+    } finally {
+      server.close();
+    }
+  }
+
+  /** What QEMU last wrote to stderr (for crash reports). */
+  get stderr(): string {
+    return this.stderr_tail.trim();
+  }
+
+  consoleTail(lines = 10): string {
+    try {
+      return readFileSync(this.console_path, "utf8").split("\n").slice(-lines - 1).join("\n").trim();
+    } catch {
+      return "";
+    }
+  }
+
+  /** Closing the gate makes a frozen QEMU exit; SIGTERM, then SIGKILL, cover a running one. */
+  async stop(grace_ms = 2000): Promise<VmExit> {
+    this.stopping = true;
+    this.gate.close();
+    if (this.exit) return this.exit;
+    if (await settlesWithin(this.exited, grace_ms)) return this.exit ?? (await this.exited);
+    this.child.kill("SIGTERM");
+    if (await settlesWithin(this.exited, grace_ms)) return await this.exited;
+    this.child.kill("SIGKILL");
+    return await this.exited;
+  }
+
+  get is_stopping(): boolean {
+    return this.stopping;
+  }
+
+  /** Last resort on process exit (no awaiting possible): SIGKILL if still running. */
+  killNow(): void {
+    if (this.exit === null && this.child.exitCode === null) this.child.kill("SIGKILL");
+  }
+
+  private watch(tail: () => string): void {
+    void this.exited.then((exit) => {
+      this.exit = exit;
+      this.stderr_tail = tail();
+    });
+    this.child.stderr!.on("data", () => (this.stderr_tail = tail()));
+  }
+}
+
+async function createOverlay(base_path: string, overlay_path: string): Promise<string> {
+  const base = path.resolve(base_path);
+  if (!statSync(base, { throwIfNoEntry: false })?.isFile()) throw new InputError(`${base_path}: no such image file`);
+  try {
+    await execFileAsync("qemu-img", ["create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay_path]);
+  } catch (err) {
+    const stderr = String((err as { stderr?: string }).stderr ?? err).trim().split("\n")[0];
+    throw new InputError(`${base_path}: cannot create an overlay (${stderr})`);
+  }
+  return overlay_path;
+}
+
+function listen(socket_path: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", (err) => reject(new Error(`${socket_path}: cannot listen (${(err as NodeJS.ErrnoException).code})`)));
+    server.listen(socket_path, () => resolve(server));
+  });
+}
+
+function accept(server: Server, timeout_ms: number, label: string): Promise<Socket> {
+  return withTimeout(
+    new Promise<Socket>((resolve) => server.once("connection", resolve)),
+    timeout_ms,
+    `${label}: the gate plugin did not connect within ${timeout_ms} ms`,
+  );
+}
+
+async function raceExit<T>(work: Promise<T>, exited: Promise<VmExit>, spawn_error: Promise<never>, tail: () => string, label: string): Promise<T> {
+  const died = exited.then((exit): never => {
+    const why = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
+    const said = tail().trim().split("\n").slice(-3).join(" | ");
+    throw new Error(`${label}: QEMU exited during start-up (${why})${said ? `: ${said}` : ""}`);
+  });
+  const failed = spawn_error.catch((err: NodeJS.ErrnoException): never => {
+    throw new InputError(`${label}: cannot start QEMU (${err.code ?? err.message})`);
+  });
+  return Promise.race([work, died, failed]);
+}
+
+function withTimeout<T>(promise: Promise<T>, timeout_ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), timeout_ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function settlesWithin(promise: Promise<unknown>, timeout_ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeout_ms)));
+  const result = await Promise.race([promise.then(() => true), timeout]);
+  clearTimeout(timer!);
+  return result;
+}
