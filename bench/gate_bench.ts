@@ -32,6 +32,7 @@ async function main(): Promise<void> {
     ssh_port: 40222 + node,
     memory_mib: 256,
     rtc_base: "2025-01-01T00:00:00",
+    rng_seed: 1,
     run_dir,
   });
   const gated = await QemuVm.start(spec(0));

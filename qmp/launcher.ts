@@ -39,6 +39,8 @@ export interface VmSpec {
   readonly memory_mib: number;
   /** Same RTC base for every guest, so their clocks read the same virtual time. */
   readonly rtc_base: string;
+  /** Seeds QEMU's own guest-visible randomness (e.g. the kernel's boot RNG seed). */
+  readonly rng_seed: number;
   readonly run_dir: string;
   readonly qemu_binary?: string;
   readonly gate_plugin_path?: string;
@@ -84,11 +86,14 @@ export function qemuArgs(spec: VmSpec, gate_socket: string, qmp_socket: string, 
     // end a slice at an exact nanosecond; sleep=off lets an idle guest skip ahead.
     "-icount", "shift=0,sleep=off",
     "-rtc", `base=${spec.rtc_base},clock=vm`,
+    // Without it QEMU hands the guest host randomness (the boot RNG seed), and the guest's
+    // instruction stream, hence every virtual timestamp, differs from run to run.
+    "-seed", String(spec.rng_seed),
     "-chardev", `file,id=console,path=${console_path}`,
     "-serial", "chardev:console",
     "-qmp", `unix:${qmp_socket},server=on,wait=off`,
     "-plugin", `file=${plugin},sock=${gate_socket},netdev=sim`,
-    "-netdev", `user,id=mgmt,net=${MGMT_NET},host=${MGMT_HOST_ADDR},restrict=on,hostfwd=tcp:127.0.0.1:${spec.ssh_port}-${MGMT_GUEST_ADDR}:22`,
+    "-netdev", `user,id=mgmt,net=${MGMT_NET},host=${MGMT_HOST_ADDR},restrict=on,ipv6=off,hostfwd=tcp:127.0.0.1:${spec.ssh_port}-${MGMT_GUEST_ADDR}:22`,
     "-device", `virtio-net-pci,netdev=mgmt,addr=0x3,mac=${mgmt_mac},romfile=`,
     "-netdev", "hubport,id=sim,hubid=0",
     // tx=timer: the NIC transmits from a virtual-clock timer (in the vCPU thread), so the

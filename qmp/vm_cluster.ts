@@ -102,6 +102,7 @@ export class VmCluster {
       ssh_port: o.ssh_port_base + node,
       memory_mib: o.memory_mib,
       rtc_base: o.rtc_base,
+      rng_seed: o.config.seed * 4096 + node,
       run_dir: this.run_dir,
     };
   }

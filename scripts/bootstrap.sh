@@ -15,6 +15,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   npm install --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
+bash scripts/build_tapio.sh  # the tapio-rs napi addon (cargo), when its source changed
 bash scripts/build_gate.sh  # the slice-gate QEMU plugin (gcc), when its source changed
 echo "bootstrap: tsc build" >&2
 # From scratch: a stale dist/ could hold compiled tests whose sources were removed.
