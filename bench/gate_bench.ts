@@ -1,7 +1,8 @@
 // Slice switches per second through the slice gate against plain QMP stop/cont, measured in
-// the same run on the same booted, idle default guest:
-//   gate: one RUN/DONE exchange per slice over the gate's unix socket; each slice is 100 us
-//         of virtual time and ends exactly at its deadline (the VM is frozen in between);
+// the same run on booted, idle default guests:
+//   gate: one RUN/DONE exchange per slice over the gate's unix socket, with blocking I/O from
+//         the native addon (the default) and through the Node event loop; each slice is
+//         100 us of virtual time and ends exactly at its deadline (frozen in between);
 //   QMP:  a `stop` then a `cont` per switch on a second QEMU started with the same arguments
 //         but without the plugin (the reference simulator's way of pausing a VM).
 // A switch is "VM frozen -> run one slice -> frozen again". Ratio gate/QMP is the figure.
@@ -36,18 +37,27 @@ async function main(): Promise<void> {
     run_dir,
   });
   const gated = await QemuVm.start(spec(0));
+  const gated_async = await QemuVm.start({ ...spec(2), blocking_gate: false });
   const plain = startPlain(spec(1), run_dir);
   try {
     let t_ns = 0;
-    for (; t_ns < BOOT_VIRTUAL_NS; t_ns += BOOT_SLICE_NS) await gated.gate.run(t_ns + BOOT_SLICE_NS, []);
+    for (; t_ns < BOOT_VIRTUAL_NS; t_ns += BOOT_SLICE_NS) {
+      gated.gate.runSync(t_ns + BOOT_SLICE_NS, []);
+      await gated_async.gate.run(t_ns + BOOT_SLICE_NS, []);
+    }
     const qmp = await QmpClient.connect(plain.qmp_socket);
     await new Promise((r) => setTimeout(r, BOOT_WALL_MS)); // let the plain VM boot to idle too
     const gate_rates: number[] = [];
+    const async_rates: number[] = [];
     const qmp_rates: number[] = [];
+    let t_async_ns = t_ns;
     for (let rep = 0; rep < REPEATS; rep++) {
       let t0 = process.hrtime.bigint();
-      for (let k = 0; k < SWITCHES; k++, t_ns += SLICE_NS) await gated.gate.run(t_ns + SLICE_NS, []);
+      for (let k = 0; k < SWITCHES; k++, t_ns += SLICE_NS) gated.gate.runSync(t_ns + SLICE_NS, []);
       gate_rates.push(SWITCHES / (Number(process.hrtime.bigint() - t0) / 1e9));
+      t0 = process.hrtime.bigint();
+      for (let k = 0; k < SWITCHES; k++, t_async_ns += SLICE_NS) await gated_async.gate.run(t_async_ns + SLICE_NS, []);
+      async_rates.push(SWITCHES / (Number(process.hrtime.bigint() - t0) / 1e9));
       t0 = process.hrtime.bigint();
       for (let k = 0; k < SWITCHES; k++) {
         await qmp.execute("stop");
@@ -57,11 +67,13 @@ async function main(): Promise<void> {
     }
     qmp.close();
     const gate = median(gate_rates);
+    const gate_async = median(async_rates);
     const base = median(qmp_rates);
     printTable(
       ["channel", "switches/s", "us/switch", "vs QMP stop/cont"],
       [
-        ["slice gate (unix socket)", gate.toFixed(0), (1e6 / gate).toFixed(1), fmtRatio(gate / base)],
+        ["slice gate, blocking exchange (default)", gate.toFixed(0), (1e6 / gate).toFixed(1), fmtRatio(gate / base)],
+        ["slice gate, event-loop socket", gate_async.toFixed(0), (1e6 / gate_async).toFixed(1), fmtRatio(gate_async / base)],
         ["QMP stop + cont", base.toFixed(0), (1e6 / base).toFixed(1), "1.00"],
       ],
       1,
@@ -69,6 +81,7 @@ async function main(): Promise<void> {
     note(`median of ${REPEATS} x ${SWITCHES} switches; gate slices ${SLICE_NS} ns of virtual time each; idle booted default guest`);
   } finally {
     await gated.stop();
+    await gated_async.stop();
     plain.child.kill("SIGKILL");
     rmSync(run_dir, { recursive: true, force: true });
   }

@@ -5,6 +5,7 @@
 // virtual time it left the NIC. Message layout is documented at the top of gate.c.
 
 import type { Socket } from "node:net";
+import { fdReadExact, fdWriteAll } from "../engine/tap/tapio.js";
 
 export const GATE_PROTOCOL_VERSION = 1;
 const HEADER_BYTES = 24;
@@ -19,6 +20,8 @@ const PAYLOAD_BYTES_MAX = 64 * 1024 * 1024;
 const FRAME_BYTES_MAX = 65536 + 64;
 /** Frames the gate may report for one slice (TX chunks + DONE) before we call it runaway. */
 const SLICE_FRAMES_MAX = 1_000_000;
+/** A slice of an idle or busy guest never takes this long in wall time unless QEMU is stuck. */
+const SYNC_TIMEOUT_MS = 600_000;
 
 export interface GateFrame {
   readonly t_ns: number;
@@ -44,6 +47,9 @@ export class GateChannel {
   private closed_error: GateClosedError | null = null;
   private gate_error: string | null = null;
   hello_clock_ns: number | null = null;
+  /** Set by useBlockingIo(): the socket's fd, read and written directly (no event loop). */
+  private sync_fd = -1;
+  private readonly header = new Uint8Array(HEADER_BYTES);
 
   constructor(
     private readonly socket: Socket,
@@ -62,8 +68,79 @@ export class GateChannel {
 
   /** Lets the guest run to `deadline_ns`, injecting `frames` at their due times (sorted, < deadline). */
   run(deadline_ns: number, frames: readonly GateFrame[]): Promise<SliceDone> {
+    if (this.sync_fd >= 0) {
+      try {
+        return Promise.resolve(this.runSync(deadline_ns, frames));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     this.socket.write(encodeRun(deadline_ns, frames));
     return this.expect(MSG_DONE);
+  }
+
+  /**
+   * Switches to blocking exchanges on the socket's fd through the native addon: a slice then
+   * costs two syscalls on each side and no event-loop round trip (see BENCHMARKS.md). The
+   * engine has nothing else to do while a VM runs; signals are handled between slices.
+   */
+  useBlockingIo(): void {
+    if (this.pending || this.buffered_bytes > 0) throw new Error(`${this.label}: cannot switch to blocking I/O mid-exchange`);
+    const fd = (this.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== "number" || fd < 0) return; // stays on the event-loop path
+    this.socket.pause();
+    this.sync_fd = fd;
+  }
+
+  get blocking(): boolean {
+    return this.sync_fd >= 0;
+  }
+
+  /** runSync: like run(), blocking; throws GateClosedError when QEMU has gone. */
+  runSync(deadline_ns: number, frames: readonly GateFrame[]): SliceDone {
+    if (this.sync_fd < 0) throw new Error(`${this.label}: blocking I/O not enabled`);
+    if (this.closed_error) throw this.closed_error;
+    this.syncIo(() => fdWriteAll(this.sync_fd, encodeRun(deadline_ns, frames), SYNC_TIMEOUT_MS));
+    const frames_out: GateFrame[] = [];
+    for (let guard = 0; guard <= SLICE_FRAMES_MAX; guard++) {
+      const { type, count, t_ns, payload } = this.readMessageSync();
+      if (type === MSG_ERROR) throw this.closeSync(`gate error: ${Buffer.from(payload).toString("utf8")}`);
+      if (type !== MSG_TX && type !== MSG_DONE) throw this.closeSync(`unexpected message type ${type} (expected ${MSG_DONE})`);
+      if (!decodeFrames(Buffer.from(payload.buffer, payload.byteOffset, payload.length), count, frames_out)) throw this.closeSync("malformed frame table from the gate");
+      if (type === MSG_DONE) return { clock_ns: t_ns, frames: frames_out };
+    }
+    throw this.closeSync(`more than ${SLICE_FRAMES_MAX} TX messages in one slice`);
+  }
+
+  private readMessageSync(): { type: number; count: number; t_ns: number; payload: Uint8Array } {
+    this.readExactSync(this.header, HEADER_BYTES);
+    const head = Buffer.from(this.header.buffer, this.header.byteOffset, HEADER_BYTES);
+    const payload_bytes = readU64(head, 16);
+    if (payload_bytes > PAYLOAD_BYTES_MAX) throw this.closeSync(`message of ${payload_bytes} bytes exceeds the bound`);
+    const payload = new Uint8Array(payload_bytes);
+    this.readExactSync(payload, payload_bytes);
+    return { type: head.readUInt32LE(0), count: head.readUInt32LE(4), t_ns: readU64(head, 8), payload };
+  }
+
+  private readExactSync(buf: Uint8Array, len: number): void {
+    if (len === 0) return;
+    const got = this.syncIo(() => fdReadExact(this.sync_fd, buf, len, SYNC_TIMEOUT_MS));
+    if (got < len) throw this.closeSync("the gate channel closed (QEMU exited)");
+  }
+
+  private syncIo<T>(io: () => T): T {
+    try {
+      return io();
+    } catch (err) {
+      throw this.closeSync(`gate channel: ${(err as Error).message}`);
+    }
+  }
+
+  private closeSync(why: string): GateClosedError {
+    this.closed_error ??= new GateClosedError(`${this.label}: ${why}`);
+    this.sync_fd = -1;
+    this.socket.destroy();
+    return this.closed_error;
   }
 
   get is_closed(): boolean {

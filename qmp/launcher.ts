@@ -44,6 +44,8 @@ export interface VmSpec {
   readonly run_dir: string;
   readonly qemu_binary?: string;
   readonly gate_plugin_path?: string;
+  /** Default true: slices are exchanged with blocking I/O on the gate socket (fastest). */
+  readonly blocking_gate?: boolean;
 }
 
 export interface VmExit {
@@ -154,6 +156,7 @@ export class QemuVm {
       const vm = new QemuVm(spec, child, gate, qmp_socket, console_path, exited);
       vm.watch(() => tail);
       await raceExit(withTimeout(gate.hello(), GATE_HELLO_TIMEOUT_MS, `${spec.name}: QEMU did not reach the first gate`), exited, spawn_error, () => tail, spec.name);
+      if (spec.blocking_gate !== false) gate.useBlockingIo();
       return vm;
     } catch (err) {
       child.kill("SIGKILL");

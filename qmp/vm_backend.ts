@@ -31,13 +31,26 @@ export class VmBackend implements NodeBackend {
     this.base_ns = hello;
   }
 
-  async runSlice(request: SliceRequest): Promise<SliceResult> {
+  /** Synchronous when the gate uses blocking I/O (the usual case); a Promise otherwise or on a crash. */
+  runSlice(request: SliceRequest): SliceResult | Promise<SliceResult> {
     const outputs: SliceOutput[] = [];
     if (!this.booted) {
       this.booted = true;
       outputs.push({ kind: "lifecycle", t_ns: request.start_ns, event: "boot", detail: `qemu pid ${this.vm.pid}` });
     }
     const frames: GateFrame[] = request.deliveries.map((d) => ({ t_ns: d.t_ns + this.base_ns, bytes: d.bytes }));
+    const gate = this.vm.gate;
+    if (!gate.blocking) return this.runSliceAsync(request, frames, outputs);
+    try {
+      const done = gate.runSync(request.end_ns + this.base_ns, frames);
+      return this.sliceDone(request, done.clock_ns - this.base_ns, done.frames, outputs);
+    } catch (err) {
+      if (!(err instanceof GateClosedError)) throw err;
+      return this.crashed(request, err, outputs);
+    }
+  }
+
+  private async runSliceAsync(request: SliceRequest, frames: GateFrame[], outputs: SliceOutput[]): Promise<SliceResult> {
     try {
       const done = await this.vm.gate.run(request.end_ns + this.base_ns, frames);
       return this.sliceDone(request, done.clock_ns - this.base_ns, done.frames, outputs);

@@ -21,6 +21,8 @@ interface NativeTap {
 interface NativeModule {
   TapDevice: { create(name: string, mtu?: number | null): NativeTap };
   monotonicNs(): number;
+  fdWriteAll(fd: number, data: Uint8Array, timeout_ms: number): void;
+  fdReadExact(fd: number, buf: Uint8Array, len: number, timeout_ms: number): number;
 }
 
 const ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../tapio-rs/build/tapio.node");
@@ -133,4 +135,20 @@ export class TapDevice {
 /** CLOCK_MONOTONIC now, in ns: the clock of ReadBatch.stamps_ns. */
 export function monotonicNs(): number {
   return addon().monotonicNs();
+}
+
+/**
+ * Blocking write of all of `data` to a stream fd (e.g. a paused net.Socket's), for lock-step
+ * exchanges where the caller has nothing else to do meanwhile: no event-loop round trip.
+ */
+export function fdWriteAll(fd: number, data: Uint8Array, timeout_ms: number): void {
+  if (!(Number.isInteger(fd) && fd >= 0)) throw new RangeError(`not a file descriptor: ${fd}`);
+  addon().fdWriteAll(fd, data, timeout_ms);
+}
+
+/** Blocking read of exactly `len` bytes into `buf`; returns fewer only when the peer closed. */
+export function fdReadExact(fd: number, buf: Uint8Array, len: number, timeout_ms: number): number {
+  if (!(Number.isInteger(fd) && fd >= 0)) throw new RangeError(`not a file descriptor: ${fd}`);
+  if (!(len >= 0 && len <= buf.length)) throw new RangeError(`read of ${len} bytes into a buffer of ${buf.length}`);
+  return addon().fdReadExact(fd, buf, len, timeout_ms);
 }

@@ -142,6 +142,20 @@ mod node {
         }
     }
 
+    /// Blocking write of all of `data` to a stream fd (poll while full). For lock-step
+    /// protocols where the caller has nothing else to do meanwhile (the slice gate).
+    #[napi]
+    pub fn fd_write_all(fd: i32, data: Uint8Array, timeout_ms: i32) -> Result<()> {
+        tap::write_all(fd, &data, timeout_ms).map_err(err)
+    }
+
+    /// Blocking read of exactly `len` bytes from a stream fd into `buf`; fewer only at EOF.
+    #[napi]
+    pub fn fd_read_exact(fd: i32, mut buf: Uint8Array, len: u32, timeout_ms: i32) -> Result<u32> {
+        let n = tap::read_exact(fd, unsafe { buf.as_mut() }, len as usize, timeout_ms).map_err(err)?;
+        Ok(n as u32)
+    }
+
     /// CLOCK_MONOTONIC now, in ns (the clock frames are stamped with).
     #[napi]
     pub fn monotonic_ns() -> f64 {

@@ -211,6 +211,66 @@ pub fn wait_readable(fd: RawFd, wake_fd: RawFd, timeout_ms: i32) -> Result<bool,
     }
 }
 
+/// Writes all of `data` to a (possibly non-blocking) stream fd, waiting in poll when it is full.
+pub fn write_all(fd: RawFd, data: &[u8], timeout_ms: i32) -> Result<(), String> {
+    let mut off = 0usize;
+    while off < data.len() {
+        let n = unsafe { libc::write(fd, data[off..].as_ptr() as *const libc::c_void, data.len() - off) };
+        if n > 0 {
+            off += n as usize;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => wait_fd(fd, libc::POLLOUT, timeout_ms)?,
+            Some(libc::EINTR) => {}
+            _ => return Err(format!("write: {err}")),
+        }
+    }
+    Ok(())
+}
+
+/// Reads exactly `len` bytes into `buf` from a (possibly non-blocking) stream fd, waiting in
+/// poll; returns fewer only at end of stream (the peer closed).
+pub fn read_exact(fd: RawFd, buf: &mut [u8], len: usize, timeout_ms: i32) -> Result<usize, String> {
+    let len = len.min(buf.len());
+    let mut off = 0usize;
+    while off < len {
+        let n = unsafe { libc::read(fd, buf[off..].as_mut_ptr() as *mut libc::c_void, len - off) };
+        if n > 0 {
+            off += n as usize;
+            continue;
+        }
+        if n == 0 {
+            return Ok(off);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => wait_fd(fd, libc::POLLIN, timeout_ms)?,
+            Some(libc::EINTR) => {}
+            _ => return Err(format!("read: {err}")),
+        }
+    }
+    Ok(off)
+}
+
+fn wait_fd(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> Result<(), String> {
+    let mut p = libc::pollfd { fd, events, revents: 0 };
+    loop {
+        let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        if rc > 0 {
+            return Ok(());
+        }
+        if rc == 0 {
+            return Err(format!("no progress within {timeout_ms} ms"));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(format!("poll: {err}"));
+        }
+    }
+}
+
 pub fn eventfd() -> Result<RawFd, String> {
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if fd < 0 {
