@@ -9,6 +9,7 @@ import { registerInfo } from "./info.js";
 import { registerReplay } from "./replay.js";
 import { registerRun } from "./run.js";
 import { TAPSIM_VERSION } from "./version.js";
+import { registerView } from "./view.js";
 
 export const EXIT_OK = 0;
 export const EXIT_DIFFERENT = 1;
@@ -29,6 +30,7 @@ export async function main(argv: string[]): Promise<number> {
   registerReplay(program, setExit);
   registerDiff(program, setExit);
   registerDump(program, setExit);
+  registerView(program, setExit);
   try {
     await program.parseAsync(argv);
     return exit_code;

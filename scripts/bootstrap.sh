@@ -19,3 +19,4 @@ echo "bootstrap: tsc build" >&2
 # From scratch: a stale dist/ could hold compiled tests whose sources were removed.
 rm -rf dist
 npx tsc -p tsconfig.json
+npx tsc -p tsconfig.viewer.json
