@@ -28,10 +28,13 @@ export function registerView(program: Command, setExit: (code: number) => void):
     .option("--serve [port]", `serve the page on ${SERVE_HOST} instead (default port ${SERVE_PORT_DEFAULT}; 0 picks a free one)`)
     .option("--frame-bytes <n>", "bytes of each frame embedded for decoding", integerOption("--frame-bytes", 0, 65536), 256)
     .action(async (trace: string, flags: ViewFlags) => {
+      const serve = flags.serve !== undefined && flags.serve !== false;
+      // Flags are checked before the trace is read: a typo should not cost a long generation.
+      const port = serve ? servePort(flags.serve!) : 0;
+      if (serve && flags.output !== undefined) throw new InputError("-o and --serve: choose one");
       const html = viewPage(trace, { frame_bytes_cap: flags.frameBytes });
-      if (flags.serve !== undefined && flags.serve !== false) {
-        if (flags.output !== undefined) throw new InputError("-o and --serve: choose one");
-        await serveUntilInterrupted(html, servePort(flags.serve));
+      if (serve) {
+        await serveUntilInterrupted(html, port);
       } else {
         const out = flags.output ?? `${path.basename(trace).replace(/\.trace$/, "")}.html`;
         writePage(out, html);

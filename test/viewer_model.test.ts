@@ -110,6 +110,19 @@ test("the page is self-contained, its script compiles, and data cannot close the
   assert.is(page.match(/<\/script>/g)?.length, 2, "only the page's own two script elements close");
 });
 
+test("view and diff --html: bad inputs give one line and exit 2", () => {
+  const oneLine = (r: { code: number; stderr: string }, pattern: RegExp) => {
+    assert.is(r.code, 2, r.stderr);
+    assert.is(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, pattern);
+  };
+  oneLine(tapsim("view", path.join(tmp, "nope.trace")), /^tapsim: .*nope\.trace: no such file/);
+  oneLine(tapsim("view", EXAMPLES[0]!, "--serve", "http"), /--serve "http": expected an integer/);
+  oneLine(tapsim("view", EXAMPLES[0]!, "--serve", "0", "-o", path.join(tmp, "x.html")), /-o and --serve/);
+  oneLine(tapsim("view", EXAMPLES[0]!, "-o", path.join(tmp, "no/such/dir/x.html")), /x\.html: cannot write: no such file/);
+  oneLine(tapsim("diff", EXAMPLES[0]!, EXAMPLES[0]!, "--html", path.join(tmp, "no/dir/d.html")), /d\.html: cannot write/);
+});
+
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
 
 test.run();

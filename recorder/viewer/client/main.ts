@@ -163,28 +163,30 @@ function updateStatus(app: App): void {
   byId("status").setAttribute("data-visible-frames", String(stats.visible_frames));
 }
 
-function setWindow(app: App, t0_ns: number, t1_ns: number): void {
-  const width = Math.min(app.t_full_ns * 4, Math.max(WINDOW_NS_MIN, t1_ns - t0_ns));
-  const mid = (t0_ns + t1_ns) / 2;
-  app.st.t0_ns = mid - width / 2;
-  app.st.t1_ns = mid + width / 2;
+/** Sets the window, its width bounded and kept within [0, the trace's end] where it fits. */
+function placeWindow(app: App, t0_ns: number, width_ns: number): void {
+  const width = Math.min(app.t_full_ns, Math.max(WINDOW_NS_MIN, width_ns));
+  const t0 = Math.max(0, Math.min(t0_ns, app.t_full_ns - width));
+  app.st.t0_ns = t0;
+  app.st.t1_ns = t0 + width;
   scheduleRedraw(app);
+}
+
+function setWindow(app: App, t0_ns: number, t1_ns: number): void {
+  const width = Math.max(WINDOW_NS_MIN, t1_ns - t0_ns);
+  placeWindow(app, (t0_ns + t1_ns) / 2 - width / 2, width);
 }
 
 function zoomAt(app: App, factor: number, x_px: number): void {
   const t = tOf(app.L, app.st, x_px);
   const { t0_ns, t1_ns } = app.st;
-  const width = Math.min(app.t_full_ns * 4, Math.max(WINDOW_NS_MIN, (t1_ns - t0_ns) / factor));
+  const width = Math.min(app.t_full_ns, Math.max(WINDOW_NS_MIN, (t1_ns - t0_ns) / factor));
   const frac = (t - t0_ns) / (t1_ns - t0_ns);
-  app.st.t0_ns = t - frac * width;
-  app.st.t1_ns = app.st.t0_ns + width;
-  scheduleRedraw(app);
+  placeWindow(app, t - frac * width, width);
 }
 
 function panBy(app: App, dt_ns: number): void {
-  app.st.t0_ns += dt_ns;
-  app.st.t1_ns += dt_ns;
-  scheduleRedraw(app);
+  placeWindow(app, app.st.t0_ns + dt_ns, app.st.t1_ns - app.st.t0_ns);
 }
 
 function plotCentreX(app: App): number {
@@ -226,9 +228,7 @@ function wireDrag(app: App): void {
     if (Math.abs(dx) > 3) down.moved = true;
     if (!down.moved) return;
     const dt = (dx / app.L.plot_w_px) * (down.t1 - down.t0);
-    app.st.t0_ns = down.t0 - dt;
-    app.st.t1_ns = down.t1 - dt;
-    scheduleRedraw(app);
+    placeWindow(app, down.t0 - dt, down.t1 - down.t0);
   });
   window.addEventListener("mouseup", (e) => {
     if (down && !down.moved && e.target === app.canvas) select(app, hitArrow(app.views, app.L, app.st, e.offsetX, e.offsetY));

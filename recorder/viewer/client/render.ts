@@ -134,6 +134,11 @@ export function arrowRange(v: TraceView, t0_ns: number, t1_ns: number): [number,
 export function draw(ctx: CanvasRenderingContext2D, views: TraceView[], L: Layout, st: ViewState, diff: DiffInfo | null): DrawStats {
   ctx.clearRect(0, 0, L.width_px, L.height_px);
   drawLanes(ctx, L);
+  // Everything time-positioned stays inside the plot (arrows may start or end off-screen).
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(L.plot_x_px, 0, L.plot_w_px, L.height_px);
+  ctx.clip();
   views.forEach((v, g) => drawSlices(ctx, v, g, L, st));
   drawGrid(ctx, L, st);
   const stats: DrawStats = { visible_frames: 0, drawn_lines: 0, lod_px: 1 };
@@ -146,6 +151,7 @@ export function draw(ctx: CanvasRenderingContext2D, views: TraceView[], L: Layou
   views.forEach((v, g) => drawMarks(ctx, v, g, L, st));
   if (st.selected) drawSelected(ctx, views[st.selected.g]!, st.selected.g, st.selected.k, L, st);
   if (diff) drawDivergence(ctx, views, L, st, diff);
+  ctx.restore();
   drawLabels(ctx, views, L);
   return stats;
 }
@@ -202,7 +208,8 @@ function drawGrid(ctx: CanvasRenderingContext2D, L: Layout, st: ViewState): void
     const x = Math.round(xOf(L, st, t)) + 0.5;
     ctx.moveTo(x, L.axis_h_px - 6);
     ctx.lineTo(x, L.height_px - 4);
-    ctx.fillText(formatTick(t, step), x + 3, L.axis_h_px / 2 - 2);
+    const label = formatTick(t, step);
+    if (x + 3 + ctx.measureText(label).width <= L.plot_x_px + L.plot_w_px) ctx.fillText(label, x + 3, L.axis_h_px / 2 - 2);
   }
   ctx.stroke();
   ctx.strokeStyle = "#9ca3af";
@@ -251,7 +258,7 @@ function drawArrows(ctx: CanvasRenderingContext2D, v: TraceView, g: number, L: L
     drawn += 1;
     addArrow(paths, v, g, k, L, x0, x1, heads);
   }
-  strokePaths(ctx, paths);
+  strokePaths(ctx, paths, lod_px > 1 ? 0.35 : 0.75);
   return { visible_frames: visible, drawn_lines: drawn, lod_px };
 }
 
@@ -286,9 +293,10 @@ function addHead(path: Path2D, x0: number, y0: number, x1: number, y1: number): 
   path.lineTo(x1 - 7 * ux + 3 * uy, y1 - 7 * uy - 3 * ux);
 }
 
-function strokePaths(ctx: CanvasRenderingContext2D, p: ArrowPaths): void {
+/** alpha: thinned (level-of-detail) arrows are drawn lighter, so density still shows. */
+function strokePaths(ctx: CanvasRenderingContext2D, p: ArrowPaths, alpha: number): void {
   ctx.lineWidth = 1;
-  ctx.globalAlpha = 0.75;
+  ctx.globalAlpha = alpha;
   p.deliver.forEach((path, code) => {
     ctx.strokeStyle = PROTO_COLORS[PROTOCOLS[code]!]!;
     ctx.stroke(path);
@@ -348,10 +356,6 @@ export function arrowEnds(v: TraceView, g: number, k: number, L: Layout, st: Vie
 
 function drawSelected(ctx: CanvasRenderingContext2D, v: TraceView, g: number, k: number, L: Layout, st: ViewState): void {
   const e = arrowEnds(v, g, k, L, st);
-  ctx.save();
-  ctx.beginPath();
-  ctx.rect(L.plot_x_px, 0, L.plot_w_px, L.height_px);
-  ctx.clip();
   ctx.strokeStyle = "#111827";
   ctx.lineWidth = 3;
   const p = new Path2D();
@@ -359,7 +363,6 @@ function drawSelected(ctx: CanvasRenderingContext2D, v: TraceView, g: number, k:
   p.lineTo(e.x1, e.y1);
   addHead(p, e.x0, e.y0, e.x1, e.y1);
   ctx.stroke(p);
-  ctx.restore();
   ctx.lineWidth = 1;
 }
 
