@@ -79,6 +79,17 @@ function deliveries(file: string): { all: FrameDeliverRecord[]; bytes: Map<numbe
   return { all, bytes, unique: unique! };
 }
 
+/** A mark alone at its (node, time), so hovering there can only mean it. */
+function uniqueMark(file: string): { node: number; t_ns: number; text: string } {
+  const reader = TraceReader.open(file);
+  const marks: Array<{ node: number; t_ns: number; text: string }> = [];
+  for (const r of reader.records()) if (r[0] === RecordKind.Mark && r[1] >= 0) marks.push({ node: r[1], t_ns: r[2], text: r[3] });
+  reader.close();
+  const found = marks.find((m) => marks.filter((o) => o.node === m.node && Math.abs(o.t_ns - m.t_ns) < 1e5).length === 1);
+  assert.ok(found, "the example trace has a mark of its own");
+  return found!;
+}
+
 test("view: one lane per node; clicking an arrow decodes that frame; filters and zoom change what is visible", async () => {
   const out = path.join(tmp, "3x3.html");
   const gen = tapsim("view", TRACE_3X3, "-o", out);
@@ -115,6 +126,20 @@ test("view: one lane per node; clicking an arrow decodes that frame; filters and
 
   await page.click("#zoom-fit");
   assert.is(await visibleAfterRedraw(page), all.length, "whole trace: every frame visible");
+  await page.waitForSelector("#frames li");
+  const row = await page.$("#frames li:nth-child(3)");
+  const row_k = Number(await row!.getAttribute("data-k"));
+  await row!.click();
+  assert.equal(await hook(page, "selected"), { g: 0, k: row_k }, "picking a row of the frame list selects that frame");
+  const row_frame = (await hook<{ frame_id: number }>(page, "arrowInfo", 0, row_k)).frame_id;
+  assert.is((await page.textContent("#decode .summary"))?.trim(), decodeFrame(bytes.get(row_frame)!).summary);
+
+  const mark = uniqueMark(TRACE_3X3);
+  await hook(page, "setWindow", mark.t_ns - 1e6, mark.t_ns + 1e6);
+  await page.mouse.move(await hook<number>(page, "xOfNs", mark.t_ns), (await hook<number>(page, "laneTop", 0, mark.node)) + 3);
+  await page.waitForSelector("#tooltip:not([hidden])");
+  assert.match((await page.textContent("#tooltip")) ?? "", mark.text, "hovering a mark shows its text");
+  await hook(page, "setWindow", 0, 1e12);
   await page.click("#filter-node-0");
   const without_0 = all.filter((r) => r[1] !== 0 && r[4] !== 0).length;
   assert.is(await visibleAfterRedraw(page), without_0, "node 0 filtered out: its frames are not drawn");
@@ -214,6 +239,7 @@ test("100k frames: the page loads and zoom/pan redraws complete (times reported,
   const load_ms = Date.now() - t_load;
   await hook(page, "redraw");
   assert.is(await hook<number>(page, "visibleFrames"), frames, "whole trace: every frame counted visible");
+  const boot_ms = (await hook<{ boot_ms: number }>(page, "stats")).boot_ms;
   const full = await hook<Win>(page, "window");
   const full_ms = await hook<number>(page, "redraw");
   const span = full.t1_ns - full.t0_ns;
@@ -226,7 +252,7 @@ test("100k frames: the page loads and zoom/pan redraws complete (times reported,
   const fmt = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(", ");
   console.log(
     `  viewer 100k: ${frames} frames; run ${((t_gen - t_run) / 1000).toFixed(1)} s, page ${(statSync(out).size / 2 ** 20).toFixed(1)} MiB generated in ${((t_load - t_gen) / 1000).toFixed(1)} s, ` +
-      `loaded in ${load_ms} ms; redraw ms: whole ${full_ms.toFixed(1)}, zoom 30%/10%/1% ${fmt(zoom_ms)}, pan ${fmt(pan_ms)}`,
+      `loaded in ${load_ms} ms (in-page parse + unpack + first draw ${boot_ms.toFixed(0)} ms); redraw ms: whole ${full_ms.toFixed(1)}, zoom 30%/10%/1% ${fmt(zoom_ms)}, pan ${fmt(pan_ms)}`,
   );
   for (const ms of [full_ms, ...zoom_ms, ...pan_ms]) assert.ok(Number.isFinite(ms) && ms >= 0);
   await page.close();

@@ -27,6 +27,8 @@ interface App {
   frame_pending: boolean;
   list_timer: number;
   t_full_ns: number;
+  /** Parse, unpack and first redraw, in the page's own clock. */
+  boot_ms: number;
 }
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -43,6 +45,7 @@ function el(tag: string, attrs: Record<string, string> = {}, text = ""): HTMLEle
 }
 
 function boot(): void {
+  const boot_t0_ms = performance.now();
   const data = JSON.parse(byId("tapsim-data").textContent ?? "") as PageData;
   const views = data.traces.map(unpackTrace);
   const canvas = byId<HTMLCanvasElement>("diagram");
@@ -51,7 +54,7 @@ function boot(): void {
   const nodes_max = Math.max(...views.map((v) => v.meta.nodes.length));
   const t_full_ns = Math.max(1, ...views.map((v) => v.meta.t_end_ns)) * 1.02;
   const st: ViewState = { t0_ns: 0, t1_ns: t_full_ns, node_on: new Uint8Array(nodes_max).fill(1), proto_on: new Uint8Array(PROTOCOLS.length).fill(1), selected: null };
-  const app: App = { data, views, st, L: computeLayout(views, 800, 400), canvas, ctx, stats: { visible_frames: 0, drawn_lines: 0, lod_px: 1 }, redraw_ms: 0, redraws: 0, frame_pending: false, list_timer: 0, t_full_ns };
+  const app: App = { data, views, st, L: computeLayout(views, 800, 400), canvas, ctx, stats: { visible_frames: 0, drawn_lines: 0, lod_px: 1 }, redraw_ms: 0, redraws: 0, frame_pending: false, list_timer: 0, t_full_ns, boot_ms: 0 };
   byId("title").textContent = data.title;
   byId("summary").textContent = views.map(summaryText).join("  |  ");
   buildFilters(app);
@@ -63,6 +66,7 @@ function boot(): void {
   });
   resize(app);
   redrawNow(app);
+  app.boot_ms = performance.now() - boot_t0_ms;
   publishHook(app);
 }
 
@@ -369,9 +373,10 @@ function publishHook(app: App): void {
       return redrawNow(app);
     },
     visibleFrames: () => app.stats.visible_frames,
-    stats: () => ({ ...app.stats, redraw_ms: app.redraw_ms, redraws: app.redraws }),
+    stats: () => ({ ...app.stats, redraw_ms: app.redraw_ms, redraws: app.redraws, boot_ms: app.boot_ms }),
     redraw: () => redrawNow(app),
     plot: () => ({ ...canvasPoint(app.L.plot_x_px, 0), w: app.L.plot_w_px }),
+    laneTop: (g: number, node: number) => canvasPoint(0, app.L.lanes[app.L.group_first_lane[g]! + node]!.top_px).y,
     laneCentre: (g: number, node: number) => canvasPoint(0, laneY(app.L, g, node, app.views[g]!.meta.nodes.length)).y,
     xOfNs: (t_ns: number) => canvasPoint(xOf(app.L, app.st, t_ns), 0).x,
     arrowPoint: (g: number, k: number, frac = 0.5) => {
