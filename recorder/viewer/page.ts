@@ -68,6 +68,7 @@ export function renderPage(data: PageData): string {
   <span class="group"><b>Protocols</b> <span id="proto-filters"></span></span>
   <span class="group"><button id="zoom-in" title="zoom in (+, wheel)">+</button><button id="zoom-out" title="zoom out (-, wheel)">&minus;</button><button id="zoom-fit" title="whole trace (0, Home)">Fit</button>
   <span class="hint">drag or ←/→ to pan</span></span>
+  <span class="legend"><i class="sw deliver"></i>delivered <i class="sw drop"></i>✕ dropped <i class="sw inflight"></i>in flight at the end <i class="tick mark"></i>mark <i class="tick life"></i>lifecycle <i class="sw slice"></i>slice</span>
 </div>
 <div id="diff-info" hidden></div>
 <div id="main">
@@ -122,5 +123,14 @@ pre.hex { font-size: 11px; background: #f3f4f6; padding: 4px; overflow-x: auto; 
 #frames { font-family: ui-monospace, monospace; font-size: 11px; padding-left: 0; list-style: none; margin: 0; }
 #frames li { cursor: pointer; padding: 1px 2px; white-space: nowrap; }
 #frames li:hover { background: #e0f2fe; }
+#frames li.sel { background: #1f2937; color: #fff; }
+.legend { color: #4b5563; font-size: 12px; display: inline-flex; align-items: center; gap: 4px; }
+.legend i { display: inline-block; margin-left: 8px; }
+.legend .sw { width: 18px; height: 0; border-top: 2px solid #0f766e; }
+.legend .sw.drop { border-top: 2px dashed #dc2626; }
+.legend .sw.inflight { border-top: 2px dashed #9ca3af; }
+.legend .sw.slice { height: 10px; border: 0; background: rgba(59,130,246,0.25); }
+.legend .tick { width: 2px; height: 10px; background: #9333ea; }
+.legend .tick.life { background: #16a34a; }
 footer { padding: 3px 10px; border-top: 1px solid #e5e7eb; font-size: 12px; color: #374151; }
 `;

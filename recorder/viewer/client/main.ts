@@ -4,7 +4,7 @@
 
 import { decodeFrame, hexDump } from "../../frame_decode.js";
 import { ARROW_DROP, ARROW_INFLIGHT, FRAME_NONE, LANE_NONE, PROTOCOLS, frameBytes, unpackTrace, type PageData, type TraceView } from "../packed.js";
-import { arrowEnds, arrowPasses, arrowRange, computeLayout, draw, hitArrow, hitMark, laneY, tOf, xOf, type DrawStats, type Layout, type ViewState } from "./render.js";
+import { PROTO_COLORS, arrowEnds, arrowPasses, arrowRange, computeLayout, draw, hitArrow, hitMark, laneY, tOf, xOf, type DrawStats, type Layout, type ViewState } from "./render.js";
 import { formatNs } from "./timefmt.js";
 
 const ZOOM_STEP = 2;
@@ -85,7 +85,10 @@ function buildFilters(app: App): void {
   const present = new Set<number>();
   for (const v of app.views) for (const p of v.arrays.frame_proto) present.add(p);
   PROTOCOLS.forEach((name, code) => {
-    if (present.has(code)) protos.append(checkbox(`proto-${name}`, name, () => (app.st.proto_on[code] = app.st.proto_on[code] ? 0 : 1), app));
+    if (!present.has(code)) return;
+    const box = checkbox(`proto-${name}`, name, () => (app.st.proto_on[code] = app.st.proto_on[code] ? 0 : 1), app);
+    box.style.borderBottom = `3px solid ${PROTO_COLORS[name]}`;
+    protos.append(box);
   });
 }
 
@@ -277,6 +280,10 @@ function onHover(app: App, e: MouseEvent): void {
 
 function select(app: App, hit: { g: number; k: number } | null): void {
   app.st.selected = hit;
+  for (const li of Array.from(byId("frames").children)) {
+    const mine = hit !== null && li.getAttribute("data-g") === String(hit.g) && li.getAttribute("data-k") === String(hit.k);
+    li.classList.toggle("sel", mine);
+  }
   showDecode(app);
   scheduleRedraw(app);
 }
@@ -352,7 +359,8 @@ function listRow(app: App, v: TraceView, g: number, k: number): HTMLElement {
   const proto = f === FRAME_NONE ? "?" : PROTOCOLS[a.frame_proto[f]!];
   const drop = a.arrow_kind[k] === ARROW_DROP ? " ✕" : "";
   const label = app.views.length > 1 ? `${v.meta.label} ` : "";
-  const li = el("li", { "data-g": String(g), "data-k": String(k) }, `${label}${formatNs(a.arrow_t_send_ns[k]!)} ${v.meta.nodes[a.arrow_from[k]!]}→${to === LANE_NONE ? "-" : v.meta.nodes[to]} ${proto}${drop}`);
+  const sel = app.st.selected;
+  const li = el("li", { "data-g": String(g), "data-k": String(k), class: sel?.g === g && sel.k === k ? "sel" : "" }, `${label}${formatNs(a.arrow_t_send_ns[k]!)} ${v.meta.nodes[a.arrow_from[k]!]}→${to === LANE_NONE ? "-" : v.meta.nodes[to]} ${proto}${drop}`);
   li.addEventListener("click", () => select(app, { g, k }));
   return li;
 }

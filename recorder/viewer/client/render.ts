@@ -48,7 +48,7 @@ export interface DrawStats {
 export const LABEL_W_PX = 120;
 const AXIS_H_PX = 28;
 const GROUP_TITLE_H_PX = 18;
-const LANE_H_MAX_PX = 64;
+const LANE_H_MAX_PX = 90;
 const LANE_H_MIN_PX = 10;
 /** Above this many line segments per redraw, arrows are thinned per node pair and pixel bucket. */
 const LOD_LINES_TARGET = 12_000;
