@@ -3,7 +3,7 @@
 // test hook (window.__tapsimView) says where things are drawn and what is visible.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -171,6 +171,37 @@ test("view: one lane per node; clicking an arrow decodes that frame; filters and
   const w3 = await hook<Win>(page, "window");
   assert.ok(w3.t0_ns > w2.t0_ns && Math.abs(width(w3) - width(w2)) < 1, "ArrowRight pans later, same width");
   assert.ok((await visibleAfterRedraw(page)) < all.length, "a zoomed window shows fewer frames");
+  await page.close();
+});
+
+test("view: dropped frames are drawn and their panel says why", async () => {
+  const topo = path.join(tmp, "lossy.yaml");
+  writeFileSync(topo, "nodes: 4\ndefaults:\n  latency: 10ms\n  loss: 20%\n");
+  const trace = path.join(tmp, "lossy.trace");
+  assert.is(tapsim("run", "--latency", topo, "--messages", "3", "--trace", trace, "--no-progress").code, 0);
+  const out = path.join(tmp, "lossy.html");
+  assert.is(tapsim("view", trace, "-o", out).code, 0);
+  const page = await openPage(pathToFileURL(out).href);
+  const k = await page.evaluate(() => {
+    const h = (globalThis as unknown as { __tapsimView: { arrows(g: number): number; arrowInfo(g: number, k: number): { kind: number } } }).__tapsimView;
+    for (let k = 0; k < h.arrows(0); k++) if (h.arrowInfo(0, k).kind === 1) return k;
+    return -1;
+  });
+  assert.ok(k >= 0, "a drop arrow exists");
+  const info = await hook<{ t_send_ns: number; t_recv_ns: number }>(page, "arrowInfo", 0, k);
+  const span = Math.max(1e6, info.t_recv_ns - info.t_send_ns);
+  await hook(page, "setWindow", info.t_send_ns - span, info.t_recv_ns + span);
+  let picked = false;
+  for (const frac of [0.5, 0.35, 0.65, 0.2, 0.8]) {
+    const p = await hook<Point>(page, "arrowPoint", 0, k, frac);
+    await page.mouse.click(p.x, p.y);
+    if ((await hook<{ k: number } | null>(page, "selected"))?.k === k) {
+      picked = true;
+      break;
+    }
+  }
+  assert.ok(picked, "the drop arrow can be clicked");
+  assert.match((await page.textContent("#decode .facts")) ?? "", /dropped \(loss\) at/);
   await page.close();
 });
 

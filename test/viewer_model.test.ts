@@ -100,6 +100,17 @@ test("drops are counted and keep their reason; a lossy run's counts match its st
   for (let i = 0; i < a.arrow_kind.length; i++) if (a.arrow_kind[i] === ARROW_DROP) assert.is(view.meta.drop_reasons[a.arrow_reason[i]!], "loss");
 });
 
+test("frames still in flight when a run is stopped get an arrow each, to nowhere", () => {
+  const trace = path.join(tmp, "cut.trace");
+  const run = tapsim("run", "--latency", "latency_configs/delays_3x3.txt", "--messages", "5", "--duration", "320ms", "--trace", trace, "--no-progress");
+  assert.is(run.code, 0, run.stderr);
+  const view = buildTraceView(trace, "");
+  assertCountsMatch(view, trace);
+  const c = view.meta.counts;
+  assert.ok(c.inflight > 0, "a run stopped mid-flight leaves frames in flight");
+  assert.is(c.deliveries + c.drops + c.inflight, c.frames_emitted, "unicast: every frame is delivered, dropped or in flight");
+});
+
 test("the page is self-contained, its script compiles, and data cannot close the script element", () => {
   const html = viewPage(EXAMPLES[0]!);
   assert.not.match(html, /<script[^>]+src=|<link\b|<img\b|\bfetch\(|XMLHttpRequest|import\(/, "no external resources or fetches");

@@ -27,6 +27,8 @@ interface App {
   frame_pending: boolean;
   list_timer: number;
   t_full_ns: number;
+  /** What the frame list was built for (window and filters). */
+  list_key: string;
   /** Parse, unpack and first redraw, in the page's own clock. */
   boot_ms: number;
 }
@@ -54,7 +56,7 @@ function boot(): void {
   const nodes_max = Math.max(...views.map((v) => v.meta.nodes.length));
   const t_full_ns = Math.max(1, ...views.map((v) => v.meta.t_end_ns)) * 1.02;
   const st: ViewState = { t0_ns: 0, t1_ns: t_full_ns, node_on: new Uint8Array(nodes_max).fill(1), proto_on: new Uint8Array(PROTOCOLS.length).fill(1), selected: null };
-  const app: App = { data, views, st, L: computeLayout(views, 800, 400), canvas, ctx, stats: { visible_frames: 0, drawn_lines: 0, lod_px: 1 }, redraw_ms: 0, redraws: 0, frame_pending: false, list_timer: 0, t_full_ns, boot_ms: 0 };
+  const app: App = { data, views, st, L: computeLayout(views, 800, 400), canvas, ctx, stats: { visible_frames: 0, drawn_lines: 0, lod_px: 1 }, redraw_ms: 0, redraws: 0, frame_pending: false, list_timer: 0, list_key: "", t_full_ns, boot_ms: 0 };
   byId("title").textContent = data.title;
   byId("summary").textContent = views.map(summaryText).join("  |  ");
   buildFilters(app);
@@ -283,6 +285,7 @@ function select(app: App, hit: { g: number; k: number } | null): void {
   for (const li of Array.from(byId("frames").children)) {
     const mine = hit !== null && li.getAttribute("data-g") === String(hit.g) && li.getAttribute("data-k") === String(hit.k);
     li.classList.toggle("sel", mine);
+    if (mine) li.scrollIntoView({ block: "nearest" });
   }
   showDecode(app);
   scheduleRedraw(app);
@@ -337,6 +340,10 @@ function appendDecoded(panel: HTMLElement, bytes: Uint8Array, len: number, cap: 
 
 /** Up to LIST_ROWS_MAX frames in the window that the filters show, earliest sent first. */
 function updateList(app: App): void {
+  // Rebuilt only when the window or the filters changed: rows stay put under a click.
+  const key = `${app.st.t0_ns}|${app.st.t1_ns}|${app.st.node_on.join("")}|${app.st.proto_on.join("")}`;
+  if (key === app.list_key) return;
+  app.list_key = key;
   const list = byId("frames");
   const rows: HTMLElement[] = [];
   let total = 0;
@@ -382,7 +389,11 @@ function publishHook(app: App): void {
     },
     visibleFrames: () => app.stats.visible_frames,
     stats: () => ({ ...app.stats, redraw_ms: app.redraw_ms, redraws: app.redraws, boot_ms: app.boot_ms }),
-    redraw: () => redrawNow(app),
+    redraw: () => {
+      const ms = redrawNow(app);
+      updateList(app);
+      return ms;
+    },
     plot: () => ({ ...canvasPoint(app.L.plot_x_px, 0), w: app.L.plot_w_px }),
     laneTop: (g: number, node: number) => canvasPoint(0, app.L.lanes[app.L.group_first_lane[g]! + node]!.top_px).y,
     laneCentre: (g: number, node: number) => canvasPoint(0, laneY(app.L, g, node, app.views[g]!.meta.nodes.length)).y,
