@@ -2,7 +2,7 @@
 // TraceStats counts them, frame bytes, protocols, order), survive base64 packing, and the
 // page is self-contained and script-safe.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
@@ -109,6 +109,17 @@ test("frames still in flight when a run is stopped get an arrow each, to nowhere
   const c = view.meta.counts;
   assert.ok(c.inflight > 0, "a run stopped mid-flight leaves frames in flight");
   assert.is(c.deliveries + c.drops + c.inflight, c.frames_emitted, "unicast: every frame is delivered, dropped or in flight");
+});
+
+test("a trace cut short (killed run) gives a page of what is readable, marked incomplete", () => {
+  const cut = path.join(tmp, "cut_short.trace");
+  copyFileSync(EXAMPLES[1]!, cut);
+  truncateSync(cut, Math.floor(statSync(cut).size / 2));
+  const view = buildTraceView(cut, "");
+  assert.is(view.meta.complete, false);
+  assertCountsMatch(view, cut);
+  assert.ok(view.meta.counts.frames_emitted > 0);
+  assert.match(viewPage(cut), /"complete":false/);
 });
 
 test("the page is self-contained, its script compiles, and data cannot close the script element", () => {
