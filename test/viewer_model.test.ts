@@ -114,7 +114,8 @@ test("frames still in flight when a run is stopped get an arrow each, to nowhere
 test("a trace cut short (killed run) gives a page of what is readable, marked incomplete", () => {
   const cut = path.join(tmp, "cut_short.trace");
   copyFileSync(EXAMPLES[1]!, cut);
-  truncateSync(cut, Math.floor(statSync(cut).size / 2));
+  // Loses the index, the trailer and the end of the last chunk.
+  truncateSync(cut, statSync(cut).size - 1000);
   const view = buildTraceView(cut, "");
   assert.is(view.meta.complete, false);
   assertCountsMatch(view, cut);
