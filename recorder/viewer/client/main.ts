@@ -246,7 +246,8 @@ function wireDrag(app: App): void {
 }
 
 function onKey(app: App, e: KeyboardEvent): void {
-  if (e.target instanceof HTMLInputElement) return;
+  // Keys typed into a text field are not commands (the filters are checkboxes and keep them working).
+  if (e.target instanceof HTMLInputElement && e.target.type !== "checkbox") return;
   const w = app.st.t1_ns - app.st.t0_ns;
   const actions: Record<string, () => void> = {
     "+": () => zoomAt(app, ZOOM_STEP, plotCentreX(app)),
