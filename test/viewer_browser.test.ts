@@ -252,6 +252,12 @@ test("diff --html: both traces on one axis, the divergence marked at diffTraces'
   assert.match((await page.textContent("#config-diff")) ?? "", /config\.seed: 1 vs 2/);
   await page.screenshot({ path: artifactPath("viewer-diff.png") });
   await page.close();
+  const same_out = path.join(tmp, "same.html");
+  assert.is(tapsim("diff", TRACE_3X3, TRACE_3X3, "--html", same_out).code, 0);
+  const same = await openPage(pathToFileURL(same_out).href);
+  assert.match((await same.textContent("#divergence")) ?? "", /Event streams identical: \d+ records/);
+  assert.is(await same.$("#goto-divergence"), null, "nothing to go to");
+  await same.close();
 });
 
 test("100k frames: the page loads and zoom/pan redraws complete (times reported, not asserted)", async () => {

@@ -126,6 +126,8 @@ export interface TraceView {
 
 /** What a diff page adds: where the runs part, and how their configurations differ. */
 export interface DiffInfo {
+  /** The event streams are identical (index is then -1 and there is no marker). */
+  equivalent: boolean;
   /** Record position diffTraces reports. */
   index: number;
   t_ns: number;

@@ -26,20 +26,19 @@ export function diffPage(path_a: string, path_b: string, opts: PageOptions = {})
   const a = buildTraceView(path_a, "A", cap);
   const b = buildTraceView(path_b, "B", cap);
   const d = result.first_divergence;
-  const diff: DiffInfo | null =
-    d === null
-      ? null
-      : {
-          index: d.index,
-          t_ns: recordTimeNs((d.a ?? d.b)!),
-          lane_a: recordLane(d.a),
-          lane_b: recordLane(d.b),
-          text_a: d.a ? describeRecord(d.a) : "(trace ended)",
-          text_b: d.b ? describeRecord(d.b) : "(trace ended)",
-          config_differences: result.config_differences,
-          records_a: result.records_a,
-          records_b: result.records_b,
-        };
+  const at = d === null ? null : (d.a ?? d.b)!;
+  const diff: DiffInfo = {
+    equivalent: d === null,
+    index: d?.index ?? -1,
+    t_ns: at === null ? 0 : recordTimeNs(at),
+    lane_a: recordLane(d?.a ?? null),
+    lane_b: recordLane(d?.b ?? null),
+    text_a: d === null ? "" : d.a ? describeRecord(d.a) : "(trace ended)",
+    text_b: d === null ? "" : d.b ? describeRecord(d.b) : "(trace ended)",
+    config_differences: result.config_differences,
+    records_a: result.records_a,
+    records_b: result.records_b,
+  };
   const title = `tapsim diff: ${path.basename(path_a)} vs ${path.basename(path_b)}${result.equivalent ? " (equivalent)" : ""}`;
   return { html: renderPage({ title, traces: [packTrace(a), packTrace(b)], diff }), equivalent: result.equivalent };
 }

@@ -111,17 +111,21 @@ function showDiff(app: App): void {
   const box = byId("diff-info");
   box.hidden = false;
   const marker = el("div", { id: "divergence", "data-record-index": String(d.index), "data-t-ns": String(d.t_ns) });
-  marker.append(el("b", {}, `First divergence at record #${d.index} (t = ${formatNs(d.t_ns)})`), el("div", { class: "rec" }, `A: ${d.text_a}`), el("div", { class: "rec" }, `B: ${d.text_b}`));
-  const go = el("button", { id: "goto-divergence" }, "Show divergence");
-  go.addEventListener("click", () => focusDivergence(app));
-  marker.append(go);
+  if (d.equivalent) {
+    marker.append(el("b", {}, `Event streams identical: ${d.records_a} records`));
+  } else {
+    marker.append(el("b", {}, `First divergence at record #${d.index} (t = ${formatNs(d.t_ns)})`), el("div", { class: "rec" }, `A: ${d.text_a}`), el("div", { class: "rec" }, `B: ${d.text_b}`));
+    const go = el("button", { id: "goto-divergence" }, "Show divergence");
+    go.addEventListener("click", () => focusDivergence(app));
+    marker.append(go);
+  }
   const cfg = el("div", { id: "config-diff" });
   cfg.append(el("b", {}, d.config_differences.length ? "Configuration differences:" : "Configurations are identical."));
   const ul = el("ul");
   for (const line of d.config_differences) ul.append(el("li", {}, line));
   cfg.append(ul, el("div", {}, `records: A ${d.records_a}, B ${d.records_b}`));
   box.append(marker, cfg);
-  focusDivergence(app);
+  if (!d.equivalent) focusDivergence(app);
 }
 
 /** A window around the divergence wide enough to show a few frame flights either side. */

@@ -150,7 +150,7 @@ export function draw(ctx: CanvasRenderingContext2D, views: TraceView[], L: Layou
   });
   views.forEach((v, g) => drawMarks(ctx, v, g, L, st));
   if (st.selected) drawSelected(ctx, views[st.selected.g]!, st.selected.g, st.selected.k, L, st);
-  if (diff) drawDivergence(ctx, views, L, st, diff);
+  if (diff && !diff.equivalent) drawDivergence(ctx, views, L, st, diff);
   ctx.restore();
   drawLabels(ctx, views, L);
   return stats;
