@@ -131,6 +131,8 @@ export interface DiffInfo {
   /** Record position diffTraces reports. */
   index: number;
   t_ns: number;
+  /** Time of B's record at that position (t_ns is A's; equal when A's trace ended there). */
+  t_b_ns: number;
   /** Lane of the divergent record in A and in B (-1: none, e.g. a run_end or the trace ended). */
   lane_a: number;
   lane_b: number;

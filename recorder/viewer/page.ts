@@ -31,6 +31,7 @@ export function diffPage(path_a: string, path_b: string, opts: PageOptions = {})
     equivalent: d === null,
     index: d?.index ?? -1,
     t_ns: at === null ? 0 : recordTimeNs(at),
+    t_b_ns: d?.b ? recordTimeNs(d.b) : at === null ? 0 : recordTimeNs(at),
     lane_a: recordLane(d?.a ?? null),
     lane_b: recordLane(d?.b ?? null),
     text_a: d === null ? "" : d.a ? describeRecord(d.a) : "(trace ended)",

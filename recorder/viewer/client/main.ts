@@ -13,6 +13,7 @@ const PAN_KEY_FRACTION = 0.2;
 const LIST_ROWS_MAX = 200;
 /** The narrowest window: 100 ns across the plot. */
 const WINDOW_NS_MIN = 100;
+const DIVERGENCE_HALF_NS_MIN = 1_000_000;
 
 interface App {
   data: PageData;
@@ -128,12 +129,16 @@ function showDiff(app: App): void {
   if (!d.equivalent) focusDivergence(app);
 }
 
-/** A window around the divergence wide enough to show a few frame flights either side. */
+/**
+ * A window on the divergence: ten times the gap between A's and B's records there (so both
+ * are told apart), at least 1 ms, at most one frame flight either side.
+ */
 function focusDivergence(app: App): void {
   const d = app.data.diff!;
-  const span = Math.max(...app.views.map((v) => v.meta.arrow_span_ns_max), WINDOW_NS_MIN * 10);
-  const half_ns = Math.min(app.t_full_ns / 2, span * 3);
-  setWindow(app, d.t_ns - half_ns, d.t_ns + half_ns);
+  const span_ns = Math.max(...app.views.map((v) => v.meta.arrow_span_ns_max), DIVERGENCE_HALF_NS_MIN);
+  const half_ns = Math.min(span_ns, Math.max(DIVERGENCE_HALF_NS_MIN, 10 * Math.abs(d.t_b_ns - d.t_ns)));
+  const mid_ns = (d.t_ns + d.t_b_ns) / 2;
+  setWindow(app, mid_ns - half_ns, mid_ns + half_ns);
 }
 
 function resize(app: App): void {

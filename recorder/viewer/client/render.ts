@@ -378,15 +378,17 @@ function drawDivergence(ctx: CanvasRenderingContext2D, views: TraceView[], L: La
   ctx.lineTo(x, L.height_px - 4);
   ctx.stroke();
   ctx.setLineDash([]);
+  // Each run's record at that position, at its own time.
   [d.lane_a, d.lane_b].forEach((node, g) => {
     if (node < 0 || g >= views.length) return;
     ctx.beginPath();
-    ctx.arc(x, laneY(L, g, node, views[g]!.meta.nodes.length), 7, 0, 2 * Math.PI);
+    ctx.arc(xOf(L, st, g === 0 ? d.t_ns : d.t_b_ns), laneY(L, g, node, views[g]!.meta.nodes.length), 7, 0, 2 * Math.PI);
     ctx.stroke();
   });
   ctx.fillStyle = "#db2777";
   ctx.font = "bold 11px system-ui, sans-serif";
-  ctx.fillText(`first divergence: record #${d.index}`, Math.min(x + 5, L.plot_x_px + L.plot_w_px - 190), L.axis_h_px + 8);
+  // At the bottom: the top of the plot holds the group titles.
+  ctx.fillText(`first divergence: record #${d.index}`, Math.min(x + 5, L.plot_x_px + L.plot_w_px - 190), L.height_px - 10);
   ctx.lineWidth = 1;
 }
 

@@ -16,16 +16,16 @@ export function niceStepNs(raw_ns: number): number {
   return Math.max(1, 10 * pow);
 }
 
-/** The unit for labels of ticks `step_ns` apart. */
+/** The unit for labels of ticks `step_ns` apart: the largest that needs at most one decimal ("0.5 ms", not "500 µs"). */
 export function unitFor(step_ns: number): [number, string] {
-  for (const u of UNITS) if (step_ns >= u[0]) return u;
+  for (const u of UNITS) if (step_ns >= u[0] / 10) return u;
   return [1, "ns"];
 }
 
 /** A tick label: enough decimals to tell ticks `step_ns` apart, unit last. */
 export function formatTick(t_ns: number, step_ns: number): string {
   const [scale, name] = unitFor(step_ns);
-  const decimals = Math.max(0, Math.min(9, Math.ceil(-Math.log10(step_ns / scale) + 1e-9)));
+  const decimals = Math.max(0, Math.min(9, Math.ceil(-Math.log10(step_ns / scale) - 1e-9)));
   return `${(t_ns / scale).toFixed(decimals)} ${name}`;
 }
 
