@@ -9,6 +9,8 @@ import { diffTraces, type DiffResult } from "../recorder/diff.js";
 import type { LinkStats, NodeStats } from "../recorder/stats.js";
 import { integerOption } from "./options.js";
 import { jsonBytes } from "./replay.js";
+import { diffPage } from "../recorder/viewer/page.js";
+import { kib, writePage } from "./view.js";
 
 const ROWS_MAX = 20;
 
@@ -20,12 +22,21 @@ export function registerDiff(program: Command, setExit: (code: number) => void):
     .argument("<b>", "second trace")
     .option("-C, --context <n>", "records of context before the divergence", integerOption("--context", 0, 1000), 5)
     .option("--json", "machine-readable result", false)
-    .action((a: string, b: string, flags: { context: number; json: boolean }) => {
+    .option("--html <file>", "also write both traces on one time axis, first divergence marked, as an HTML page")
+    .action((a: string, b: string, flags: { context: number; json: boolean; html?: string }) => {
       const result = diffTraces(a, b, flags.context);
+      if (flags.html !== undefined) writeDiffPage(a, b, flags.html, flags.json);
       if (flags.json) console.log(JSON.stringify({ a, b, ...result }, jsonBytes, 2));
       else printDiff(a, b, result);
       setExit(result.equivalent ? 0 : 1);
     });
+}
+
+function writeDiffPage(a: string, b: string, out: string, json: boolean): void {
+  const { html } = diffPage(a, b);
+  writePage(out, html);
+  // stderr under --json, so that stdout stays one JSON document.
+  (json ? console.error : console.log)(`tapsim diff: wrote ${out} (${kib(html)} KiB)`);
 }
 
 function printDiff(a: string, b: string, r: DiffResult): void {

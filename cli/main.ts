@@ -11,6 +11,7 @@ import { registerReplay } from "./replay.js";
 import { registerRun } from "./run.js";
 import { registerSsh } from "./ssh.js";
 import { TAPSIM_VERSION } from "./version.js";
+import { registerView } from "./view.js";
 
 export const EXIT_OK = 0;
 export const EXIT_DIFFERENT = 1;
@@ -33,6 +34,7 @@ export async function main(argv: string[]): Promise<number> {
   registerDump(program, setExit);
   registerImage(program, setExit);
   registerSsh(program, setExit);
+  registerView(program, setExit);
   try {
     await program.parseAsync(argv);
     return exit_code;

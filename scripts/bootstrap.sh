@@ -21,4 +21,5 @@ echo "bootstrap: tsc build" >&2
 # From scratch: a stale dist/ could hold compiled tests whose sources were removed.
 rm -rf dist
 npx tsc -p tsconfig.json
+npx tsc -p tsconfig.viewer.json
 node bin/tapsim.js image build >&2  # the default guest image; a cache hit unless its inputs changed
