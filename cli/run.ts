@@ -13,6 +13,7 @@ import { formatVirtualNs } from "../engine/units.js";
 import { TraceWriter } from "../recorder/writer.js";
 import { durationOption, integerListOption, integerOption } from "./options.js";
 import { runVmsCommand, type VmRunFlags } from "./run_vms.js";
+import { runNetnsCommand, type NetnsRunFlags } from "./run_netns.js";
 import { MEMORY_MIB_DEFAULT, RTC_BASE_DEFAULT, SSH_PORT_BASE_DEFAULT } from "../qmp/vm_cluster.js";
 import { TAPSIM_VERSION } from "./version.js";
 
@@ -36,6 +37,7 @@ interface RunFlags {
   json: boolean;
   progress: boolean;
   vms?: number;
+  netns?: number;
 }
 
 export function registerRun(program: Command, setExit: (code: number) => void): void {
@@ -66,8 +68,12 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("--no-ssh", "VMs: do not wait for SSH (nothing touches the guests from outside; fully deterministic)")
     .option("--boot-cmd <cmd>", "VMs: shell command run at boot, in every VM or 'N:cmd' in node N (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--rtc-base <iso>", "VMs: every guest's clock starts here", RTC_BASE_DEFAULT)
-    .action(async (flags: RunFlags & Partial<VmRunFlags>) => {
+    .option("--netns <n>", "network namespaces joined through TAP devices, on wall-clock time (needs --duration)", integerOption("--netns", 1, 64))
+    .option("--netns-cmd <cmd>", "namespaces: command run in every namespace or 'N:cmd' in node N's (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .action(async (flags: RunFlags & Partial<VmRunFlags> & Partial<NetnsRunFlags>) => {
+      if (flags.vms !== undefined && flags.netns !== undefined) throw new InputError("--vms and --netns: choose one");
       if (flags.vms !== undefined) setExit(await runVmsCommand(flags as VmRunFlags));
+      else if (flags.netns !== undefined) setExit(await runNetnsCommand(flags as NetnsRunFlags));
       else setExit(await runCommand(flags));
     });
 }

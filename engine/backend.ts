@@ -40,7 +40,7 @@ export interface SliceResult {
 }
 
 export interface NodeBackend {
-  readonly kind: "inprocess" | "vm" | "replay";
+  readonly kind: "inprocess" | "vm" | "tap" | "replay";
   runSlice(request: SliceRequest): SliceResult | Promise<SliceResult>;
   close?(): void | Promise<void>;
 }

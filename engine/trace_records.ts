@@ -76,7 +76,7 @@ export interface NodeConfig {
   mac: string;
   /** "10.0.0.1" */
   ip: string;
-  backend: "inprocess" | "vm";
+  backend: "inprocess" | "vm" | "tap";
 }
 
 export interface WorkloadConfig {

@@ -6,7 +6,7 @@
 # exports, chromium renders the viewer in tests, iproute2 manages TAP devices and
 # namespaces, tmux drives the debugger's TTY test.
 set -euo pipefail
-pkgs=(qemu-system-x86 qemu-utils cpio xz-utils gcc libc6-dev tshark chromium iproute2 tmux)
+pkgs=(qemu-system-x86 qemu-utils cpio xz-utils gcc libc6-dev tshark chromium iproute2 iputils-ping tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

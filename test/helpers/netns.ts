@@ -1,28 +1,9 @@
 // Network namespaces and frames for tests of real TAP devices: a namespace that a TAP is
 // moved into (so the kernel there answers ARP and ping through it), and hand-built frames.
 
-import { execFileSync } from "node:child_process";
+import { ip } from "../../engine/tap/netns.js";
 
-export function ip(...args: string[]): string {
-  return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-}
-
-/** Moves `tap` into a new namespace `ns` and gives it `cidr` there; IPv6 off so it stays quiet. */
-export function joinNamespace(ns: string, tap: string, cidr: string): void {
-  ip("netns", "add", ns);
-  ip("link", "set", tap, "netns", ns);
-  execFileSync("ip", ["netns", "exec", ns, "sysctl", "-q", "-w", `net.ipv6.conf.${tap}.disable_ipv6=1`]);
-  ip("-n", ns, "addr", "add", cidr, "dev", tap);
-  ip("-n", ns, "link", "set", tap, "up");
-}
-
-export function deleteNamespace(ns: string): void {
-  try {
-    ip("netns", "del", ns);
-  } catch {
-    // already gone
-  }
-}
+export { deleteNamespace, ip, joinNamespace } from "../../engine/tap/netns.js";
 
 export function linkExists(name: string): boolean {
   try {
