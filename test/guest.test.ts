@@ -98,7 +98,8 @@ test("initramfs: two builds from the same unpacked inputs are byte-identical, an
 
 test("kernelCmdline: per-VM settings after the base; bad fields are one-line InputErrors naming them", () => {
   const line = kernelCmdline(image, { id: 3, ip_cidr: "10.0.0.4/16", hostname: "node3" });
-  assert.is(line, `${image.kernel_cmdline_base} sim.id=3 sim.ip=10.0.0.4/16 sim.hostname=node3`);
+  assert.is(line, `${image.kernel_cmdline_base} sim.id=3 sim.seed=1 sim.ip=10.0.0.4/16 sim.hostname=node3`);
+  assert.match(kernelCmdline(image, { id: 3, ip_cidr: "10.0.0.4/16", hostname: "node3", seed: 7 }), / sim.seed=7 /);
   assert.match(image.kernel_cmdline_base, /console=ttyS0/);
   assert.match(image.kernel_cmdline_base, /ipv6\.disable=1/);
   const bad: [Parameters<typeof kernelCmdline>[1], RegExp][] = [
