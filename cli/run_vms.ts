@@ -126,8 +126,8 @@ async function announceWhenReady(flags: VmRunFlags, cluster: VmCluster, signal: 
     return;
   }
   const ports = cluster.backends.map((_, i) => `node${i}=127.0.0.1:${cluster.sshTarget(i).port}`).join(" ");
-  console.log(`READY ${ports}`);
   log(flags, `run dir ${cluster.run_dir}; QEMU pids ${cluster.backends.map((b) => b.vm.pid).join(" ")}; Ctrl+C ends the run`);
+  console.log(`READY ${ports}`);
 }
 
 async function resolveImage(flags: VmRunFlags): Promise<GuestImage> {

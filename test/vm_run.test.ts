@@ -37,6 +37,7 @@ test("3 VMs: in-guest ping RTT = m[i][j] + m[j][i] within 1%, a file crosses int
   const run = startRun(["run", "--vms", "3", "--latency", MATRIX, "--trace", trace, "--ssh-port-base", String(port_base), "--no-progress"]);
   try {
     await run.waitFor(/^READY /m, BOOT_TIMEOUT_MS);
+    await run.waitFor(/run dir \S+; QEMU pids [\d ]+;/, 10_000); // stderr and stdout are separate pipes
     const resources = runResources(run.stderr());
     assert.is(resources.pids.length, 3);
     for (const [from, to] of [[0, 1], [0, 2], [1, 2]] as const) {
