@@ -1,0 +1,33 @@
+// `tapsim export TRACE --pcap out.pcapng --perfetto out.json`: the trace for Wireshark/tshark
+// and for ui.perfetto.dev / chrome://tracing.
+
+import type { Command } from "commander";
+import { InputError } from "../engine/errors.js";
+import { exportPcapng } from "../recorder/export_pcapng.js";
+import { exportPerfetto } from "../recorder/export_perfetto.js";
+
+interface ExportFlags {
+  pcap?: string;
+  perfetto?: string;
+}
+
+export function registerExport(program: Command, setExit: (code: number) => void): void {
+  program
+    .command("export")
+    .description("export a trace: pcapng (one interface per node, ns virtual timestamps) and/or Perfetto JSON")
+    .argument("<trace>", "trace file")
+    .option("--pcap <file>", "write pcapng here (open with wireshark / tshark -r)")
+    .option("--perfetto <file>", "write Chrome trace-event JSON here (ui.perfetto.dev, chrome://tracing)")
+    .action((trace: string, flags: ExportFlags) => {
+      if (flags.pcap === undefined && flags.perfetto === undefined) throw new InputError("tapsim export: give --pcap FILE and/or --perfetto FILE");
+      if (flags.pcap !== undefined) {
+        const s = exportPcapng(trace, flags.pcap);
+        console.log(`pcapng: ${flags.pcap}: ${s.packets} packets (${s.emitted} sent, ${s.delivered} delivered, ${s.dropped} dropped)`);
+      }
+      if (flags.perfetto !== undefined) {
+        const s = exportPerfetto(trace, flags.perfetto);
+        console.log(`perfetto: ${flags.perfetto}: ${s.events} events (${s.slices} slices, ${s.flows} frame flows)`);
+      }
+      setExit(0);
+    });
+}

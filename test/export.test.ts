@@ -1,0 +1,119 @@
+// Exports read back by real tools: tshark opens the pcapng (one interface per node, exact
+// nanosecond virtual timestamps, direction flags, drops with comments, decoded fields), and
+// the Perfetto JSON parses with one track per node, every slice and a flow per delivery.
+
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { RecordKind } from "../engine/trace_records.js";
+import { formatVirtualNs } from "../engine/units.js";
+import { decodeFrame } from "../recorder/frame_decode.js";
+import { TraceReader } from "../recorder/reader.js";
+import { REPO_ROOT, tapsim } from "./helpers/cli.js";
+
+const dir = mkdtempSync(path.join(tmpdir(), "tapsim-export-"));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Expected {
+  iface: string;
+  t: string;
+  direction: string;
+  src_ip: string;
+  comment: string;
+}
+
+/** What tshark should print per packet, derived from the trace records. */
+function expectedPackets(trace: string): Expected[] {
+  const reader = TraceReader.open(trace);
+  const names = reader.header.config.nodes.map((n) => n.name);
+  const bytes = new Map<number, Uint8Array>();
+  const out: Expected[] = [];
+  const t = (ns: number) => formatVirtualNs(ns).replace(/s$/, "");
+  for (const r of reader.records()) {
+    if (r[0] === RecordKind.FrameEmit) {
+      bytes.set(r[3], r[4]);
+      out.push({ iface: names[r[1]]!, t: t(r[2]), direction: "0x00000002", src_ip: decodeFrame(r[4]).src_ip ?? "", comment: "" });
+    } else if (r[0] === RecordKind.FrameDeliver) {
+      out.push({ iface: names[r[1]]!, t: t(r[2]), direction: "0x00000001", src_ip: decodeFrame(bytes.get(r[3])!).src_ip ?? "", comment: "" });
+    } else if (r[0] === RecordKind.FrameDrop) {
+      out.push({ iface: names[r[1] >= 0 ? r[1] : r[4]]!, t: t(r[2]), direction: "0x00000001", src_ip: decodeFrame(bytes.get(r[3])!).src_ip ?? "", comment: `tapsim drop: ${r[5]}` });
+    }
+  }
+  reader.close();
+  return out;
+}
+
+function tsharkPackets(pcap: string): Expected[] {
+  const fields = ["frame.interface_name", "frame.time_epoch", "frame.packet_flags_direction", "ip.src", "frame.comment"];
+  const text = execFileSync("tshark", ["-r", pcap, "-T", "fields", "-E", "occurrence=f", ...fields.flatMap((f) => ["-e", f])], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], maxBuffer: 256 << 20 });
+  return text.trimEnd().split("\n").map((line) => {
+    const [iface, t, direction, src_ip, comment] = line.split("\t");
+    return { iface: iface!, t: t!, direction: direction!, src_ip: src_ip ?? "", comment: comment ?? "" };
+  });
+}
+
+test("pcapng of an example trace: tshark reads every send and delivery on the right interface at the exact ns", () => {
+  const trace = path.join(REPO_ROOT, "traces/bracha_3x3.trace");
+  const pcap = path.join(dir, "b.pcapng");
+  const r = tapsim("export", trace, "--pcap", pcap);
+  assert.is(r.code, 0, r.stderr);
+  const want = expectedPackets(trace);
+  assert.ok(want.length > 100);
+  assert.equal(tsharkPackets(pcap), want);
+  const ifaces = execFileSync("tshark", ["-r", pcap, "-T", "fields", "-e", "frame.interface_name"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  assert.equal([...new Set(ifaces.trim().split("\n"))].sort(), ["n0", "n1", "n2"]);
+});
+
+test("pcapng of a run with queue drops: each drop is a packet with its reason as a comment", () => {
+  const trace = path.join(dir, "auction.trace");
+  const run = tapsim("run", "--latency", "latency_configs/auction_10.yaml", "--payload-bytes", "1200", "--messages", "3", "--trace", trace, "--json");
+  assert.is(run.code, 0, run.stderr);
+  const pcap = path.join(dir, "a.pcapng");
+  assert.is(tapsim("export", trace, "--pcap", pcap).code, 0);
+  const want = expectedPackets(trace);
+  const got = tsharkPackets(pcap);
+  assert.ok(want.some((p) => p.comment.startsWith("tapsim drop: ")), "the run dropped frames");
+  assert.equal(got, want);
+});
+
+test("Perfetto JSON: a named track per node, every slice, a flow per delivery with matching ends", () => {
+  const trace = path.join(REPO_ROOT, "traces/bracha_aws9.trace");
+  const json = path.join(dir, "p.json");
+  assert.is(tapsim("export", trace, "--perfetto", json).code, 0);
+  const doc = JSON.parse(readFileSync(json, "utf8")) as { traceEvents: Array<Record<string, unknown>> };
+  const ev = doc.traceEvents;
+  const reader = TraceReader.open(trace);
+  let slices = 0;
+  let deliveries = 0;
+  for (const r of reader.records()) {
+    if (r[0] === RecordKind.SliceEnd) slices++;
+    if (r[0] === RecordKind.FrameDeliver) deliveries++;
+  }
+  const nodes = reader.header.config.nodes.map((n) => n.name);
+  reader.close();
+  assert.equal(ev.filter((e) => e.name === "thread_name").map((e) => (e.args as { name: string }).name), nodes);
+  assert.is(ev.filter((e) => e.ph === "X").length, slices);
+  const starts = new Map(ev.filter((e) => e.ph === "s").map((e) => [e.id, e]));
+  const ends = ev.filter((e) => e.ph === "f");
+  assert.is(starts.size, deliveries);
+  assert.is(ends.length, deliveries);
+  for (const f of ends) {
+    const s = starts.get(f.id)!;
+    assert.ok(s && (f.ts as number) >= (s.ts as number), `flow ${String(f.id)} ends after it starts`);
+  }
+});
+
+test("export errors are one line: no output chosen, missing trace, unwritable output", () => {
+  assert.match(tapsim("export", "traces/bracha_3x3.trace").stderr, /^tapsim: tapsim export: give --pcap FILE and\/or --perfetto FILE\n$/);
+  const missing = tapsim("export", "nope.trace", "--pcap", path.join(dir, "x.pcapng"));
+  assert.is(missing.code, 2);
+  assert.match(missing.stderr, /^tapsim: nope\.trace: .*\n$/);
+  const unwritable = tapsim("export", "traces/bracha_3x3.trace", "--pcap", "/nonexistent-dir/x.pcapng");
+  assert.is(unwritable.code, 2);
+  assert.match(unwritable.stderr, /^tapsim: \/nonexistent-dir\/x\.pcapng: /);
+});
+
+test.run();
