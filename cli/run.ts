@@ -15,13 +15,13 @@ import { durationOption, integerListOption, integerOption } from "./options.js";
 import { runVmsCommand, type VmRunFlags } from "./run_vms.js";
 import { runNetnsCommand, type NetnsRunFlags } from "./run_netns.js";
 import { MEMORY_MIB_DEFAULT, RTC_BASE_DEFAULT, SSH_PORT_BASE_DEFAULT } from "../qmp/vm_cluster.js";
+import type { CommonRunFlags } from "./run_flags.js";
 import { TAPSIM_VERSION } from "./version.js";
 
 export const DEFAULT_TOPOLOGY = "latency_configs/delays_3x3.txt";
 export const TRACE_FORMAT_VERSION = 1;
 
-interface RunFlags {
-  latency: string;
+interface RunFlags extends CommonRunFlags {
   nodes?: number;
   workload: string;
   messages: number;
@@ -29,12 +29,6 @@ interface RunFlags {
   startSpread: number;
   silent: number[];
   broadcasters?: number;
-  seed: number;
-  duration?: number;
-  sliceMax: number;
-  inflightMax: number;
-  trace: string;
-  json: boolean;
   progress: boolean;
   vms?: number;
   netns?: number;

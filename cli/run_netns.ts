@@ -16,18 +16,12 @@ import type { RunConfig, TraceHeader } from "../engine/trace_records.js";
 import { formatVirtualNs, type NodeId } from "../engine/units.js";
 import { TraceWriter } from "../recorder/writer.js";
 import { parseBootCommands } from "./run_vms.js";
+import type { CommonRunFlags } from "./run_flags.js";
 import { TAPSIM_VERSION } from "./version.js";
 
-export interface NetnsRunFlags {
+export interface NetnsRunFlags extends CommonRunFlags {
   netns: number;
-  latency: string;
   netnsCmd: string[];
-  seed: number;
-  duration?: number;
-  sliceMax: number;
-  inflightMax: number;
-  trace: string;
-  json: boolean;
 }
 
 interface Joined {

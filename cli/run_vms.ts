@@ -15,11 +15,11 @@ import { checkQemu } from "../qmp/launcher.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
 import { TraceWriter } from "../recorder/writer.js";
+import type { CommonRunFlags } from "./run_flags.js";
 import { TAPSIM_VERSION } from "./version.js";
 
-export interface VmRunFlags {
+export interface VmRunFlags extends CommonRunFlags {
   vms: number;
-  latency: string;
   image?: string;
   password?: string;
   memory: number;
@@ -28,12 +28,6 @@ export interface VmRunFlags {
   ssh: boolean;
   bootCmd: string[];
   rtcBase: string;
-  seed: number;
-  duration?: number;
-  sliceMax: number;
-  inflightMax: number;
-  trace: string;
-  json: boolean;
   progress: boolean;
 }
 
@@ -87,7 +81,6 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
       rtc_base: flags.rtcBase,
       boot_commands,
       onCrash,
-      log: (line) => log(flags, line),
     });
     writer = TraceWriter.create(flags.trace, traceHeader(config));
     const engine = createEngine(config, cluster.backends, writer);

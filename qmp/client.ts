@@ -4,6 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { connect, type Socket } from "node:net";
+import { withTimeout } from "./timeout.js";
 
 export interface QmpGreeting {
   version: { qemu: { major: number; minor: number; micro: number }; package: string };
@@ -63,7 +64,7 @@ export class QmpClient extends EventEmitter {
   static async connect(path: string, timeout_ms = QMP_TIMEOUT_MS_DEFAULT): Promise<QmpClient> {
     const socket = await connectSocket(path, timeout_ms);
     const client = new QmpClient(socket, path);
-    const greeting = await withTimeout(client.readGreeting(), timeout_ms, `QMP ${path}: no greeting within ${timeout_ms} ms`);
+    const greeting = await withTimeout(client.readGreeting(), timeout_ms, `QMP ${path}: no greeting within ${timeout_ms} ms`, (m) => new QmpTimeoutError(m));
     client.greeting = greeting;
     await client.execute("qmp_capabilities", undefined, timeout_ms);
     return client;
@@ -169,14 +170,4 @@ async function connectSocket(path: string, timeout_ms: number): Promise<Socket> 
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, 5 * (attempt + 1))));
     }
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, timeout_ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new QmpTimeoutError(message)), timeout_ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -11,6 +11,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { InputError } from "../engine/errors.js";
 import { GateChannel } from "./gate_channel.js";
+import { withTimeout } from "./timeout.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -248,16 +249,6 @@ async function raceExit<T>(work: Promise<T>, exited: Promise<VmExit>, spawn_erro
     throw new InputError(`${label}: cannot start QEMU (${err.code ?? err.message})`);
   });
   return Promise.race([work, died, failed]);
-}
-
-function withTimeout<T>(promise: Promise<T>, timeout_ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(message)), timeout_ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 async function settlesWithin(promise: Promise<unknown>, timeout_ms: number): Promise<boolean> {

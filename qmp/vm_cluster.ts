@@ -29,7 +29,6 @@ export interface VmClusterOptions {
   /** Shell command run at boot in each node (null: none); deterministic, unlike SSH. */
   readonly boot_commands: readonly (string | null)[];
   readonly onCrash: (backend: VmBackend) => void;
-  readonly log?: (line: string) => void;
 }
 
 export class VmCluster {

@@ -1,0 +1,11 @@
+// Flags every kind of `tapsim run` shares (in-process, --vms, --netns).
+
+export interface CommonRunFlags {
+  latency: string;
+  seed: number;
+  duration?: number;
+  sliceMax: number;
+  inflightMax: number;
+  trace: string;
+  json: boolean;
+}
