@@ -110,9 +110,9 @@ button { font: inherit; min-width: 28px; margin-right: 2px; }
 #canvas-wrap { flex: 1; position: relative; overflow-y: auto; overflow-x: hidden; min-width: 0; }
 canvas { display: block; cursor: crosshair; outline: none; }
 #tooltip { position: absolute; background: #111827; color: #fff; padding: 3px 6px; border-radius: 3px; font-size: 12px; pointer-events: none; max-width: 420px; }
-#side { width: 380px; border-left: 1px solid #e5e7eb; padding: 6px 10px; display: flex; flex-direction: column; min-height: 0; }
-#decode { flex: none; max-height: 60%; overflow-y: auto; }
-#list { flex: 1; min-height: 0; display: flex; flex-direction: column; }
+#side { width: 440px; border-left: 1px solid #e5e7eb; padding: 6px 10px; display: flex; flex-direction: column; min-height: 0; }
+#decode { flex: none; max-height: calc(100% - 180px); overflow-y: auto; }
+#list { flex: 1; min-height: 170px; display: flex; flex-direction: column; }
 #frames { flex: 1; overflow-y: auto; }
 #side h3 { font-size: 13px; margin: 6px 0; }
 #decode .summary { font-weight: 600; margin: 4px 0; }
