@@ -5,6 +5,7 @@ import { Command, CommanderError } from "commander";
 import { InputError } from "../engine/errors.js";
 import { registerDiff } from "./diff.js";
 import { registerDump } from "./dump.js";
+import { registerExport } from "./export.js";
 import { registerInfo } from "./info.js";
 import { registerReplay } from "./replay.js";
 import { registerRun } from "./run.js";
@@ -29,6 +30,7 @@ export async function main(argv: string[]): Promise<number> {
   registerReplay(program, setExit);
   registerDiff(program, setExit);
   registerDump(program, setExit);
+  registerExport(program, setExit);
   try {
     await program.parseAsync(argv);
     return exit_code;
