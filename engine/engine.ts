@@ -113,13 +113,14 @@ export class Engine {
     return this.inboxes[node]!.handles().map((h) => ({ t_ns: p.t_ns[h]!, frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, length: p.bytes[h]!.length }));
   }
 
-  /** Every link that has carried a frame, with its transmit queue at `now_ns`. For inspection. */
-  linkViews(now_ns: number): LinkView[] {
+  /** Every link that has carried a frame, its transmit queue as of its sender's clock (a queue drains in its sender's time). For inspection. */
+  linkViews(): LinkView[] {
     const out: LinkView[] = [];
     this.links.forEach((state, index) => {
       if (state === null) return;
       const to = Math.floor(index / this.node_count) as NodeId;
-      out.push({ to, from: (index % this.node_count) as NodeId, ...state.backlog(now_ns) });
+      const from = (index % this.node_count) as NodeId;
+      out.push({ to, from, ...state.backlog(this.scheduler.clock_ns[from]!) });
     });
     return out;
   }
