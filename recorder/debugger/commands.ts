@@ -37,6 +37,8 @@ export const HELP = [
   "frame [id]          decode a frame seen so far (default: the current record's)",
   "where               records around the cursor",
   "help, quit",
+  "The state shown (info) is the engine's own after the current record took effect: frames a",
+  "slice emitted are routed once its slice_end is written, so they show in inboxes from then on.",
 ];
 
 export type CommandResult = { lines: string[]; quit: boolean };

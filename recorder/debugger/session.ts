@@ -22,7 +22,7 @@ export interface NodeState {
   alive: boolean;
 }
 
-/** The engine's state right after it wrote a record. */
+/** The engine's state after a record took effect (before the next record was written). */
 export interface EngineState {
   nodes: NodeState[];
   /** Per node, the frames waiting in its inbox, in delivery order. */
@@ -234,8 +234,19 @@ export class DebugSession {
     this.driver = new ReplayDriver(this.reader);
     const engine = this.driver.engine;
     let index = 0;
+    // The engine writes a record before acting on it (a grant before popping the inbox, a
+    // slice_end before the clock moves and the slice's frames are routed). So the state
+    // *after* record i is the state when record i+1 is written, or when the step returns.
+    let pending: Executed | null = null;
     this.driver.observe = (record) => {
-      this.queue.push({ index: index++, record, state: snapshot(engine) });
+      const state = snapshot(engine);
+      if (pending !== null) pending.state = state;
+      pending = { index: index++, record, state };
+      this.queue.push(pending);
+    };
+    this.settle = () => {
+      if (pending !== null) pending.state = snapshot(engine);
+      pending = null;
     };
     this.queue = [];
     this.queue_head = 0;
@@ -259,7 +270,7 @@ export class DebugSession {
       if (this.ended) return null;
       this.queue.length = 0;
       this.queue_head = 0;
-      this.ended = !(await this.engineStep());
+      this.ended = !(await this.engineStepChecked());
     }
     const e = this.queue[this.queue_head++]!;
     this.current = e;
@@ -271,9 +282,19 @@ export class DebugSession {
     return e;
   }
 
+  private settle: () => void = () => {};
+
   private async engineStep(): Promise<boolean> {
     try {
       return await this.driver.step();
+    } finally {
+      this.settle();
+    }
+  }
+
+  private async engineStepChecked(): Promise<boolean> {
+    try {
+      return await this.engineStep();
     } catch (err) {
       if (err instanceof EndOfTrace) return false; // a killed run's trace: stop where it stops
       if (err instanceof Diverged) throw new InputError(`${this.path}: replay diverged at record #${this.driver.cursor.consumed}: ${err.message} (the trace does not re-execute)`);
