@@ -6,7 +6,7 @@ import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } fr
 import { SLICE_OUTPUTS_MAX } from "./backend.js";
 import { InputError } from "./errors.js";
 import { FramePool, Inbox } from "./inbox.js";
-import { LinkState } from "./link.js";
+import { LinkState, type LinkBacklog } from "./link.js";
 import { frameDstMac, isGroupMac, ETH_HEADER_BYTES } from "./net/ethernet.js";
 import { Scheduler, type SliceGrant } from "./scheduler.js";
 import type { Topology } from "./topology.js";
@@ -27,6 +27,20 @@ export interface EngineOptions {
 }
 
 export const INFLIGHT_FRAMES_MAX_DEFAULT = 3_000_000;
+
+/** A frame waiting in a node's inbox (debugger view of the engine's state). */
+export interface PendingFrame {
+  t_ns: number;
+  frame_id: number;
+  from: NodeId;
+  sent_ns: number;
+  length: number;
+}
+
+export interface LinkView extends LinkBacklog {
+  to: NodeId;
+  from: NodeId;
+}
 
 export interface EngineStats {
   slices: number;
@@ -90,6 +104,25 @@ export class Engine {
 
   get now_ns(): number {
     return this.scheduler.horizon_ns;
+  }
+
+  /** Frames waiting for `node`, in delivery order. For inspection (the debugger), not the run loop. */
+  pendingFrames(node: NodeId): PendingFrame[] {
+    if (!(node >= 0 && node < this.node_count)) throw new RangeError(`no node ${node}`);
+    const p = this.pool;
+    return this.inboxes[node]!.handles().map((h) => ({ t_ns: p.t_ns[h]!, frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, length: p.bytes[h]!.length }));
+  }
+
+  /** Every link that has carried a frame, its transmit queue as of its sender's clock (a queue drains in its sender's time). For inspection. */
+  linkViews(): LinkView[] {
+    const out: LinkView[] = [];
+    this.links.forEach((state, index) => {
+      if (state === null) return;
+      const to = Math.floor(index / this.node_count) as NodeId;
+      const from = (index % this.node_count) as NodeId;
+      out.push({ to, from, ...state.backlog(this.scheduler.clock_ns[from]!) });
+    });
+    return out;
   }
 
   /** Runs until quiescent, `until_ns`, or a stop request; always ends with a run_end record. */

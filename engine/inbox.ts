@@ -118,6 +118,16 @@ export class Inbox {
     this.size += 1;
   }
 
+  /** Pool handles of the frames waiting, in delivery order (for the debugger: O(size log size), not on the hot path). */
+  handles(): number[] {
+    const pool = this.pool;
+    const out: number[] = [];
+    for (const fifo of this.fifos) {
+      for (let h = fifo.head, k = 0; h !== NONE && k <= this.size; h = pool.next[h]!, k++) out.push(h);
+    }
+    return out.sort((a, b) => pool.t_ns[a]! - pool.t_ns[b]! || pool.seq[a]! - pool.seq[b]!);
+  }
+
   peekTime(empty_ns: number): number {
     const top = this.heads.peek();
     return top === undefined ? empty_ns : top.head_t_ns;

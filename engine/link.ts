@@ -12,6 +12,15 @@ const U32_RANGE = 4294967296;
 
 export type TransmitResult = number | DropReason;
 
+export interface LinkBacklog {
+  packets: number;
+  bytes: number;
+  /** When the transmitter is free again (0: never used). */
+  tx_free_ns: number;
+  /** Latest delivery time handed out: a later frame is never delivered before it (no reordering). */
+  last_delivery_ns: number;
+}
+
 export class LinkState {
   readonly link: Link;
   private readonly prng: Prng | null;
@@ -68,6 +77,19 @@ export class LinkState {
     this.queue_len += 1;
     this.queue_bytes_total += length;
     return done_ns;
+  }
+
+  /** Transmit queue at `now_ns` without changing it (for the debugger): frames not yet fully sent, their bytes, when the link frees up. */
+  backlog(now_ns: number): LinkBacklog {
+    let packets = 0;
+    let bytes = 0;
+    for (let k = 0; k < this.queue_len; k++) {
+      const slot = (this.queue_head + k) % this.queue_packets_max;
+      if (this.queue_done_ns[slot]! <= now_ns) continue;
+      packets += 1;
+      bytes += this.queue_bytes[slot]!;
+    }
+    return { packets, bytes, tx_free_ns: this.tx_free_ns, last_delivery_ns: this.last_delivery_ns };
   }
 
   private retireSentBy(now_ns: number): void {

@@ -35,15 +35,17 @@ export interface ReplayOutcome {
   header: TraceHeader;
 }
 
-class EndOfTrace extends Error {}
-class Diverged extends Error {
+/** The trace stops (killed run) where the engine wants more records. */
+export class EndOfTrace extends Error {}
+/** The engine produced a record other than the trace's next one. */
+export class Diverged extends Error {
   constructor(readonly divergence: Omit<Divergence, "context" | "index">) {
     super(divergence.why);
   }
 }
 
 /** Sequential reader with lookahead (for slice inputs) and a short history (for context). */
-class RecordCursor {
+export class RecordCursor {
   private readonly ahead: TraceRecord[] = [];
   private ahead_head = 0;
   readonly history: TraceRecord[] = [];
@@ -77,7 +79,7 @@ class RecordCursor {
 }
 
 /** Hands a node the inputs recorded for its slice: the records after the grant's deliveries. */
-class ReplayBackend implements NodeBackend {
+export class ReplayBackend implements NodeBackend {
   readonly kind = "replay" as const;
 
   constructor(private readonly cursor: RecordCursor) {}
@@ -109,7 +111,10 @@ class ReplayBackend implements NodeBackend {
   }
 }
 
-class CheckingSink implements RecordSink {
+export class CheckingSink implements RecordSink {
+  /** Called with each record once checked, while the engine is still inside the write (the debugger snapshots state there). */
+  observe: ((record: TraceRecord) => void) | null = null;
+
   constructor(
     private readonly cursor: RecordCursor,
     private readonly trace_complete: () => boolean,
@@ -123,59 +128,82 @@ class CheckingSink implements RecordSink {
     }
     if (!recordsEqual(actual, expected)) throw new Diverged({ expected, actual, why: "records differ" });
     this.cursor.next();
+    this.observe?.(expected);
+  }
+}
+
+/**
+ * The engine rebuilt from a trace's header, fed the recorded inputs, checking every record
+ * it writes. `step()` runs one engine step (one slice, or the run's end); replay loops it,
+ * the debugger observes each record as the engine writes it.
+ */
+export class ReplayDriver {
+  readonly header: TraceHeader;
+  readonly engine: Engine;
+  readonly cursor: RecordCursor;
+  private readonly sink: CheckingSink;
+
+  constructor(private readonly reader: TraceReader) {
+    this.header = reader.header;
+    this.cursor = new RecordCursor(reader.records()[Symbol.iterator]());
+    this.sink = new CheckingSink(this.cursor, () => reader.status().complete);
+    const backends = this.header.config.nodes.map(() => new ReplayBackend(this.cursor));
+    this.engine = createEngine(this.header.config, backends, this.sink);
+  }
+
+  set observe(fn: ((record: TraceRecord) => void) | null) {
+    this.sink.observe = fn;
+  }
+
+  traceComplete(): boolean {
+    return this.reader.status().complete;
+  }
+
+  /** One engine step; false once the run has ended. Throws EndOfTrace or Diverged. A recorded failure (e.g. the in-flight bound) that recurs at the same record ends the run the same way. */
+  async step(): Promise<boolean> {
+    try {
+      return await stepUnlessRunEndsHere(this.engine, this.cursor);
+    } catch (err) {
+      const next = this.cursor.peek();
+      const failed_here = next !== undefined && next[0] === RecordKind.RunEnd && next[2] === "error";
+      if (!(err instanceof InputError && failed_here)) throw err;
+      this.engine.finish("error");
+      return false;
+    }
   }
 }
 
 export async function replayTrace(path: string): Promise<ReplayOutcome> {
   const reader = TraceReader.open(path);
-  const header = reader.header;
-  const cursor = new RecordCursor(reader.records()[Symbol.iterator]());
-  const complete = () => reader.status().complete;
-  const backends = header.config.nodes.map(() => new ReplayBackend(cursor));
-  const engine = createEngine(header.config, backends, new CheckingSink(cursor, complete));
+  const driver = new ReplayDriver(reader);
+  const cursor = driver.cursor;
   const outcome = (divergence: Divergence | null, trace_incomplete: boolean): ReplayOutcome => ({
     identical: divergence === null,
     records_checked: cursor.consumed,
     divergence,
     trace_incomplete,
-    header,
+    header: driver.header,
   });
   try {
-    return await replayLoop(engine, cursor, complete, outcome);
+    return await replayLoop(driver, outcome);
   } finally {
     reader.close();
   }
 }
 
-async function replayLoop(
-  engine: Engine,
-  cursor: RecordCursor,
-  complete: () => boolean,
-  outcome: (divergence: Divergence | null, trace_incomplete: boolean) => ReplayOutcome,
-): Promise<ReplayOutcome> {
+async function replayLoop(driver: ReplayDriver, outcome: (divergence: Divergence | null, trace_incomplete: boolean) => ReplayOutcome): Promise<ReplayOutcome> {
+  const cursor = driver.cursor;
   try {
-    await runAsRecorded(engine, cursor);
+    while (await driver.step());
     const extra = cursor.peek();
     if (extra !== undefined) {
       return outcome({ index: cursor.consumed, expected: extra, actual: null, context: [...cursor.history], why: "the trace has records after the replayed run ended" }, false);
     }
-    return outcome(null, !complete());
+    return outcome(null, !driver.traceComplete());
   } catch (err) {
     if (err instanceof EndOfTrace) return outcome(null, true);
     if (err instanceof Diverged) return outcome({ ...err.divergence, index: cursor.consumed, context: [...cursor.history] }, false);
     throw err;
-  }
-}
-
-/** Steps the engine until the run ends; a recorded failure (e.g. the in-flight bound) that recurs at the same record ends it the same way. */
-async function runAsRecorded(engine: Engine, cursor: RecordCursor): Promise<void> {
-  try {
-    while (await stepUnlessRunEndsHere(engine, cursor));
-  } catch (err) {
-    const next = cursor.peek();
-    const failed_here = next !== undefined && next[0] === RecordKind.RunEnd && next[2] === "error";
-    if (!(err instanceof InputError && failed_here)) throw err;
-    engine.finish("error");
   }
 }
 
