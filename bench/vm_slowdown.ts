@@ -4,6 +4,7 @@
 // BOOT_NS of virtual time (the guests are up and idle, or pinging, by then). Baseline for the
 // ratio column: the same window of virtual time on one idle VM, measured in the same run.
 
+import { pathToFileURL } from "node:url";
 import { createEngine, makeRunConfig } from "../engine/run.js";
 import type { RecordSink } from "../engine/trace_records.js";
 import { ensureDefaultImage } from "../guest/image.js";
@@ -14,13 +15,13 @@ const BOOT_NS = 6_000_000_000;
 const WINDOW_NS = QUICK ? 10_000_000_000 : 30_000_000_000;
 const NULL_SINK: RecordSink = { write: () => {} };
 
-interface Case {
+export interface Case {
   label: string;
   vms: number;
   boot_command: string | null;
 }
 
-async function slowdown(c: Case): Promise<{ slowdown: number; frames: number }> {
+export async function slowdown(c: Case): Promise<{ slowdown: number; frames: number }> {
   const topology = awsLikeTopology(c.vms);
   const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: BOOT_NS + WINDOW_NS, backend: "vm" });
   const image = await ensureDefaultImage();
@@ -59,4 +60,5 @@ async function main(): Promise<void> {
   note(`window: ${WINDOW_NS / 1e9} s of virtual time after ${BOOT_NS / 1e9} s of boot; AWS-like 3-region latencies (46-125 ms); VMs run one at a time`);
 }
 
-await main();
+// Imported (e.g. to measure one case alone) it only exports slowdown().
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
