@@ -69,7 +69,7 @@ test("3 VMs: in-guest ping RTT (median of 5) = m[i][j] + m[j][i] within 1% and n
     assert.is(replay.code, 0, replay.stdout + replay.stderr);
     assert.match(replay.stdout, /identical/);
   } finally {
-    run.child.kill("SIGKILL");
+    await stopRun(run);
   }
 });
 
@@ -113,9 +113,19 @@ test("a QEMU killed mid-run: clear message naming the VM, trace finalised, nothi
     reader.close();
     assert.ok(crash, "the crash is recorded as a lifecycle record of node 1");
   } finally {
-    run.child.kill("SIGKILL");
+    await stopRun(run);
   }
 });
+
+/** On a failed assertion the run is still going: Ctrl+C lets it clean up; SIGKILL if it hangs. */
+async function stopRun(run: ReturnType<typeof startRun>): Promise<void> {
+  if (run.child.exitCode !== null || run.child.signalCode !== null) return;
+  run.child.kill("SIGINT");
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([run.done, new Promise((resolve) => (timer = setTimeout(resolve, 30_000)))]);
+  clearTimeout(timer);
+  run.child.kill("SIGKILL");
+}
 
 function summarise(trace: string): { slices: string[]; emits: number } {
   const reader = TraceReader.open(trace);
