@@ -5,10 +5,10 @@
 // process, so the ratio engine/baseline is comparable across machines and noisy runs.
 
 import { rmSync, statSync } from "node:fs";
-import { TAPSIM_VERSION } from "../cli/version.js";
+import { traceHeader } from "../cli/version.js";
 import { brachaConfig } from "../engine/inprocess/workloads.js";
 import { createInProcessRun, makeRunConfig } from "../engine/run.js";
-import type { RecordSink, RunConfig, TraceHeader } from "../engine/trace_records.js";
+import type { RecordSink, RunConfig } from "../engine/trace_records.js";
 import { TraceWriter } from "../recorder/writer.js";
 import { awsLikeTopology, collectGarbage, fmtM, fmtRatio, median, note, printTable, progress, QUICK, REPEATS, tempDir, timeIt } from "./common.js";
 
@@ -154,7 +154,7 @@ async function main(): Promise<void> {
         base.push(events / b.s);
         collectGarbage();
         const file = tmp.file(`n${c.nodes}.trace`);
-        const header: TraceHeader = { format: "tapsim-trace", format_version: 1, tapsim_version: TAPSIM_VERSION, created_at: new Date().toISOString(), config };
+        const header = traceHeader(config);
         const writer = TraceWriter.create(file, header);
         const t = await engineRun(config, writer, () => writer.close());
         if (t.events !== events) throw new Error(`traced run produced ${t.events} events, untraced ${events}`);

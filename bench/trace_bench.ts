@@ -8,7 +8,7 @@
 
 import { copyFileSync, statSync } from "node:fs";
 import { Packr, Unpackr } from "msgpackr";
-import { TAPSIM_VERSION } from "../cli/version.js";
+import { traceHeader } from "../cli/version.js";
 import { brachaConfig } from "../engine/inprocess/workloads.js";
 import { createInProcessRun, makeRunConfig } from "../engine/run.js";
 import type { TraceHeader, TraceRecord } from "../engine/trace_records.js";
@@ -32,7 +32,7 @@ async function collectRecords(): Promise<{ header: TraceHeader; records: TraceRe
   const records: TraceRecord[] = [];
   const { engine } = createInProcessRun(config, { write: (r) => void records.push(r) });
   await engine.run();
-  const header: TraceHeader = { format: "tapsim-trace", format_version: 1, tapsim_version: TAPSIM_VERSION, created_at: new Date().toISOString(), config };
+  const header = traceHeader(config);
   return { header, records };
 }
 

@@ -8,7 +8,7 @@ import { INFLIGHT_FRAMES_MAX_DEFAULT } from "../engine/engine.js";
 import { brachaConfig, validateWorkload } from "../engine/inprocess/workloads.js";
 import { createInProcessRun, makeRunConfig, SLICE_LEN_MAX_DEFAULT_NS } from "../engine/run.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
-import type { RunConfig, TraceHeader } from "../engine/trace_records.js";
+import type { RunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
 import { TraceWriter } from "../recorder/writer.js";
 import { durationOption, integerListOption, integerOption } from "./options.js";
@@ -16,10 +16,9 @@ import { runVmsCommand, type VmRunFlags } from "./run_vms.js";
 import { runNetnsCommand, type NetnsRunFlags } from "./run_netns.js";
 import { MEMORY_MIB_DEFAULT, RTC_BASE_DEFAULT, SSH_PORT_BASE_DEFAULT } from "../qmp/vm_cluster.js";
 import type { CommonRunFlags } from "./run_flags.js";
-import { TAPSIM_VERSION } from "./version.js";
+import { traceHeader } from "./version.js";
 
 export const DEFAULT_TOPOLOGY = "latency_configs/delays_3x3.txt";
-export const TRACE_FORMAT_VERSION = 1;
 
 interface RunFlags extends CommonRunFlags {
   nodes?: number;
@@ -95,14 +94,7 @@ export function buildRunConfig(flags: RunFlags): RunConfig {
 
 async function runCommand(flags: RunFlags): Promise<number> {
   const config = buildRunConfig(flags);
-  const header: TraceHeader = {
-    format: "tapsim-trace",
-    format_version: TRACE_FORMAT_VERSION,
-    tapsim_version: TAPSIM_VERSION,
-    created_at: new Date().toISOString(),
-    config,
-  };
-  const writer = TraceWriter.create(flags.trace, header);
+  const writer = TraceWriter.create(flags.trace, traceHeader(config));
   const control: RunControl = { stop_requested: false };
   if (flags.progress && process.stderr.isTTY) control.onProgress = showProgress;
   const onSignal = () => {

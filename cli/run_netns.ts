@@ -12,12 +12,12 @@ import { RealtimeClock, TapBackend } from "../engine/tap/backend.js";
 import { deleteNamespace, joinNamespace } from "../engine/tap/netns.js";
 import { TapDevice } from "../engine/tap/tapio.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
-import type { RunConfig, TraceHeader } from "../engine/trace_records.js";
+import type { RunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs, type NodeId } from "../engine/units.js";
 import { TraceWriter } from "../recorder/writer.js";
 import { parseBootCommands } from "./run_vms.js";
 import type { CommonRunFlags } from "./run_flags.js";
-import { TAPSIM_VERSION } from "./version.js";
+import { traceHeader } from "./version.js";
 
 export interface NetnsRunFlags extends CommonRunFlags {
   netns: number;
@@ -90,9 +90,6 @@ function runInNamespace(ns: string, label: string, command: string): ChildProces
   return child;
 }
 
-function traceHeader(config: RunConfig): TraceHeader {
-  return { format: "tapsim-trace", format_version: 1, tapsim_version: TAPSIM_VERSION, created_at: new Date().toISOString(), config };
-}
 
 function printSummary(flags: NetnsRunFlags, config: RunConfig, s: RunSummary): void {
   const trace_bytes = statSync(flags.trace).size;

@@ -7,7 +7,7 @@ import type { Engine, RunControl, RunSummary } from "../engine/engine.js";
 import { InputError } from "../engine/errors.js";
 import { createEngine, makeRunConfig } from "../engine/run.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
-import type { RunConfig, TraceHeader, VmRunConfig } from "../engine/trace_records.js";
+import type { RunConfig, VmRunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
 import { ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
 import { GATE_PROTOCOL_VERSION } from "../qmp/gate_channel.js";
@@ -16,7 +16,7 @@ import { VmCluster } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
 import { TraceWriter } from "../recorder/writer.js";
 import type { CommonRunFlags } from "./run_flags.js";
-import { TAPSIM_VERSION } from "./version.js";
+import { traceHeader } from "./version.js";
 
 export interface VmRunFlags extends CommonRunFlags {
   vms: number;
@@ -32,7 +32,6 @@ export interface VmRunFlags extends CommonRunFlags {
 }
 
 export const EXIT_VM_FAILED = 1;
-const TRACE_FORMAT_VERSION = 1;
 
 export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
   const qemu_version = await checkQemu();
@@ -164,9 +163,6 @@ function vmRunConfig(flags: VmRunFlags, image: GuestImage, qemu_version: string,
   };
 }
 
-function traceHeader(config: RunConfig): TraceHeader {
-  return { format: "tapsim-trace", format_version: TRACE_FORMAT_VERSION, tapsim_version: TAPSIM_VERSION, created_at: new Date().toISOString(), config };
-}
 
 function log(flags: VmRunFlags, line: string): void {
   if (!flags.json) console.error(line);

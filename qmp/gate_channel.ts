@@ -104,10 +104,9 @@ export class GateChannel {
     const frames_out: GateFrame[] = [];
     for (let guard = 0; guard <= SLICE_FRAMES_MAX; guard++) {
       const { type, count, t_ns, payload } = this.readMessageSync();
-      if (type === MSG_ERROR) throw this.closeSync(`gate error: ${Buffer.from(payload).toString("utf8")}`);
-      if (type !== MSG_TX && type !== MSG_DONE) throw this.closeSync(`unexpected message type ${type} (expected ${MSG_DONE})`);
-      if (!decodeFrames(Buffer.from(payload.buffer, payload.byteOffset, payload.length), count, frames_out)) throw this.closeSync("malformed frame table from the gate");
-      if (type === MSG_DONE) return { clock_ns: t_ns, frames: frames_out };
+      const outcome = applyMessage(type, count, Buffer.from(payload.buffer, payload.byteOffset, payload.length), MSG_DONE, frames_out);
+      if (typeof outcome === "object") throw this.closeSync(`gate error: ${outcome.error}`);
+      if (outcome === "done") return { clock_ns: t_ns, frames: frames_out };
     }
     throw this.closeSync(`more than ${SLICE_FRAMES_MAX} TX messages in one slice`);
   }
@@ -191,20 +190,10 @@ export class GateChannel {
   }
 
   private handle(type: number, count: number, t_ns: number, payload: Buffer): void {
-    if (type === MSG_ERROR) {
-      this.gate_error = payload.toString("utf8");
-      return this.fail(this.gate_error);
-    }
-    if (type === MSG_HELLO && count !== GATE_PROTOCOL_VERSION) {
-      return this.fail(`gate protocol version ${count}, expected ${GATE_PROTOCOL_VERSION} (rebuild with scripts/build_gate.sh)`);
-    }
-    if (type === MSG_TX || type === MSG_DONE) {
-      if (!decodeFrames(payload, count, this.frames)) return this.fail("malformed frame table from the gate");
-      if (this.frames.length > SLICE_FRAMES_MAX) return this.fail(`more than ${SLICE_FRAMES_MAX} frames in one slice`);
-      if (type === MSG_TX) return;
-    }
     const pending = this.pending!;
-    if (type !== pending.expect) return this.fail(`unexpected message type ${type} (expected ${pending.expect})`);
+    const outcome = applyMessage(type, count, payload, pending.expect, this.frames);
+    if (typeof outcome === "object") return this.fail(outcome.error);
+    if (outcome === "more") return;
     if (type === MSG_HELLO) this.hello_clock_ns = t_ns;
     const frames = this.frames;
     this.frames = [];
@@ -235,6 +224,25 @@ export class GateChannel {
   private coalesce(): void {
     this.buffered = [Buffer.concat(this.buffered, this.buffered_bytes)];
   }
+}
+
+/**
+ * What one message from the gate means to a request expecting a message of type `expect`
+ * (the event-loop and the blocking paths share it): an error, "more" (frames sent mid-slice:
+ * keep reading) or "done". Frames it carries are appended to `frames`.
+ */
+function applyMessage(type: number, count: number, payload: Buffer, expect: number, frames: GateFrame[]): { error: string } | "more" | "done" {
+  if (type === MSG_ERROR) return { error: payload.toString("utf8") };
+  if (type === MSG_HELLO && count !== GATE_PROTOCOL_VERSION) {
+    return { error: `gate protocol version ${count}, expected ${GATE_PROTOCOL_VERSION} (rebuild with scripts/build_gate.sh)` };
+  }
+  if (type === MSG_TX || type === MSG_DONE) {
+    if (!decodeFrames(payload, count, frames)) return { error: "malformed frame table from the gate" };
+    if (frames.length > SLICE_FRAMES_MAX) return { error: `more than ${SLICE_FRAMES_MAX} frames in one slice` };
+    if (type === MSG_TX) return "more";
+  }
+  if (type !== expect) return { error: `unexpected message type ${type} (expected ${expect})` };
+  return "done";
 }
 
 function encodeRun(deadline_ns: number, frames: readonly GateFrame[]): Buffer {
