@@ -18,6 +18,8 @@ import { registerView } from "./view.js";
 export const EXIT_OK = 0;
 export const EXIT_DIFFERENT = 1;
 export const EXIT_USAGE = 2;
+/** A run or command failed at run time (not the input's fault). */
+export const EXIT_FAILED = 1;
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("tapsim")
@@ -46,11 +48,15 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
+    if (process.env["TAPSIM_DEBUG"] === "1") process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
     if (err instanceof InputError) {
       process.stderr.write(`tapsim: ${oneLine(err.message)}\n`);
       return EXIT_USAGE;
     }
-    throw err;
+    // A failure while running (a VM that died, a full disk, a bug): one line for the user,
+    // the stack with TAPSIM_DEBUG=1.
+    process.stderr.write(`tapsim: ${oneLine(err instanceof Error ? err.message : String(err))}${process.env["TAPSIM_DEBUG"] === "1" ? "" : " (TAPSIM_DEBUG=1 shows where)"}\n`);
+    return EXIT_FAILED;
   }
 }
 

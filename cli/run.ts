@@ -110,7 +110,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
     try {
       summary = await engine.run(control);
     } catch (err) {
-      engine.finish("error");
+      engine.finish("error", (err as Error).message);
       throw err;
     }
     ({ lines: workload_lines, json: workload_json } = workload.summary());

@@ -52,7 +52,7 @@ export async function runNetnsCommand(flags: NetnsRunFlags): Promise<number> {
     clock.start();
     commands.forEach((cmd, i) => cmd !== null && joined.children.push(runInNamespace(joined.namespaces[i]!, `node${i}`, cmd)));
     summary = await engine.run(control).catch((err: unknown) => {
-      engine.finish("error");
+      engine.finish("error", (err as Error).message);
       throw err;
     });
   } finally {

@@ -59,6 +59,7 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     crashes.push(b.crash!);
     control.stop_requested = true;
     control.stop_reason = "error";
+    control.stop_detail ??= b.crash!;
     aborter.abort();
   };
   const onSignal = () => {
@@ -85,7 +86,7 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     const engine = createEngine(config, cluster.backends, writer);
     if (flags.progress && process.stderr.isTTY) control.onProgress = showProgress;
     const running = engine.run(control).catch((err: unknown) => {
-      engine.finish("error");
+      engine.finish("error", (err as Error).message);
       throw err;
     });
     if (flags.ssh) void announceWhenReady(flags, cluster, aborter.signal, engine);
@@ -100,7 +101,7 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     if (flags.progress && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
   }
   printSummary(flags, config, summary, cluster.backends);
-  for (const crash of crashes) console.error(`tapsim: VM ${crash}; run stopped at t=${formatVirtualNs(summary.end_ns)}, trace finalised: ${flags.trace}`);
+  for (const crash of crashes) console.error(`tapsim: ${crash}; run stopped at t=${formatVirtualNs(summary.end_ns)}, trace finalised: ${flags.trace}`);
   if (crashes.length > 0) return EXIT_VM_FAILED;
   return summary.end_reason === "interrupted" ? 130 : 0;
 }

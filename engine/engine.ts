@@ -24,6 +24,12 @@ export interface EngineOptions {
   slice_len_max_ns: number;
   /** Bound on frames in flight in the whole network (memory guard). */
   inflight_frames_max?: number;
+  /**
+   * Slices between wall-clock checks (trace flush, signals, progress). In-process slices
+   * take microseconds, so checking every 64 is cheap; a VM's slice can take seconds of wall
+   * time, so VM runs check after every slice (a SIGKILL then loses at most ~250 ms).
+   */
+  wall_check_slices?: number;
 }
 
 export const INFLIGHT_FRAMES_MAX_DEFAULT = 3_000_000;
@@ -63,11 +69,13 @@ export interface RunControl {
   stop_requested: boolean;
   /** Recorded as the run_end reason when stopping on request (default "interrupted"). */
   stop_reason?: RunEndReason;
+  /** Recorded with it: what went wrong, one line (e.g. "n1: QEMU killed by SIGKILL"). */
+  stop_detail?: string;
   /** Called about every `progress_interval_ms` of wall time. */
   onProgress?: (engine: Engine) => void;
 }
 
-const YIELD_CHECK_SLICES = 64;
+const WALL_CHECK_SLICES_DEFAULT = 64;
 const YIELD_INTERVAL_NS = 25e6;
 const PROGRESS_INTERVAL_NS = 1e9;
 
@@ -132,11 +140,11 @@ export class Engine {
     let last_progress = wall_start as number;
     while (this.end_reason === null) {
       if (control.stop_requested) {
-        this.finish(control.stop_reason ?? "interrupted");
+        this.finish(control.stop_reason ?? "interrupted", control.stop_detail);
         break;
       }
       const more = await this.step();
-      if (!more || this.stats.slices % YIELD_CHECK_SLICES !== 0) continue;
+      if (!more || this.stats.slices % (this.options.wall_check_slices ?? WALL_CHECK_SLICES_DEFAULT) !== 0) continue;
       const now = hostNowNs();
       if (now - last_yield > YIELD_INTERVAL_NS) {
         this.options.sink.tick?.();
@@ -168,11 +176,12 @@ export class Engine {
     return true;
   }
 
-  /** Ends the run now (e.g. a backend failed); records why. */
-  finish(reason: RunEndReason): void {
+  /** Ends the run now (e.g. a backend failed); records why, and what happened when it was an error. */
+  finish(reason: RunEndReason, detail?: string): void {
     if (this.end_reason !== null) return;
     this.end_reason = reason;
-    this.write([RecordKind.RunEnd, this.scheduler.horizon_ns, reason]);
+    if (detail === undefined) this.write([RecordKind.RunEnd, this.scheduler.horizon_ns, reason]);
+    else this.write([RecordKind.RunEnd, this.scheduler.horizon_ns, reason, oneLine(detail)]);
   }
 
   private grantSlice(grant: SliceGrant): SliceRequest {
@@ -319,4 +328,8 @@ function checkSliceResult(grant: SliceGrant, deliveries: number, result: SliceRe
     }
     last_ns = out.t_ns;
   }
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ");
 }

@@ -51,6 +51,7 @@ export function createEngine(config: RunConfig, backends: readonly NodeBackend[]
     until_ns: config.until_ns,
     slice_len_max_ns: config.slice_len_max_ns,
     inflight_frames_max: config.inflight_frames_max,
+    wall_check_slices: backends.some((b) => b.kind === "vm") ? 1 : undefined,
   });
 }
 

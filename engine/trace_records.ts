@@ -20,7 +20,7 @@ export const RecordKind = {
   Lifecycle: 6,
   /** input: [7, node, t_ns, text] — annotation from a node (-1: from the run itself). */
   Mark: 7,
-  /** decision or input: [8, t_ns, reason] — the run ended (quiescent, duration, interrupted, error). */
+  /** decision or input: [8, t_ns, reason] or [8, t_ns, reason, detail] — the run ended (quiescent, duration, interrupted, error: detail says what went wrong). */
   RunEnd: 8,
 } as const;
 export type RecordKindValue = (typeof RecordKind)[keyof typeof RecordKind];
@@ -52,7 +52,7 @@ export type FrameDeliverRecord = [4, number, number, number, number, number];
 export type FrameDropRecord = [5, number, number, number, number, DropReason];
 export type LifecycleRecord = [6, number, number, LifecycleEvent, string];
 export type MarkRecord = [7, number, number, string];
-export type RunEndRecord = [8, number, RunEndReason];
+export type RunEndRecord = [8, number, RunEndReason] | [8, number, RunEndReason, string];
 
 export type TraceRecord =
   | SliceGrantRecord

@@ -16,7 +16,8 @@ import { withTimeout } from "./timeout.js";
 const execFileAsync = promisify(execFile);
 
 export const QEMU_BINARY_DEFAULT = "qemu-system-x86_64";
-export const GATE_PLUGIN_PATH = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../qmp/gate/build/tapsim-gate.so");
+/** The built plugin; TAPSIM_GATE_PLUGIN points at another build (the tests' deliberately broken one, or a bisect). */
+export const GATE_PLUGIN_PATH = process.env["TAPSIM_GATE_PLUGIN"] ?? path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../qmp/gate/build/tapsim-gate.so");
 /** The only QEMU series whose internal struct layouts the gate was written and checked against. */
 export const QEMU_SUPPORTED_SERIES = "7.2";
 export const MGMT_GUEST_ADDR = "10.255.0.15";

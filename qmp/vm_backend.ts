@@ -4,7 +4,7 @@
 // virtual time at which it left the guest's NIC.
 
 import type { NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
-import { VIRTUAL_NS_NEVER } from "../engine/units.js";
+import { formatVirtualNs, VIRTUAL_NS_NEVER } from "../engine/units.js";
 import { GateClosedError, type GateFrame } from "./gate_channel.js";
 import type { QemuVm } from "./launcher.js";
 
@@ -17,7 +17,7 @@ export interface SliceAccuracy {
 export class VmBackend implements NodeBackend {
   readonly kind = "vm" as const;
   readonly accuracy: SliceAccuracy = { slices: 0, error_ns_max: 0 };
-  /** Set once QEMU has gone away without being asked to. */
+  /** Why this VM stopped following the engine (QEMU died, the gate missed a deadline), once it has. */
   crash: string | null = null;
   private booted = false;
   private readonly base_ns: number;
@@ -68,29 +68,38 @@ export class VmBackend implements NodeBackend {
     const error_ns = Math.abs(clock_ns - request.end_ns);
     this.accuracy.slices += 1;
     if (error_ns > this.accuracy.error_ns_max) this.accuracy.error_ns_max = error_ns;
-    // A gate that stopped anywhere but the deadline breaks the engine's causality argument.
+    // A gate that stopped anywhere but the deadline breaks the engine's causality argument:
+    // the run ends, and why is recorded as an input (replay then ends it the same way).
     if (clock_ns !== request.end_ns) {
-      throw new Error(`${this.vm.spec.name}: slice gate stopped at ${clock_ns} ns, deadline was ${request.end_ns} ns`);
+      const late = clock_ns - request.end_ns;
+      return this.failed(request, `${this.vm.spec.name}: the slice gate stopped ${Math.abs(late)} ns ${late > 0 ? "after" : "before"} its deadline (at ${formatVirtualNs(clock_ns)}, deadline ${formatVirtualNs(request.end_ns)})`, outputs);
     }
     for (const f of frames) {
       const t_ns = f.t_ns - this.base_ns;
       if (!(t_ns >= request.start_ns && t_ns <= request.end_ns)) {
-        throw new Error(`${this.vm.spec.name}: frame stamped ${t_ns} ns outside its slice [${request.start_ns}, ${request.end_ns}]`);
+        return this.failed(request, `${this.vm.spec.name}: a frame is stamped ${formatVirtualNs(t_ns)}, outside its slice [${formatVirtualNs(request.start_ns)}, ${formatVirtualNs(request.end_ns)}]`, outputs);
       }
       outputs.push({ kind: "emit", t_ns, bytes: f.bytes });
     }
     return { end_ns: request.end_ns, wake_ns: request.end_ns, outputs };
   }
 
+  /** The VM can no longer be trusted to follow the engine: record why, end its part of the run. */
+  private failed(request: SliceRequest, why: string, outputs: SliceOutput[]): SliceResult {
+    this.crash = why;
+    const kept = outputs.filter((o) => o.kind !== "emit");
+    kept.push({ kind: "lifecycle", t_ns: request.start_ns, event: "crash", detail: why });
+    this.onCrash(this);
+    return { end_ns: request.start_ns, wake_ns: VIRTUAL_NS_NEVER, outputs: kept, deliveries_taken: 0 };
+  }
+
   private async crashed(request: SliceRequest, err: GateClosedError, outputs: SliceOutput[]): Promise<SliceResult> {
     const exit = await this.vm.exited;
     const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
     const said = this.vm.stderr.split("\n").slice(-2).join(" | ");
-    this.crash = `${this.vm.spec.name} (QEMU pid ${this.vm.pid}) ${how}${said ? `: ${said}` : ""}`;
-    if (!err.message.includes("QEMU exited")) this.crash += ` (${err.message})`;
-    outputs.push({ kind: "lifecycle", t_ns: request.start_ns, event: "crash", detail: this.crash });
-    this.onCrash(this);
+    let why = `${this.vm.spec.name}: QEMU (pid ${this.vm.pid}) ${how}${said ? `: ${said}` : ""}`;
+    if (!err.message.includes("QEMU exited")) why += ` (${err.message})`;
     // Nothing is known about frames sent since the last gate: none are reported.
-    return { end_ns: request.start_ns, wake_ns: VIRTUAL_NS_NEVER, outputs, deliveries_taken: 0 };
+    return this.failed(request, why, outputs);
   }
 }

@@ -21,7 +21,7 @@ export function describeRecord(r: TraceRecord): string {
     case RecordKind.Mark:
       return `${formatVirtualNs(r[2])} ${kind} node=${r[1] < 0 ? "run" : r[1]} ${JSON.stringify(r[3])}`;
     case RecordKind.RunEnd:
-      return `${formatVirtualNs(r[1])} ${kind} ${r[2]}`;
+      return `${formatVirtualNs(r[1])} ${kind} ${r[2]}${r.length === 4 ? ` (${r[3]})` : ""}`;
   }
 }
 

@@ -329,7 +329,7 @@ export class RecordDecoder {
       case 7:
         return len === 4 ? this.mark() : null;
       case 8:
-        return len === 3 ? this.runEnd() : null;
+        return len === 3 || len === 4 ? this.runEnd(len === 4) : null;
       default:
         return null;
     }
@@ -407,12 +407,13 @@ export class RecordDecoder {
     return [7, node, t, text];
   }
 
-  private runEnd(): TraceRecord | null {
+  private runEnd(with_detail: boolean): TraceRecord | null {
     const t = this.int();
     const reason = this.oneOf(RUN_END_REASON_VALUES);
-    if (!(t >= 0 && reason !== null)) return null;
+    const detail = with_detail ? this.str() : "";
+    if (!(t >= 0 && reason !== null && detail !== null)) return null;
     this.saw(t);
-    return [8, t, reason] as TraceRecord;
+    return (with_detail ? [8, t, reason, detail] : [8, t, reason]) as TraceRecord;
   }
 
   private isNode(v: number): boolean {

@@ -167,7 +167,7 @@ export class ReplayDriver {
       const next = this.cursor.peek();
       const failed_here = next !== undefined && next[0] === RecordKind.RunEnd && next[2] === "error";
       if (!(err instanceof InputError && failed_here)) throw err;
-      this.engine.finish("error");
+      this.engine.finish("error", err.message);
       return false;
     }
   }
@@ -211,7 +211,7 @@ async function replayLoop(driver: ReplayDriver, outcome: (divergence: Divergence
 async function stepUnlessRunEndsHere(engine: Engine, cursor: RecordCursor): Promise<boolean> {
   const next = cursor.peek();
   if (next !== undefined && next[0] === RecordKind.RunEnd && (next[2] === "interrupted" || next[2] === "error")) {
-    engine.finish(next[2]);
+    engine.finish(next[2], next[3]); // why it stopped is an input like the stop itself
     return false;
   }
   return engine.step();

@@ -14,7 +14,7 @@ export const RECORD_SHAPES: Readonly<Record<number, string>> = Object.freeze({
   5: "frame_drop [5, to, t_ns, frame_id, from, reason]",
   6: "lifecycle [6, node, t_ns, event, detail]",
   7: "mark [7, node, t_ns, text]",
-  8: "run_end [8, t_ns, reason]",
+  8: "run_end [8, t_ns, reason] or [8, t_ns, reason, detail]",
 });
 
 function uint(v: unknown): boolean {
@@ -70,7 +70,7 @@ function hasShape(kind: number, r: unknown[]): boolean {
     case 7:
       return r.length === 4 && none(r[1]) && uint(r[2]) && typeof r[3] === "string";
     default:
-      return r.length === 3 && uint(r[1]) && oneOf(r[2], RUN_END_REASONS);
+      return (r.length === 3 || (r.length === 4 && typeof r[3] === "string")) && uint(r[1]) && oneOf(r[2], RUN_END_REASONS);
   }
 }
 

@@ -486,7 +486,7 @@ test("malformed records with a correct CRC: shape, unknown kind, count, undecoda
     ["not-array.trace", [recordsChunk(["x"])], malformed(0, 1, "not a record array$")],
     ["empty-record.trace", [recordsChunk([[]])], malformed(0, 1, "not a record array$")],
     ["grant-backwards.trace", [recordsChunk([[1, 0, 10, 10]])], malformed(0, 1, "expected slice_grant")],
-    ["bad-reason.trace", [recordsChunk([[8, 10, "bored"]])], malformed(0, 1, esc("expected run_end [8, t_ns, reason]") + "$")],
+    ["bad-reason.trace", [recordsChunk([[8, 10, "bored"]])], malformed(0, 1, esc("expected run_end [8, t_ns, reason] or [8, t_ns, reason, detail]") + "$")],
     ["negative-node.trace", [recordsChunk([[6, -1, 10, "boot", ""]])], malformed(0, 1, "expected lifecycle")],
     ["node-out-of-range.trace", [recordsChunk([[7, 4, 10, "x"]])], malformed(0, 1, "node 4 is out of range")],
     ["extra-field.trace", [recordsChunk([[7, 0, 10, "text", 1]])], malformed(0, 1, esc("expected mark [7, node, t_ns, text]") + "$")],
@@ -496,7 +496,7 @@ test("malformed records with a correct CRC: shape, unknown kind, count, undecoda
     ["undecodable.trace", [handChunk(ChunkType.Records, Buffer.from([0x92, 0x93, 0x08, 0x01]), 2, 0, 0)], /(: chunk 1 at byte \d+ is corrupt \(payload does not decode\)|malformed: does not decode as msgpack)$/],
     ["trailing-bytes.trace", [handChunk(ChunkType.Records, Buffer.concat([pack(good), Buffer.from([1, 2])]), 2, 1, 1)], /: chunk 1 at byte \d+ is corrupt \((2 stray bytes after the last record|payload does not decode)\)$/],
     // the kind as msgpack uint64 (msgpackr's default decodes it as a BigInt): [8, 1, 2] is no record either way
-    ["uint64-kind.trace", [handChunk(ChunkType.Records, Buffer.from([0x91, 0x93, 0xcf, 0, 0, 0, 0, 0, 0, 0, 8, 1, 2]), 1, 0, 0)], malformed(0, 1, "(unknown record kind 8n|expected run_end \\[8, t_ns, reason\\])$")],
+    ["uint64-kind.trace", [handChunk(ChunkType.Records, Buffer.from([0x91, 0x93, 0xcf, 0, 0, 0, 0, 0, 0, 0, 8, 1, 2]), 1, 0, 0)], malformed(0, 1, "(unknown record kind 8n|expected run_end \\[8, t_ns, reason\\] or \\[8, t_ns, reason, detail\\])$")],
   ];
   for (const [name, chunks, pattern] of cases) {
     const file = handFile(name, h, ...chunks);

@@ -158,13 +158,13 @@ test("a run that failed (in-flight bound) replays identical, failing at the same
     await engine.run();
   } catch (err) {
     error = err;
-    engine.finish("error"); // as `tapsim run` does
+    engine.finish("error", (err as Error).message); // as `tapsim run` does
   }
   writer.close();
   assert.instance(error, InputError);
   const records = readAll(file);
   const last = records.at(-1)!;
-  assert.equal([last[0], last[2]], [RecordKind.RunEnd, "error"]);
+  assert.equal([last[0], last[2], last[3]], [RecordKind.RunEnd, "error", (error as Error).message], "the error's message is in the trace");
   const outcome = await replayTrace(file);
   assert.ok(outcome.identical, outcome.divergence?.why);
   assert.is(outcome.records_checked, records.length);

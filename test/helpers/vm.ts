@@ -15,8 +15,8 @@ export interface BackgroundRun {
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function startRun(args: string[]): BackgroundRun {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin/tapsim.js"), ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+export function startRun(args: string[], env: Record<string, string> = {}): BackgroundRun {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin/tapsim.js"), ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let out = "";
   let err = "";
   const listeners = new Set<() => void>();
