@@ -26,7 +26,12 @@ export interface SliceRequest {
 export type SliceOutput =
   | { readonly kind: "emit"; readonly t_ns: number; readonly bytes: Uint8Array }
   | { readonly kind: "mark"; readonly t_ns: number; readonly text: string }
-  | { readonly kind: "lifecycle"; readonly t_ns: number; readonly event: LifecycleEvent; readonly detail: string };
+  | { readonly kind: "lifecycle"; readonly t_ns: number; readonly event: LifecycleEvent; readonly detail: string }
+  /** Console output of a VM guest (what it printed up to t). */
+  | { readonly kind: "guest_output"; readonly t_ns: number; readonly text: string }
+  /** Management frames: host -> guest (injected at t) and guest -> host (sent at t). Never on simulated links. */
+  | { readonly kind: "mgmt_in"; readonly t_ns: number; readonly bytes: Uint8Array }
+  | { readonly kind: "mgmt_out"; readonly t_ns: number; readonly bytes: Uint8Array };
 
 export interface SliceResult {
   /** Where the node stopped: the requested end, or earlier if it exited or crashed. */

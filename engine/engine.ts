@@ -222,6 +222,12 @@ export class Engine {
       } else if (out.kind === "mark") {
         this.stats.marks += 1;
         this.write([RecordKind.Mark, node, out.t_ns, out.text]);
+      } else if (out.kind === "guest_output") {
+        this.write([RecordKind.GuestOutput, node, out.t_ns, out.text]);
+      } else if (out.kind === "mgmt_in") {
+        this.write([RecordKind.MgmtIn, node, out.t_ns, out.bytes]);
+      } else if (out.kind === "mgmt_out") {
+        this.write([RecordKind.MgmtOut, node, out.t_ns, out.bytes]);
       } else {
         exited ||= out.event !== "boot";
         this.write([RecordKind.Lifecycle, node, out.t_ns, out.event, out.detail]);

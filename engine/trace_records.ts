@@ -22,6 +22,12 @@ export const RecordKind = {
   Mark: 7,
   /** decision or input: [8, t_ns, reason] or [8, t_ns, reason, detail] — the run ended (quiescent, duration, interrupted, error: detail says what went wrong). */
   RunEnd: 8,
+  /** input: [9, node, t_ns, text] — what the guest printed on its console (boot command output included) up to t. */
+  GuestOutput: 9,
+  /** input: [10, node, t_ns, bytes] — a frame from the host's management TAP, injected into the guest's management NIC at t. */
+  MgmtIn: 10,
+  /** input: [11, node, t_ns, bytes] — a frame the guest sent on its management NIC at t (handed to the host's TAP). */
+  MgmtOut: 11,
 } as const;
 export type RecordKindValue = (typeof RecordKind)[keyof typeof RecordKind];
 
@@ -34,6 +40,9 @@ export const RECORD_KIND_NAMES: Readonly<Record<number, string>> = Object.freeze
   6: "lifecycle",
   7: "mark",
   8: "run_end",
+  9: "guest_output",
+  10: "mgmt_in",
+  11: "mgmt_out",
 });
 
 // The values of the string fields, once: the types come from them, and the trace reader
@@ -53,6 +62,9 @@ export type FrameDropRecord = [5, number, number, number, number, DropReason];
 export type LifecycleRecord = [6, number, number, LifecycleEvent, string];
 export type MarkRecord = [7, number, number, string];
 export type RunEndRecord = [8, number, RunEndReason] | [8, number, RunEndReason, string];
+export type GuestOutputRecord = [9, number, number, string];
+export type MgmtInRecord = [10, number, number, Uint8Array];
+export type MgmtOutRecord = [11, number, number, Uint8Array];
 
 export type TraceRecord =
   | SliceGrantRecord
@@ -62,7 +74,10 @@ export type TraceRecord =
   | FrameDropRecord
   | LifecycleRecord
   | MarkRecord
-  | RunEndRecord;
+  | RunEndRecord
+  | GuestOutputRecord
+  | MgmtInRecord
+  | MgmtOutRecord;
 
 /** Virtual time of a record (every record has one). */
 export function recordTimeNs(r: TraceRecord): number {

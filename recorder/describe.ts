@@ -22,6 +22,11 @@ export function describeRecord(r: TraceRecord): string {
       return `${formatVirtualNs(r[2])} ${kind} node=${r[1] < 0 ? "run" : r[1]} ${JSON.stringify(r[3])}`;
     case RecordKind.RunEnd:
       return `${formatVirtualNs(r[1])} ${kind} ${r[2]}${r.length === 4 ? ` (${r[3]})` : ""}`;
+    case RecordKind.GuestOutput:
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${JSON.stringify(r[3])}`;
+    case RecordKind.MgmtIn:
+    case RecordKind.MgmtOut:
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${r[3].length} bytes`;
   }
 }
 
@@ -39,6 +44,7 @@ export function recordsEqual(a: TraceRecord, b: TraceRecord): boolean {
   if (n !== b.length || a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2]) return false;
   if (n === 3) return true;
   if (a[0] === RecordKind.FrameEmit) return a[3] === b[3] && (a[4] === b[4] || bytesEqual(a[4], b[4] as Uint8Array));
+  if (a[0] === RecordKind.MgmtIn || a[0] === RecordKind.MgmtOut) return a[3] === b[3] || bytesEqual(a[3], b[3] as Uint8Array);
   if (a[3] !== b[3]) return false;
   if (n === 4) return true;
   if (a[4] !== b[4]) return false;

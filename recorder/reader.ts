@@ -14,6 +14,7 @@ import {
   ChunkType,
   FILE_MAGIC,
   FORMAT_VERSION,
+  FORMAT_VERSION_MIN,
   TRAILER_BYTES,
   chunkCrc,
   readChunkHeader,
@@ -177,9 +178,9 @@ export class TraceReader {
     if (typeof h !== "object" || h === null || h.format !== "tapsim-trace") {
       throw new TraceError(this.path, "not a tapsim trace (header has no tapsim-trace format tag)");
     }
-    if (h.format_version !== FORMAT_VERSION) {
+    if (!(typeof h.format_version === "number" && h.format_version >= FORMAT_VERSION_MIN && h.format_version <= FORMAT_VERSION && Number.isInteger(h.format_version))) {
       const version = typeof h.format_version === "number" ? String(h.format_version) : (JSON.stringify(h.format_version) ?? "(missing)").slice(0, 40);
-      throw new TraceError(this.path, `trace format version ${version} is not supported (this tapsim reads version ${FORMAT_VERSION})`);
+      throw new TraceError(this.path, `trace format version ${version} is not supported (this tapsim reads versions ${FORMAT_VERSION_MIN} to ${FORMAT_VERSION})`);
     }
     const problem = validateHeader(h);
     if (problem !== null) throw new TraceError(this.path, `header is malformed: ${problem}`);

@@ -313,7 +313,8 @@ export class RecordDecoder {
   private record(): TraceRecord | null {
     const len = this.arrayLength();
     if (len < 1) return null;
-    switch (this.int()) {
+    const kind = this.int();
+    switch (kind) {
       case 1:
         return len === 4 ? this.sliceGrant() : null;
       case 2:
@@ -330,6 +331,11 @@ export class RecordDecoder {
         return len === 4 ? this.mark() : null;
       case 8:
         return len === 3 || len === 4 ? this.runEnd(len === 4) : null;
+      case 9:
+        return len === 4 ? this.guestOutput() : null;
+      case 10:
+      case 11:
+        return len === 4 ? this.mgmtFrame(kind) : null;
       default:
         return null;
     }
@@ -414,6 +420,24 @@ export class RecordDecoder {
     if (!(t >= 0 && reason !== null && detail !== null)) return null;
     this.saw(t);
     return (with_detail ? [8, t, reason, detail] : [8, t, reason]) as TraceRecord;
+  }
+
+  private guestOutput(): TraceRecord | null {
+    const node = this.int();
+    const t = this.int();
+    const text = this.str();
+    if (!(this.isNode(node) && t >= 0 && text !== null)) return null;
+    this.saw(t);
+    return [9, node, t, text];
+  }
+
+  private mgmtFrame(kind: 10 | 11): TraceRecord | null {
+    const node = this.int();
+    const t = this.int();
+    const bytes = this.bin();
+    if (!(this.isNode(node) && t >= 0 && bytes !== null)) return null;
+    this.saw(t);
+    return [kind, node, t, bytes];
   }
 
   private isNode(v: number): boolean {

@@ -104,6 +104,9 @@ export class ReplayBackend implements NodeBackend {
       if (r[0] === RecordKind.FrameEmit && r[1] === request.node) outputs.push({ kind: "emit", t_ns: r[2], bytes: r[4] });
       else if (r[0] === RecordKind.Mark && r[1] === request.node) outputs.push({ kind: "mark", t_ns: r[2], text: r[3] });
       else if (r[0] === RecordKind.Lifecycle && r[1] === request.node) outputs.push({ kind: "lifecycle", t_ns: r[2], event: r[3], detail: r[4] });
+      else if (r[0] === RecordKind.GuestOutput && r[1] === request.node) outputs.push({ kind: "guest_output", t_ns: r[2], text: r[3] });
+      else if (r[0] === RecordKind.MgmtIn && r[1] === request.node) outputs.push({ kind: "mgmt_in", t_ns: r[2], bytes: r[3] });
+      else if (r[0] === RecordKind.MgmtOut && r[1] === request.node) outputs.push({ kind: "mgmt_out", t_ns: r[2], bytes: r[3] });
       else break;
     }
     // The trace does not hold inputs for this slice where the engine expects them.

@@ -15,6 +15,9 @@ export const RECORD_SHAPES: Readonly<Record<number, string>> = Object.freeze({
   6: "lifecycle [6, node, t_ns, event, detail]",
   7: "mark [7, node, t_ns, text]",
   8: "run_end [8, t_ns, reason] or [8, t_ns, reason, detail]",
+  9: "guest_output [9, node, t_ns, text]",
+  10: "mgmt_in [10, node, t_ns, bytes]",
+  11: "mgmt_out [11, node, t_ns, bytes]",
 });
 
 function uint(v: unknown): boolean {
@@ -31,6 +34,9 @@ const NODE_FIELDS: Readonly<Record<number, readonly [number, boolean][]>> = {
   6: [[1, false]],
   7: [[1, true]],
   8: [],
+  9: [[1, false]],
+  10: [[1, false]],
+  11: [[1, false]],
 };
 
 /**
@@ -69,6 +75,11 @@ function hasShape(kind: number, r: unknown[]): boolean {
       return r.length === 5 && uint(r[1]) && uint(r[2]) && oneOf(r[3], LIFECYCLE_EVENTS) && typeof r[4] === "string";
     case 7:
       return r.length === 4 && none(r[1]) && uint(r[2]) && typeof r[3] === "string";
+    case 9:
+      return r.length === 4 && uint(r[1]) && uint(r[2]) && typeof r[3] === "string";
+    case 10:
+    case 11:
+      return r.length === 4 && uint(r[1]) && uint(r[2]) && r[3] instanceof Uint8Array;
     default:
       return (r.length === 3 || (r.length === 4 && typeof r[3] === "string")) && uint(r[1]) && oneOf(r[2], RUN_END_REASONS);
   }

@@ -405,7 +405,7 @@ function handFile(name: string, header: unknown, ...chunks: Buffer[]): string {
 
 test("header problems: wrong format version, no format tag, malformed config, wrong first chunk, undecodable", () => {
   const v99 = handFile("v99.trace", { ...makeHeader(), format_version: 99 });
-  assert.is(traceErrorOf(() => TraceReader.open(v99), v99).message, `${v99}: trace format version 99 is not supported (this tapsim reads version 1)`);
+  assert.is(traceErrorOf(() => TraceReader.open(v99), v99).message, `${v99}: trace format version 99 is not supported (this tapsim reads versions 1 to 2)`);
   const vtext = handFile("vtext.trace", { ...makeHeader(), format_version: "1\nsecond line" });
   assert.match(traceErrorOf(() => TraceReader.open(vtext), vtext).message, /format version .* is not supported/);
   const untagged = handFile("untagged.trace", { ...makeHeader(), format: "something-else" });
@@ -481,7 +481,7 @@ test("malformed records with a correct CRC: shape, unknown kind, count, undecoda
   const cases: [string, Buffer[], RegExp][] = [
     ["frame-emit-string.trace", [recordsChunk([[3, 0, 10, 1, "not bytes"]])], malformed(0, 1, esc("expected frame_emit [3, node, t_ns, frame_id, bytes]") + "$")],
     ["second-chunk.trace", [recordsChunk(good), recordsChunk([[4, 1, 10, 1, 0, 5], [4, 1, 10, 1, -1, 5]])], malformed(3, 2, esc("expected frame_deliver [4, to, t_ns, frame_id, from, sent_ns]") + "$", 1)],
-    ["unknown-kind.trace", [recordsChunk([[9, 1, 2]])], malformed(0, 1, "unknown record kind 9$")],
+    ["unknown-kind.trace", [recordsChunk([[42, 1, 2]])], malformed(0, 1, "unknown record kind 42$")],
     ["string-kind.trace", [recordsChunk([["mark", 1, 2]])], malformed(0, 1, "unknown record kind ")],
     ["not-array.trace", [recordsChunk(["x"])], malformed(0, 1, "not a record array$")],
     ["empty-record.trace", [recordsChunk([[]])], malformed(0, 1, "not a record array$")],
