@@ -61,6 +61,8 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("--no-ssh", "VMs: do not wait for SSH (nothing touches the guests from outside; fully deterministic)")
     .option("--boot-cmd <cmd>", "VMs: shell command run at boot, in every VM or 'N:cmd' in node N (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--rtc-base <iso>", "VMs: every guest's clock starts here", RTC_BASE_DEFAULT)
+    .option("--pace <factor>", "VMs: virtual time runs at most FACTOR x wall time, or 'off' (default: 1 with SSH, off with --no-ssh)")
+    .option("--mgmt-net <a.b>", "VMs: management network a.b.0.0/16 (node i's guest is a.b.i.2, reached through a TAP)", "10.254")
     .option("--netns <n>", "network namespaces joined through TAP devices, on wall-clock time (needs --duration)", integerOption("--netns", 1, 64))
     .option("--netns-cmd <cmd>", "namespaces: command run in every namespace or 'N:cmd' in node N's (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .action(async (flags: RunFlags & Partial<VmRunFlags> & Partial<NetnsRunFlags>) => {

@@ -12,6 +12,7 @@ import { formatVirtualNs } from "../engine/units.js";
 import { ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
 import { GATE_PROTOCOL_VERSION } from "../qmp/gate_channel.js";
 import { checkQemu } from "../qmp/launcher.js";
+import { parseMgmtNet } from "../qmp/mgmt.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
 import { TraceWriter } from "../recorder/writer.js";
@@ -29,6 +30,8 @@ export interface VmRunFlags extends CommonRunFlags {
   bootCmd: string[];
   rtcBase: string;
   progress: boolean;
+  pace?: string;
+  mgmtNet: string;
 }
 
 export const EXIT_VM_FAILED = 1;
@@ -37,6 +40,8 @@ export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
   const qemu_version = await checkQemu();
   const topology = loadTopologyFile(flags.latency, { nodes: flags.vms });
   const boot_commands = parseBootCommands(flags.bootCmd, flags.vms);
+  const pace = parsePace(flags.pace, flags.ssh);
+  const mgmt_net = parseMgmtNet(flags.mgmtNet);
   const image = await resolveImage(flags);
   const config = makeRunConfig({
     topology,
@@ -47,12 +52,21 @@ export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
     inflight_frames_max: flags.inflightMax,
     backend: "vm",
   });
-  config.vm = vmRunConfig(flags, image, qemu_version, boot_commands);
-  return await runCluster(flags, config, image, boot_commands);
+  config.vm = { ...vmRunConfig(flags, image, qemu_version, boot_commands), mgmt_net, mgmt_live: flags.ssh };
+  return await runCluster(flags, config, image, boot_commands, pace, mgmt_net);
 }
 
-async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImage, boot_commands: (string | null)[]): Promise<number> {
-  const control: RunControl = { stop_requested: false };
+/** Live input (SSH) means pace 1 unless asked otherwise; a closed run goes as fast as it can. */
+export function parsePace(text: string | undefined, live: boolean): number | undefined {
+  if (text === undefined) return live ? 1 : undefined;
+  if (text === "off") return undefined;
+  const pace = Number(text);
+  if (!(Number.isFinite(pace) && pace > 0)) throw new InputError(`--pace ${JSON.stringify(text)}: expected a positive factor (virtual time / wall time) or 'off'`);
+  return pace;
+}
+
+async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImage, boot_commands: (string | null)[], pace: number | undefined, mgmt_net: string): Promise<number> {
+  const control: RunControl = { stop_requested: false, ...(pace === undefined ? {} : { pace }) };
   const aborter = new AbortController();
   const crashes: string[] = [];
   const onCrash = (b: VmBackend) => {
@@ -72,6 +86,7 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
   let cluster: VmCluster | null = null;
   let writer: TraceWriter | null = null;
   let summary: RunSummary;
+  let pace_wait_ns = 0;
   try {
     cluster = await VmCluster.start({
       config,
@@ -81,6 +96,8 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
       rtc_base: flags.rtcBase,
       boot_commands,
       onCrash,
+      mgmt_net,
+      mgmt_live: flags.ssh,
     });
     writer = TraceWriter.create(flags.trace, traceHeader(config));
     const engine = createEngine(config, cluster.backends, writer);
@@ -92,6 +109,7 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     if (flags.ssh) void announceWhenReady(flags, cluster, aborter.signal, engine);
     else log(flags, `READY (no SSH wait) run dir ${cluster.run_dir}; pids ${cluster.backends.map((b) => b.vm.pid).join(" ")}`);
     summary = await running;
+    pace_wait_ns = engine.pace_wait_ns;
   } finally {
     aborter.abort();
     process.off("SIGINT", onSignal);
@@ -100,7 +118,7 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     writer?.close();
     if (flags.progress && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
   }
-  printSummary(flags, config, summary, cluster.backends);
+  printSummary(flags, config, summary, cluster.backends, pace, pace_wait_ns);
   for (const crash of crashes) console.error(`tapsim: ${crash}; run stopped at t=${formatVirtualNs(summary.end_ns)}, trace finalised: ${flags.trace}`);
   if (crashes.length > 0) return EXIT_VM_FAILED;
   return summary.end_reason === "interrupted" ? 130 : 0;
@@ -174,7 +192,7 @@ function showProgress(engine: Engine): void {
   process.stderr.write(`\r\x1b[Kt=${formatVirtualNs(engine.now_ns)} virtual, ${s.slices} slices, ${s.frames_delivered} frames delivered`);
 }
 
-function printSummary(flags: VmRunFlags, config: RunConfig, s: RunSummary, backends: readonly VmBackend[]): void {
+function printSummary(flags: VmRunFlags, config: RunConfig, s: RunSummary, backends: readonly VmBackend[], pace: number | undefined, pace_wait_ns: number): void {
   const trace_bytes = statSync(flags.trace).size;
   const wall_s = s.wall_ns / 1e9;
   const gate_slices = backends.reduce((sum, b) => sum + b.accuracy.slices, 0);
@@ -182,11 +200,12 @@ function printSummary(flags: VmRunFlags, config: RunConfig, s: RunSummary, backe
   const slowdown = s.end_ns > 0 ? s.wall_ns / s.end_ns : 0;
   if (flags.json) {
     const { wall_ns, ...rest } = s;
-    console.log(JSON.stringify({ ...rest, wall_s, slowdown, gate_slices, gate_error_ns_max, trace: flags.trace, trace_bytes }, null, 2));
+    console.log(JSON.stringify({ ...rest, wall_s, slowdown, pace: pace ?? null, pace_wait_s: pace_wait_ns / 1e9, gate_slices, gate_error_ns_max, trace: flags.trace, trace_bytes }, null, 2));
     return;
   }
   console.log(`tapsim run: ${config.nodes.length} VMs, topology ${config.topology.source}`);
   console.log(`ran to t=${formatVirtualNs(s.end_ns)} virtual (${s.end_reason}) in ${wall_s.toFixed(2)} s wall (slowdown ${slowdown.toFixed(2)}x): ${s.slices} slices`);
+  if (pace !== undefined) console.log(`pace: virtual <= ${pace} x wall; achieved ${(s.end_ns / s.wall_ns).toFixed(2)} x (waited ${(pace_wait_ns / 1e9).toFixed(2)} s)`);
   console.log(`frames: ${s.frames_emitted} emitted, ${s.frames_delivered} delivered, ${s.frames_dropped} dropped`);
   console.log(`slice gate: ${gate_slices} slices, worst |virtual clock - deadline| = ${gate_error_ns_max} ns`);
   console.log(`trace: ${flags.trace} (${(trace_bytes / 1024).toFixed(1)} KiB)`);

@@ -73,9 +73,18 @@ export interface RunControl {
   stop_detail?: string;
   /** Called about every `progress_interval_ms` of wall time. */
   onProgress?: (engine: Engine) => void;
+  /**
+   * Pace: virtual time may run at most this many times faster than wall time (1: real
+   * time). For runs that take live input (SSH from the host), so that guest timeouts and
+   * clocks mean something to the person at the keyboard. Only *when* slices run depends
+   * on it, never what the engine decides.
+   */
+  pace?: number;
 }
 
 const WALL_CHECK_SLICES_DEFAULT = 64;
+/** Longest single pace wait: Ctrl+C and the trace flush are checked at least this often. */
+const PACE_WAIT_MS_MAX = 100;
 const YIELD_INTERVAL_NS = 25e6;
 const PROGRESS_INTERVAL_NS = 1e9;
 
@@ -83,6 +92,8 @@ export class Engine {
   readonly scheduler: Scheduler;
   readonly stats: EngineStats = { slices: 0, frames_emitted: 0, frames_delivered: 0, frames_dropped: 0, marks: 0, events: 0 };
   end_reason: RunEndReason | null = null;
+  /** Wall time spent waiting to keep pace (RunControl.pace), in ns. */
+  pace_wait_ns = 0;
   private readonly node_count: number;
   private readonly pool: FramePool;
   private readonly inboxes: Inbox[];
@@ -138,7 +149,9 @@ export class Engine {
     const wall_start = hostNowNs();
     let last_yield = wall_start as number;
     let last_progress = wall_start as number;
+    const pace_start_ns = this.scheduler.horizon_ns;
     while (this.end_reason === null) {
+      if (control.pace !== undefined) await this.keepPace(control.pace, pace_start_ns, wall_start);
       if (control.stop_requested) {
         this.finish(control.stop_reason ?? "interrupted", control.stop_detail);
         break;
@@ -157,6 +170,16 @@ export class Engine {
       }
     }
     return { ...this.stats, end_reason: this.end_reason!, end_ns: this.scheduler.horizon_ns, wall_ns: hostNowNs() - wall_start };
+  }
+
+  /** Waits until virtual time since the run's start is within `pace` x wall time. */
+  private async keepPace(pace: number, start_ns: number, wall_start_ns: number): Promise<void> {
+    if (!(pace > 0)) throw new RangeError(`pace must be positive, got ${pace}`);
+    const ahead_ns = (this.scheduler.horizon_ns - start_ns) / pace - (hostNowNs() - wall_start_ns);
+    if (ahead_ns <= 0) return;
+    this.options.sink.tick?.();
+    this.pace_wait_ns += ahead_ns;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(ahead_ns / 1e6, PACE_WAIT_MS_MAX)));
   }
 
   /** Runs one slice. Returns false once the run has ended. */

@@ -30,6 +30,8 @@ export const RecordKind = {
   MgmtOut: 11,
 } as const;
 export type RecordKindValue = (typeof RecordKind)[keyof typeof RecordKind];
+/** The highest record kind this version writes and reads. */
+export const RECORD_KIND_MAX = 11;
 
 export const RECORD_KIND_NAMES: Readonly<Record<number, string>> = Object.freeze({
   1: "slice_grant",
@@ -126,6 +128,10 @@ export interface VmRunConfig {
   ssh_port_base: number;
   /** Shell command each node runs at boot, or null. */
   boot_commands: (string | null)[];
+  /** First two octets of the management network (guest i is <net>.i.2); absent in older traces. */
+  mgmt_net?: string;
+  /** Whether the host could reach the guests (SSH): management frames are inputs then. */
+  mgmt_live?: boolean;
 }
 
 export interface TraceHeader {

@@ -313,13 +313,15 @@ const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
  * The kernel command line for one VM: the image's base plus sim.id, sim.ip, sim.hostname and
  * sim.seed (the run's seed: with the node id it seeds the guest's RNG, see guest/seed_rng.c).
  */
-export function kernelCmdline(image: InitramfsImage, node: { id: number; ip_cidr: string; hostname: string; seed?: number }): string {
+export function kernelCmdline(image: InitramfsImage, node: { id: number; ip_cidr: string; hostname: string; seed?: number; mgmt_cidr?: string }): string {
   const seed = node.seed ?? 1;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new InputError(`node ${node.id} seed ${seed}: expected a non-negative integer`);
   if (!Number.isSafeInteger(node.id) || node.id < 0) throw new InputError(`node id ${node.id}: expected a non-negative integer`);
   if (!isIpv4Cidr(node.ip_cidr)) throw new InputError(`node ${node.id} ip ${JSON.stringify(node.ip_cidr)}: expected an IPv4 address with a prefix, like 10.0.0.1/16`);
   if (!HOSTNAME_RE.test(node.hostname)) throw new InputError(`node ${node.id} hostname ${JSON.stringify(node.hostname)}: expected letters, digits and '-' (at most 63)`);
-  return `${image.kernel_cmdline_base} sim.id=${node.id} sim.seed=${seed} sim.ip=${node.ip_cidr} sim.hostname=${node.hostname}`;
+  if (node.mgmt_cidr !== undefined && !isIpv4Cidr(node.mgmt_cidr)) throw new InputError(`node ${node.id} management address ${JSON.stringify(node.mgmt_cidr)}: expected an IPv4 address with a prefix`);
+  const mgmt = node.mgmt_cidr === undefined ? "" : ` sim.mgmt=${node.mgmt_cidr}`;
+  return `${image.kernel_cmdline_base} sim.id=${node.id} sim.seed=${seed} sim.ip=${node.ip_cidr} sim.hostname=${node.hostname}${mgmt}`;
 }
 
 function isIpv4Cidr(text: string): boolean {

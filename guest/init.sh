@@ -1,6 +1,6 @@
 #!/bin/sh
 # /init of the tapsim default guest (busybox sh, PID 1). Mounts the pseudo file systems,
-# loads the virtio NIC modules, configures eth0 (management, user-net, SSH) and eth1
+# loads the virtio NIC modules, configures eth0 (management, gate-fed, SSH) and eth1
 # (the simulated NIC) from the kernel command line, starts dropbear, prints the ready
 # line on the console, then becomes busybox init (which reaps orphans and offers a
 # shell on the console). Nothing here reads randomness or the wall clock: for a given
@@ -32,6 +32,7 @@ for word in $(cat /proc/cmdline); do
     sim.cmd=*) SIM_CMD=${word#*=} ;;
     sim.ip=*) SIM_IP=${word#*=} ;;
     sim.hostname=*) SIM_HOSTNAME=${word#*=} ;;
+    sim.mgmt=*) SIM_MGMT=${word#*=} ;;
   esac
 done
 set +f
@@ -60,8 +61,9 @@ done
 hostname "$SIM_HOSTNAME"
 echo "$SIM_HOSTNAME" >/etc/hostname
 ip link set lo up
-# eth0: the user-net NIC at the lower PCI address; QEMU forwards a host port to :22 here.
-ip addr add 10.255.0.15/24 dev eth0 || fail "eth0 address"
+# eth0: the management NIC at the lower PCI address, fed only by the slice gate; the host
+# reaches it through a TAP device of its own (sim.mgmt: this end's address).
+ip addr add "${SIM_MGMT:-10.255.0.15/24}" dev eth0 || fail "eth0 address"
 ip link set eth0 up || fail "eth0 up"
 ip link set eth1 up || fail "eth1 up"
 if [ -n "$SIM_IP" ]; then

@@ -7,7 +7,10 @@
 import type { Socket } from "node:net";
 import { fdReadExact, fdWriteAll } from "../engine/tap/tapio.js";
 
-export const GATE_PROTOCOL_VERSION = 1;
+export const GATE_PROTOCOL_VERSION = 2;
+/** Which NIC a frame is for or came from. */
+export const IFACE_SIM = 0;
+export const IFACE_MGMT = 1;
 const HEADER_BYTES = 24;
 const FRAME_HEADER_BYTES = 16;
 const MSG_HELLO = 1;
@@ -26,6 +29,8 @@ const SYNC_TIMEOUT_MS = 600_000;
 export interface GateFrame {
   readonly t_ns: number;
   readonly bytes: Uint8Array;
+  /** IFACE_SIM (default) or IFACE_MGMT. */
+  readonly iface?: number;
 }
 
 export interface SliceDone {
@@ -260,7 +265,7 @@ function encodeRun(deadline_ns: number, frames: readonly GateFrame[]): Buffer {
     if (f.bytes.length > FRAME_BYTES_MAX) throw new RangeError(`frame of ${f.bytes.length} bytes`);
     writeU64(out, off, f.t_ns);
     out.writeUInt32LE(f.bytes.length, off + 8);
-    out.writeUInt32LE(0, off + 12);
+    out.writeUInt32LE(f.iface ?? IFACE_SIM, off + 12);
     out.set(f.bytes, off + FRAME_HEADER_BYTES);
     off += FRAME_HEADER_BYTES + f.bytes.length;
     last_ns = f.t_ns;
@@ -275,11 +280,12 @@ function decodeFrames(payload: Buffer, count: number, into: GateFrame[]): boolea
     if (off + FRAME_HEADER_BYTES > payload.length) return false;
     const t_ns = readU64(payload, off);
     const len = payload.readUInt32LE(off + 8);
+    const iface = payload.readUInt32LE(off + 12);
     off += FRAME_HEADER_BYTES;
-    if (len > FRAME_BYTES_MAX || off + len > payload.length) return false;
+    if (len > FRAME_BYTES_MAX || off + len > payload.length || iface > IFACE_MGMT) return false;
     // Copy: the payload buffer is reused by later reads only through subarray, but frames
     // outlive the slice (they sit in inboxes), so they must not pin the whole message.
-    into.push({ t_ns, bytes: Uint8Array.prototype.slice.call(payload, off, off + len) });
+    into.push({ t_ns, bytes: Uint8Array.prototype.slice.call(payload, off, off + len), iface });
     off += len;
   }
   return off === payload.length;

@@ -20,9 +20,6 @@ export const QEMU_BINARY_DEFAULT = "qemu-system-x86_64";
 export const GATE_PLUGIN_PATH = process.env["TAPSIM_GATE_PLUGIN"] ?? path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../qmp/gate/build/tapsim-gate.so");
 /** The only QEMU series whose internal struct layouts the gate was written and checked against. */
 export const QEMU_SUPPORTED_SERIES = "7.2";
-export const MGMT_GUEST_ADDR = "10.255.0.15";
-const MGMT_NET = "10.255.0.0/24";
-const MGMT_HOST_ADDR = "10.255.0.2";
 const GATE_CONNECT_TIMEOUT_MS = 15_000;
 const GATE_HELLO_TIMEOUT_MS = 60_000;
 const STDERR_TAIL_BYTES = 4096;
@@ -96,9 +93,13 @@ export function qemuArgs(spec: VmSpec, gate_socket: string, qmp_socket: string, 
     "-chardev", `file,id=console,path=${console_path}`,
     "-serial", "chardev:console",
     "-qmp", `unix:${qmp_socket},server=on,wait=off`,
-    "-plugin", `file=${plugin},sock=${gate_socket},netdev=sim`,
-    "-netdev", `user,id=mgmt,net=${MGMT_NET},host=${MGMT_HOST_ADDR},restrict=on,ipv6=off,hostfwd=tcp:127.0.0.1:${spec.ssh_port}-${MGMT_GUEST_ADDR}:22`,
-    "-device", `virtio-net-pci,netdev=mgmt,addr=0x3,mac=${mgmt_mac},romfile=`,
+    "-plugin", `file=${plugin},sock=${gate_socket},netdev=sim,mgmt=mgmt`,
+    // Both NICs sit on hub ports that only the gate feeds (no slirp, no host sockets): every
+    // frame reaches the guest at a virtual time the engine chose and recorded. tx=timer on
+    // both: transmit runs from a virtual-clock timer in the vCPU thread, not a main-loop
+    // bottom half (qmp/README.md, "Closed world").
+    "-netdev", "hubport,id=mgmt,hubid=1",
+    "-device", `virtio-net-pci,netdev=mgmt,addr=0x3,mac=${mgmt_mac},tx=timer,x-txtimer=1000,romfile=`,
     "-netdev", "hubport,id=sim,hubid=0",
     // tx=timer: the NIC transmits from a virtual-clock timer (in the vCPU thread), so the
     // gate's send-time stamp is deterministic; the default bottom half runs in the main loop.

@@ -5,8 +5,10 @@
 
 import type { NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
 import { formatVirtualNs, VIRTUAL_NS_NEVER } from "../engine/units.js";
-import { GateClosedError, type GateFrame } from "./gate_channel.js";
+import { ConsoleReader } from "./console_reader.js";
+import { GateClosedError, IFACE_MGMT, type GateFrame } from "./gate_channel.js";
 import type { QemuVm } from "./launcher.js";
+import type { MgmtPort } from "./mgmt.js";
 
 export interface SliceAccuracy {
   slices: number;
@@ -22,10 +24,15 @@ export class VmBackend implements NodeBackend {
   private booted = false;
   private readonly base_ns: number;
 
+  private readonly console: ConsoleReader;
+
   constructor(
     readonly vm: QemuVm,
     private readonly onCrash: (backend: VmBackend) => void,
+    /** The host's end of the management NIC; null when nobody may talk to the guest (--no-ssh). */
+    private readonly mgmt: MgmtPort | null = null,
   ) {
+    this.console = new ConsoleReader(vm.console_path);
     const hello = vm.gate.hello_clock_ns;
     if (hello === null) throw new Error(`${vm.spec.name}: backend created before the gate said HELLO`);
     this.base_ns = hello;
@@ -38,7 +45,13 @@ export class VmBackend implements NodeBackend {
       this.booted = true;
       outputs.push({ kind: "lifecycle", t_ns: request.start_ns, event: "boot", detail: `qemu pid ${this.vm.pid}` });
     }
-    const frames: GateFrame[] = request.deliveries.map((d) => ({ t_ns: d.t_ns + this.base_ns, bytes: d.bytes }));
+    // Management frames from the host enter at the slice's start, before any delivery.
+    const frames: GateFrame[] = [];
+    for (const bytes of this.mgmt?.takeFrames() ?? []) {
+      frames.push({ t_ns: request.start_ns + this.base_ns, bytes, iface: IFACE_MGMT });
+      outputs.push({ kind: "mgmt_in", t_ns: request.start_ns, bytes });
+    }
+    for (const d of request.deliveries) frames.push({ t_ns: d.t_ns + this.base_ns, bytes: d.bytes });
     const gate = this.vm.gate;
     if (!gate.blocking) return this.runSliceAsync(request, frames, outputs);
     try {
@@ -61,6 +74,7 @@ export class VmBackend implements NodeBackend {
   }
 
   async close(): Promise<void> {
+    this.console.close();
     await this.vm.stop();
   }
 
@@ -74,20 +88,31 @@ export class VmBackend implements NodeBackend {
       const late = clock_ns - request.end_ns;
       return this.failed(request, `${this.vm.spec.name}: the slice gate stopped ${Math.abs(late)} ns ${late > 0 ? "after" : "before"} its deadline (at ${formatVirtualNs(clock_ns)}, deadline ${formatVirtualNs(request.end_ns)})`, outputs);
     }
+    const to_host: Uint8Array[] = [];
     for (const f of frames) {
       const t_ns = f.t_ns - this.base_ns;
       if (!(t_ns >= request.start_ns && t_ns <= request.end_ns)) {
         return this.failed(request, `${this.vm.spec.name}: a frame is stamped ${formatVirtualNs(t_ns)}, outside its slice [${formatVirtualNs(request.start_ns)}, ${formatVirtualNs(request.end_ns)}]`, outputs);
       }
-      outputs.push({ kind: "emit", t_ns, bytes: f.bytes });
+      if (f.iface === IFACE_MGMT) {
+        outputs.push({ kind: "mgmt_out", t_ns, bytes: f.bytes });
+        to_host.push(f.bytes);
+      } else {
+        outputs.push({ kind: "emit", t_ns, bytes: f.bytes });
+      }
     }
+    this.mgmt?.giveFrames(to_host);
+    // The serial console is written synchronously in the vCPU thread: all of this slice's
+    // output is in the file once the gate has said DONE.
+    const text = this.console.read();
+    if (text !== "") outputs.push({ kind: "guest_output", t_ns: request.end_ns, text });
     return { end_ns: request.end_ns, wake_ns: request.end_ns, outputs };
   }
 
   /** The VM can no longer be trusted to follow the engine: record why, end its part of the run. */
   private failed(request: SliceRequest, why: string, outputs: SliceOutput[]): SliceResult {
     this.crash = why;
-    const kept = outputs.filter((o) => o.kind !== "emit");
+    const kept = outputs.filter((o) => o.kind !== "emit" && o.kind !== "mgmt_out");
     kept.push({ kind: "lifecycle", t_ns: request.start_ns, event: "crash", detail: why });
     this.onCrash(this);
     return { end_ns: request.start_ns, wake_ns: VIRTUAL_NS_NEVER, outputs: kept, deliveries_taken: 0 };

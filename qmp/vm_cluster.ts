@@ -10,6 +10,7 @@ import { InputError } from "../engine/errors.js";
 import type { RunConfig } from "../engine/trace_records.js";
 import { kernelCmdline, type GuestImage } from "../guest/image.js";
 import { QemuVm, type BootSpec } from "./launcher.js";
+import { guestMgmtCidr, MGMT_NET_DEFAULT, MgmtNet } from "./mgmt.js";
 import { sshExec, waitForSsh, type SshTarget } from "./ssh.js";
 import { VmBackend } from "./vm_backend.js";
 
@@ -29,11 +30,17 @@ export interface VmClusterOptions {
   /** Shell command run at boot in each node (null: none); deterministic, unlike SSH. */
   readonly boot_commands: readonly (string | null)[];
   readonly onCrash: (backend: VmBackend) => void;
+  /** First two octets of the management network (default 10.254): guest i is <net>.i.2. */
+  readonly mgmt_net?: string;
+  /** false: no TAPs and no SSH forwards (nobody can reach the guests: --no-ssh). */
+  readonly mgmt_live?: boolean;
 }
 
 export class VmCluster {
   readonly backends: VmBackend[] = [];
   private stopped = false;
+
+  private mgmt: MgmtNet | null = null;
 
   private constructor(
     private readonly options: VmClusterOptions,
@@ -44,13 +51,20 @@ export class VmCluster {
   static async start(options: VmClusterOptions): Promise<VmCluster> {
     const n = options.config.nodes.length;
     if (options.boot_commands.length !== n) throw new RangeError(`boot_commands has ${options.boot_commands.length} entries for ${n} nodes`);
-    await checkPortsFree(options.ssh_port_base, n);
+    const live = options.mgmt_live !== false;
+    if (live) await checkPortsFree(options.ssh_port_base, n);
     const run_dir = mkdtempSync(path.join(os.tmpdir(), "tapsim-run-")); // mode 0700
     const cluster = new VmCluster(options, run_dir);
     process.on("exit", cluster.onExit);
+    try {
+      if (live) cluster.mgmt = await MgmtNet.open({ run_id: runId(run_dir), nodes: n, net: cluster.mgmtNet(), ssh_port_base: options.ssh_port_base });
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
     const started = await Promise.allSettled(options.config.nodes.map((node) => QemuVm.start(cluster.vmSpec(node.id))));
-    for (const s of started) {
-      if (s.status === "fulfilled") cluster.backends.push(new VmBackend(s.value, options.onCrash));
+    for (const [i, s] of started.entries()) {
+      if (s.status === "fulfilled") cluster.backends.push(new VmBackend(s.value, options.onCrash, cluster.mgmt?.ports[i] ?? null));
     }
     const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
     if (failed) {
@@ -75,11 +89,16 @@ export class VmCluster {
     );
   }
 
+  private mgmtNet(): string {
+    return this.options.mgmt_net ?? MGMT_NET_DEFAULT;
+  }
+
   /** Stops every QEMU (gate closed, then SIGTERM, then SIGKILL) and removes the run dir. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    await Promise.allSettled(this.backends.map((b) => b.vm.stop()));
+    await Promise.allSettled(this.backends.map((b) => b.close()));
+    this.mgmt?.close();
     rmSync(this.run_dir, { recursive: true, force: true });
     process.off("exit", this.onExit);
   }
@@ -87,6 +106,7 @@ export class VmCluster {
   /** If the process exits without stop() (an uncaught error), still leave nothing behind. */
   private readonly onExit = (): void => {
     for (const b of this.backends) b.vm.killNow();
+    this.mgmt?.close();
     rmSync(this.run_dir, { recursive: true, force: true });
   };
 
@@ -97,7 +117,7 @@ export class VmCluster {
       node,
       name: cfg.name,
       mac: cfg.mac,
-      boot: bootSpec(o.image, { id: node, ip_cidr: `${cfg.ip}/16`, hostname: cfg.name, seed: o.config.seed }, o.boot_commands[node] ?? null),
+      boot: bootSpec(o.image, { id: node, ip_cidr: `${cfg.ip}/16`, hostname: cfg.name, seed: o.config.seed, mgmt_cidr: guestMgmtCidr(this.mgmtNet(), node) }, o.boot_commands[node] ?? null),
       ssh_port: o.ssh_port_base + node,
       memory_mib: o.memory_mib,
       rtc_base: o.rtc_base,
@@ -118,7 +138,12 @@ export class VmCluster {
   }
 }
 
-function bootSpec(image: GuestImage, node: { id: number; ip_cidr: string; hostname: string; seed: number }, boot_command: string | null): BootSpec {
+/** Short and unique among live runs: the run dir's random suffix, for TAP names. */
+function runId(run_dir: string): string {
+  return path.basename(run_dir).slice(-6).toLowerCase().replace(/[^a-z0-9]/g, "0");
+}
+
+function bootSpec(image: GuestImage, node: { id: number; ip_cidr: string; hostname: string; seed: number; mgmt_cidr: string }, boot_command: string | null): BootSpec {
   if (image.kind === "qcow2") {
     if (boot_command !== null) throw new InputError(`--boot-cmd needs the default guest (a user image runs its own boot scripts)`);
     return { kind: "qcow2", base_path: image.path };

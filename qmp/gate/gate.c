@@ -10,7 +10,7 @@
 //
 // Channel: one unix stream socket (path in the `sock=` argument) to the engine. Every message
 // starts with a 24-byte header {u32 type, u32 count, u64 t_ns, u64 payload_bytes} followed by
-// `count` frames of {u64 t_ns, u32 len, u32 0, len bytes}. Little endian.
+// `count` frames of {u64 t_ns, u32 len, u32 iface, len bytes} (iface 0: the simulated NIC, 1: the management NIC). Little endian.
 //   gate -> engine: HELLO (clock at the first gate), DONE (clock at the deadline + frames the
 //                   guest sent during the slice), TX (frames, when the buffer fills mid-slice),
 //                   ERROR (text payload).
@@ -125,7 +125,7 @@ __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 enum { MSG_HELLO = 1, MSG_DONE = 2, MSG_TX = 3, MSG_ERROR = 4 };
 enum { MSG_RUN = 1 };
-enum { GATE_PROTOCOL_VERSION = 1 };
+enum { GATE_PROTOCOL_VERSION = 2 };  // 2: frames carry their interface (0 simulated, 1 management)
 enum { HEADER_BYTES = 24, FRAME_HEADER_BYTES = 16 };
 enum { FRAME_BYTES_MAX = 65536 + 64 };
 #define PAYLOAD_BYTES_MAX (64u << 20)   // one RUN message; bounds a corrupt length
@@ -140,8 +140,11 @@ typedef struct {
 } MsgHeader;
 _Static_assert(sizeof(MsgHeader) == HEADER_BYTES, "header layout");
 
+enum { IFACES_MAX = 2 };
+
 typedef struct Injection {
   QEMUTimer timer;
+  uint32_t iface;
   uint32_t len;
   uint8_t bytes[];
 } Injection;
@@ -149,9 +152,12 @@ typedef struct Injection {
 static struct {
   int fd;
   char sock_path[512];  // PREFIX.gate: PREFIX.* are removed when the engine goes away (leave)
-  char netdev_id[64];
-  NetClientState *nc;
-  NetClientInfo hooked_info;
+  // Interface 0 is the simulated NIC's netdev, 1 the management NIC's (optional): both are
+  // hub ports fed only by this gate, so the guest's whole network is a closed world.
+  char netdev_id[IFACES_MAX][64];
+  NetClientState *nc[IFACES_MAX];
+  NetClientInfo hooked_info[IFACES_MAX];
+  uint32_t ifaces;
   QEMUTimerListGroup timers;  // private: only the vCPU thread runs them (see timers_notify)
   bool timers_running;
   QEMUTimer gate_timer;
@@ -262,16 +268,16 @@ static void send_frames(uint32_t type, int64_t t_ns) {
 
 // ---- guest transmit: the hooked netdev receives what the guest NIC sends ----
 
-static void tx_append(const struct iovec *iov, int iovcnt, size_t len) {
+static void tx_append(uint32_t iface, const struct iovec *iov, int iovcnt, size_t len) {
   if (len > FRAME_BYTES_MAX) return;  // cannot be an Ethernet frame of ours; never expected
   int64_t now_ns = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
   tx_reserve(FRAME_HEADER_BYTES + len);
   uint8_t *p = g.tx + g.tx_len;
   uint64_t t = (uint64_t)now_ns;
-  uint32_t l = (uint32_t)len, zero = 0;
+  uint32_t l = (uint32_t)len;
   memcpy(p, &t, 8);
   memcpy(p + 8, &l, 4);
-  memcpy(p + 12, &zero, 4);
+  memcpy(p + 12, &iface, 4);
   p += FRAME_HEADER_BYTES;
   for (int i = 0; i < iovcnt; i++) {
     memcpy(p, iov[i].iov_base, iov[i].iov_len);
@@ -283,10 +289,10 @@ static void tx_append(const struct iovec *iov, int iovcnt, size_t len) {
 }
 
 static ssize_t hook_receive_iov(NetClientState *nc, const struct iovec *iov, int iovcnt) {
-  (void)nc;
+  uint32_t iface = nc == g.nc[1] ? 1 : 0;
   size_t len = 0;
   for (int i = 0; i < iovcnt; i++) len += iov[i].iov_len;
-  tx_append(iov, iovcnt, len);
+  tx_append(iface, iov, iovcnt, len);
   return (ssize_t)len;
 }
 
@@ -301,36 +307,39 @@ static int hook_can_receive(NetClientState *nc) {
   return 1;
 }
 
-static void hook_netdev(void) {
-  NetClientState *nc = qemu_find_netdev(g.netdev_id);
-  if (!nc) die("no netdev with id \"%s\" (the launcher must create it)", g.netdev_id);
+static void hook_netdev(uint32_t iface) {
+  const char *id = g.netdev_id[iface];
+  NetClientState *nc = qemu_find_netdev(id);
+  if (!nc) die("no netdev with id \"%s\" (the launcher must create it)", id);
   // Layout checks: if these fail, the struct offsets are not the ones this plugin assumes.
-  if (!nc->name || strcmp(nc->name, g.netdev_id) != 0) die("netdev \"%s\": unexpected NetClientState layout", g.netdev_id);
+  if (!nc->name || strcmp(nc->name, id) != 0) die("netdev \"%s\": unexpected NetClientState layout", id);
   if (!nc->info || !nc->info->receive || nc->info->size < sizeof(void *) || nc->info->size > (1u << 20)) {
-    die("netdev \"%s\": unexpected NetClientInfo layout", g.netdev_id);
+    die("netdev \"%s\": unexpected NetClientInfo layout", id);
   }
-  if (!nc->peer) die("netdev \"%s\" has no NIC attached", g.netdev_id);
-  memcpy(&g.hooked_info, nc->info, sizeof g.hooked_info);
-  g.hooked_info.receive = hook_receive;
-  g.hooked_info.receive_raw = hook_receive;
-  g.hooked_info.receive_iov = hook_receive_iov;
-  g.hooked_info.can_receive = hook_can_receive;
-  nc->info = &g.hooked_info;
-  g.nc = nc;
+  if (!nc->peer) die("netdev \"%s\" has no NIC attached", id);
+  NetClientInfo *info = &g.hooked_info[iface];
+  memcpy(info, nc->info, sizeof *info);
+  info->receive = hook_receive;
+  info->receive_raw = hook_receive;
+  info->receive_iov = hook_receive_iov;
+  info->can_receive = hook_can_receive;
+  nc->info = info;
+  g.nc[iface] = nc;
 }
 
 // ---- injection: each frame is a virtual-clock timer that fires at its due time ----
 
 static void inject_cb(void *opaque) {
   Injection *inj = opaque;  // QEMU unlinks a timer before calling it, so freeing here is safe
-  qemu_send_packet(g.nc, inj->bytes, (int)inj->len);
+  qemu_send_packet(g.nc[inj->iface], inj->bytes, (int)inj->len);
   g.inject_pending -= 1;
   free(inj);
 }
 
-static void arm_injection(int64_t due_ns, const uint8_t *bytes, uint32_t len) {
+static void arm_injection(int64_t due_ns, uint32_t iface, const uint8_t *bytes, uint32_t len) {
   Injection *inj = malloc(sizeof *inj + len);
   if (!inj) die("out of memory arming %s", "frame injections");
+  inj->iface = iface;
   inj->len = len;
   memcpy(inj->bytes, bytes, len);
   timer_init_full(&inj->timer, &g.timers, QEMU_CLOCK_VIRTUAL, SCALE_NS, 0, inject_cb, inj);
@@ -414,15 +423,17 @@ static void read_run(int64_t now_ns) {
   int64_t last_ns = now_ns;
   for (uint32_t i = 0; i < h.count; i++) {
     uint64_t due;
-    uint32_t len;
+    uint32_t len, iface;
     if (off + FRAME_HEADER_BYTES > h.payload_bytes) die("RUN frame table overruns its payload%s", "");
     memcpy(&due, g.rx + off, 8);
     memcpy(&len, g.rx + off + 8, 4);
+    memcpy(&iface, g.rx + off + 12, 4);
+    if (iface >= g.ifaces) die("RUN frame for an interface this VM does not have%s", "");
     off += FRAME_HEADER_BYTES;
     if (len > FRAME_BYTES_MAX || off + len > h.payload_bytes) die("RUN frame length out of bounds%s", "");
     if ((int64_t)due < last_ns || due >= h.t_ns) die("RUN frame due time outside the slice or out of order%s", "");
     if (g.inject_pending >= INJECT_PENDING_MAX) die("too many frames pending injection%s", "");
-    arm_injection((int64_t)due, g.rx + off, len);
+    arm_injection((int64_t)due, iface, g.rx + off, len);
     last_ns = (int64_t)due;
     off += len;
   }
@@ -438,7 +449,7 @@ static void gate_cb(void *opaque) {
   if (!g.started) {
     g.cpu = qemu_get_cpu(0);
     if (!g.cpu) die("no vCPU 0%s", "");
-    hook_netdev();
+    for (uint32_t i = 0; i < g.ifaces; i++) hook_netdev(i);
     g.started = true;
     MsgHeader h = { MSG_HELLO, GATE_PROTOCOL_VERSION, (uint64_t)now_ns, 0 };
     write_all(&h, sizeof h);
@@ -474,12 +485,17 @@ static bool version_supported(void) {
 
 __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv) {
   const char *sock = NULL;
-  snprintf(g.netdev_id, sizeof g.netdev_id, "sim");
+  snprintf(g.netdev_id[0], sizeof g.netdev_id[0], "sim");
+  g.ifaces = 1;
   for (int i = 0; i < argc; i++) {
     if (strncmp(argv[i], "sock=", 5) == 0) sock = argv[i] + 5;
-    else if (strncmp(argv[i], "netdev=", 7) == 0) snprintf(g.netdev_id, sizeof g.netdev_id, "%s", argv[i] + 7);
+    else if (strncmp(argv[i], "netdev=", 7) == 0) snprintf(g.netdev_id[0], sizeof g.netdev_id[0], "%s", argv[i] + 7);
+    else if (strncmp(argv[i], "mgmt=", 5) == 0) {
+      snprintf(g.netdev_id[1], sizeof g.netdev_id[1], "%s", argv[i] + 5);
+      g.ifaces = 2;
+    }
     else {
-      fprintf(stderr, "tapsim-gate: unknown argument \"%s\" (expected sock=PATH, netdev=ID)\n", argv[i]);
+      fprintf(stderr, "tapsim-gate: unknown argument \"%s\" (expected sock=PATH, netdev=ID, mgmt=ID)\n", argv[i]);
       return -1;
     }
   }
