@@ -1,8 +1,11 @@
 // `tapsim` command line. Each command lives in its own module; this file only wires them
-// into commander and turns user-input errors into one line on stderr with exit code 2.
+// into commander and turns user-input errors into one line on stderr with exit code 2, and
+// failures of the host (full disk, SSH) into one line with exit code 1. TAPSIM_DEBUG=1 adds
+// the stack.
 
 import { Command, CommanderError } from "commander";
-import { InputError } from "../engine/errors.js";
+import { InputError, RuntimeFailure } from "../engine/errors.js";
+import { SshError } from "../qmp/ssh.js";
 import { registerDebug } from "./debug.js";
 import { registerDiff } from "./diff.js";
 import { registerDump } from "./dump.js";
@@ -18,6 +21,8 @@ import { registerView } from "./view.js";
 export const EXIT_OK = 0;
 export const EXIT_DIFFERENT = 1;
 export const EXIT_USAGE = 2;
+/** Something on the host failed (disk full, a guest that does not answer SSH). */
+export const EXIT_FAILED = 1;
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("tapsim")
@@ -46,12 +51,16 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
-    if (err instanceof InputError) {
-      process.stderr.write(`tapsim: ${oneLine(err.message)}\n`);
-      return EXIT_USAGE;
-    }
+    if (err instanceof InputError) return report(err, EXIT_USAGE);
+    if (err instanceof RuntimeFailure || err instanceof SshError) return report(err, EXIT_FAILED);
     throw err;
   }
+}
+
+function report(err: Error, code: number): number {
+  process.stderr.write(`tapsim: ${oneLine(err.message)}\n`);
+  if (process.env["TAPSIM_DEBUG"] === "1") process.stderr.write(`${err.stack}\n`);
+  return code;
 }
 
 function oneLine(text: string): string {
