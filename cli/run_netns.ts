@@ -34,6 +34,7 @@ export async function runNetnsCommand(flags: NetnsRunFlags): Promise<number> {
   if (flags.duration === undefined) throw new InputError("--netns runs on wall-clock time: give --duration (virtual = wall time here)");
   const topology = loadTopologyFile(flags.latency, { nodes: flags.netns });
   const commands = parseBootCommands(flags.netnsCmd, flags.netns);
+  TraceWriter.checkPath(flags.trace);
   const config = makeRunConfig({ topology, workload: null, seed: flags.seed, until_ns: flags.duration, slice_len_max_ns: flags.sliceMax, inflight_frames_max: flags.inflightMax, backend: "tap" });
   const joined: Joined = { namespaces: [], taps: [], children: [] };
   const control: RunControl = { stop_requested: false };

@@ -12,6 +12,7 @@ import { formatVirtualNs } from "../engine/units.js";
 import { ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
 import { GATE_PROTOCOL_VERSION } from "../qmp/gate_channel.js";
 import { checkQemu } from "../qmp/launcher.js";
+import { vmNameProblem } from "../qmp/qemu_values.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
 import { TraceWriter } from "../recorder/writer.js";
@@ -36,7 +37,9 @@ export const EXIT_VM_FAILED = 1;
 export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
   const qemu_version = await checkQemu();
   const topology = loadTopologyFile(flags.latency, { nodes: flags.vms });
+  checkVmNames(flags.latency, topology.node_names);
   const boot_commands = parseBootCommands(flags.bootCmd, flags.vms);
+  TraceWriter.checkPath(flags.trace);
   const image = await resolveImage(flags);
   const config = makeRunConfig({
     topology,
@@ -128,6 +131,14 @@ async function resolveImage(flags: VmRunFlags): Promise<GuestImage> {
   }
   const opts = { log: (line: string) => log(flags, line), ...(flags.password === undefined ? {} : { password: flags.password }) };
   return await ensureDefaultImage(opts);
+}
+
+/** Node names become QEMU option values and guest hostnames: refuse unsafe ones before anything starts. */
+function checkVmNames(source: string, names: readonly string[]): void {
+  names.forEach((name, i) => {
+    const problem = vmNameProblem(name);
+    if (problem !== null) throw new InputError(`${source}: node ${i} name ${JSON.stringify(name)}: ${problem}`);
+  });
 }
 
 /** `--boot-cmd 'CMD'` runs in every VM; `--boot-cmd 'N:CMD'` only in node N. */

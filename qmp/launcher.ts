@@ -11,6 +11,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { InputError } from "../engine/errors.js";
 import { GateChannel } from "./gate_channel.js";
+import { checkQemuValues } from "./qemu_values.js";
 import { withTimeout } from "./timeout.js";
 
 const execFileAsync = promisify(execFile);
@@ -76,9 +77,8 @@ export function qemuArgs(spec: VmSpec, gate_socket: string, qmp_socket: string, 
   const hex = (spec.node & 0xffff).toString(16).padStart(4, "0");
   const mgmt_mac = `52:54:00:ff:${hex.slice(0, 2)}:${hex.slice(2)}`;
   const plugin = spec.gate_plugin_path ?? GATE_PLUGIN_PATH;
-  for (const p of [gate_socket, plugin, console_path]) {
-    if (p.includes(",")) throw new InputError(`${p}: QEMU option values cannot contain commas`);
-  }
+  const paths = [gate_socket, plugin, console_path, qmp_socket, ...(overlay_path === null ? [] : [overlay_path])];
+  checkQemuValues({ name: spec.name, mac: spec.mac, rtc_base: spec.rtc_base, paths });
   const args = [
     "-name", `tapsim-${spec.name}`,
     "-machine", "pc,accel=tcg",

@@ -5,7 +5,7 @@
 // cuts the file back to its last whole chunk, so it reads as an incomplete trace, and every
 // later call fails with that same first error instead of a misleading "already closed".
 
-import { closeSync, ftruncateSync, fsyncSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { accessSync, closeSync, constants as fsConstants, ftruncateSync, fsyncSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { RuntimeFailure, errnoText } from "../engine/errors.js";
 import { recordTimeNs, type RecordSink, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
@@ -59,6 +59,24 @@ export class TraceWriter implements RecordSink {
       throw err;
     }
     return writer;
+  }
+
+  /**
+   * What create() would refuse about `path` (missing or unwritable directory, a directory in
+   * its place), checked without creating anything: for runs that start VMs or namespaces
+   * before they create the trace.
+   */
+  static checkPath(path: string): void {
+    const dir = dirname(path);
+    const dir_stat = statSync(dir, { throwIfNoEntry: false });
+    if (dir_stat === undefined) throw new TraceError(path, `cannot create trace: ENOENT (its directory ${dir} does not exist)`);
+    if (!dir_stat.isDirectory()) throw new TraceError(path, `cannot create trace: ENOTDIR (${dir} is not a directory)`);
+    if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new TraceError(path, "cannot create trace: EISDIR (is a directory)");
+    try {
+      accessSync(dir, fsConstants.W_OK);
+    } catch (err) {
+      throw new TraceError(path, `cannot create trace: ${errnoText(err)}`);
+    }
   }
 
   /** Records not yet in a written chunk. */
