@@ -88,7 +88,7 @@ function refuseFlagsOfOtherKinds(command: Command, kind: RunKind): void {
     for (const key of FLAGS_OF_KIND[other]) {
       if (command.getOptionValueSource(key) !== "cli") continue;
       const flag = command.options.find((o) => o.attributeName() === key)?.long ?? key;
-      throw new InputError(`${flag} applies to ${KIND_TEXT[other]} only`);
+      throw new InputError(`${flag} applies only to ${KIND_TEXT[other]}`);
     }
   }
 }
