@@ -55,7 +55,11 @@ export class TraceWriter implements RecordSink {
     } catch (err) {
       writer.abandon();
       // Not even a header: nothing in the file is worth keeping.
-      unlinkSync(path);
+      try {
+        unlinkSync(path);
+      } catch {
+        // already gone
+      }
       throw err;
     }
     return writer;
