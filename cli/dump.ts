@@ -1,10 +1,13 @@
 // `tapsim dump TRACE`: records as one line each, optionally from a virtual time (uses the
-// trace's index to skip chunks) and for one node.
+// trace's index to skip chunks) and for one node. An incomplete trace is dumped as far as
+// it reads, with a warning on stderr.
 
 import type { Command } from "commander";
+import { InputError } from "../engine/errors.js";
 import { RecordKind, type TraceRecord } from "../engine/trace_records.js";
 import { describeRecord } from "../recorder/describe.js";
 import { TraceReader } from "../recorder/reader.js";
+import { incompleteText } from "./incomplete.js";
 import { durationOption, integerOption } from "./options.js";
 
 interface DumpFlags {
@@ -23,6 +26,13 @@ export function registerDump(program: Command, setExit: (code: number) => void):
     .option("--node <id>", "only records about this node", integerOption("--node", 0))
     .action((path: string, flags: DumpFlags) => {
       const reader = TraceReader.open(path);
+      const n = reader.header.config.nodes.length;
+      if (flags.node !== undefined && flags.node >= n) {
+        reader.close();
+        throw new InputError(`--node ${flags.node}: node ${flags.node} does not exist (${path} has ${n} nodes: 0..${n - 1})`);
+      }
+      const incomplete = incompleteText(reader.status());
+      if (incomplete !== null) process.stderr.write(`tapsim: warning: ${path}: ${incomplete}\n`);
       let printed = 0;
       for (const r of reader.recordsFrom(flags.from)) {
         if (flags.node !== undefined && !involves(r, flags.node)) continue;

@@ -1,10 +1,12 @@
 // `tapsim export TRACE --pcap out.pcapng --perfetto out.json`: the trace for Wireshark/tshark
-// and for ui.perfetto.dev / chrome://tracing.
+// and for ui.perfetto.dev / chrome://tracing. Each file appears complete or not at all; an
+// incomplete trace is exported as far as it reads, with a warning on stderr.
 
 import type { Command } from "commander";
 import { InputError } from "../engine/errors.js";
 import { exportPcapng } from "../recorder/export_pcapng.js";
 import { exportPerfetto } from "../recorder/export_perfetto.js";
+import { warnIfIncomplete } from "./incomplete.js";
 
 interface ExportFlags {
   pcap?: string;
@@ -20,6 +22,7 @@ export function registerExport(program: Command, setExit: (code: number) => void
     .option("--perfetto <file>", "write Chrome trace-event JSON here (ui.perfetto.dev, chrome://tracing)")
     .action((trace: string, flags: ExportFlags) => {
       if (flags.pcap === undefined && flags.perfetto === undefined) throw new InputError("tapsim export: give --pcap FILE and/or --perfetto FILE");
+      warnIfIncomplete(trace);
       if (flags.pcap !== undefined) {
         const s = exportPcapng(trace, flags.pcap);
         console.log(`pcapng: ${flags.pcap}: ${s.packets} packets (${s.emitted} sent, ${s.delivered} delivered, ${s.dropped} dropped)`);

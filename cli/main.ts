@@ -1,5 +1,7 @@
 // `tapsim` command line. Each command lives in its own module; this file only wires them
-// into commander and turns user-input errors into one line on stderr with exit code 2.
+// into commander and turns user-input errors into one line on stderr with exit code 2, and
+// failures of the host (full disk, SSH) into one line with exit code 1. TAPSIM_DEBUG=1 adds
+// the stack.
 
 import { Command, CommanderError } from "commander";
 import { InputError } from "../engine/errors.js";
@@ -18,7 +20,7 @@ import { registerView } from "./view.js";
 export const EXIT_OK = 0;
 export const EXIT_DIFFERENT = 1;
 export const EXIT_USAGE = 2;
-/** A run or command failed at run time (not the input's fault). */
+/** A run or command failed at run time, not through the input's fault (disk full, a VM that died, a guest that does not answer SSH). */
 export const EXIT_FAILED = 1;
 
 export async function main(argv: string[]): Promise<number> {
@@ -48,16 +50,17 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
-    if (process.env["TAPSIM_DEBUG"] === "1") process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
-    if (err instanceof InputError) {
-      process.stderr.write(`tapsim: ${oneLine(err.message)}\n`);
-      return EXIT_USAGE;
-    }
-    // A failure while running (a VM that died, a full disk, a bug): one line for the user,
-    // the stack with TAPSIM_DEBUG=1.
-    process.stderr.write(`tapsim: ${oneLine(err instanceof Error ? err.message : String(err))}${process.env["TAPSIM_DEBUG"] === "1" ? "" : " (TAPSIM_DEBUG=1 shows where)"}\n`);
-    return EXIT_FAILED;
+    if (err instanceof InputError) return report(err, EXIT_USAGE);
+    // Anything else (a VM that died, a full disk, a bug) is one line too; the stack only with
+    // TAPSIM_DEBUG=1.
+    return report(err instanceof Error ? err : new Error(String(err)), EXIT_FAILED);
   }
+}
+
+function report(err: Error, code: number): number {
+  process.stderr.write(`tapsim: ${oneLine(err.message)}\n`);
+  if (process.env["TAPSIM_DEBUG"] === "1") process.stderr.write(`${err.stack}\n`);
+  return code;
 }
 
 function oneLine(text: string): string {

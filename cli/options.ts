@@ -2,15 +2,20 @@
 
 import { InputError } from "../engine/errors.js";
 import { parseDurationNs, UnitError } from "../engine/units.js";
+import { isRtcBase, RTC_BASE_EXPECTED } from "../qmp/qemu_values.js";
 
-export function durationOption(flag: string) {
+/** A duration flag; `min_ns` 1 for lengths that cannot be zero (--slice-max). */
+export function durationOption(flag: string, min_ns = 0) {
   return (text: string): number => {
+    let ns: number;
     try {
-      return parseDurationNs(text);
+      ns = parseDurationNs(text);
     } catch (err) {
       if (err instanceof UnitError) throw new InputError(`${flag} ${JSON.stringify(text)}: ${err.message}`);
       throw err;
     }
+    if (ns < min_ns) throw new InputError(`${flag} ${JSON.stringify(text)}: must be at least ${min_ns} ns`);
+    return ns;
   };
 }
 
@@ -24,9 +29,24 @@ export function integerOption(flag: string, min: number, max = Number.MAX_SAFE_I
   };
 }
 
+/** Comma-separated distinct integers ("1,4"); a repeated one is a typo, not a count. */
 export function integerListOption(flag: string) {
   return (text: string): number[] => {
     if (text.trim() === "") return [];
-    return text.split(",").map((part) => integerOption(flag, 0)(part.trim()));
+    const values = text.split(",").map((part) => integerOption(flag, 0)(part.trim()));
+    const seen = new Set<number>();
+    for (const v of values) {
+      if (seen.has(v)) throw new InputError(`${flag} ${JSON.stringify(text)}: ${v} is listed twice`);
+      seen.add(v);
+    }
+    return values;
+  };
+}
+
+/** A guest RTC base as QEMU's -rtc base= takes it; checked here so that a typo fails before any VM starts. */
+export function rtcBaseOption(flag: string) {
+  return (text: string): string => {
+    if (!isRtcBase(text)) throw new InputError(`${flag} ${JSON.stringify(text)}: ${RTC_BASE_EXPECTED}`);
+    return text;
   };
 }

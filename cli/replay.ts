@@ -1,10 +1,13 @@
-// `tapsim replay TRACE`: re-execute every engine decision from the recorded inputs.
+// `tapsim replay TRACE`: re-execute every engine decision from the recorded inputs. Exit 0
+// identical, 1 diverged, 3 consistent as far as an incomplete trace goes.
 
 import type { Command } from "commander";
 import { formatVirtualNs } from "../engine/units.js";
 import { recordTimeNs, type TraceRecord } from "../engine/trace_records.js";
 import { describeRecord } from "../recorder/describe.js";
-import { replayTrace } from "../recorder/replay.js";
+import { TraceReader } from "../recorder/reader.js";
+import { replayTrace, type ReplayOutcome } from "../recorder/replay.js";
+import { incompleteText } from "./incomplete.js";
 import { hostNowNs } from "../engine/units.js";
 
 export function registerReplay(program: Command, setExit: (code: number) => void): void {
@@ -20,10 +23,11 @@ export function registerReplay(program: Command, setExit: (code: number) => void
       if (flags.json) {
         const { header, ...rest } = outcome;
         console.log(JSON.stringify({ trace: path, ...rest, wall_s, nodes: header.config.nodes.length }, jsonBytes, 2));
+      } else if (outcome.identical && outcome.trace_incomplete) {
+        console.log(incompleteLine(path, outcome));
       } else if (outcome.identical) {
         const rate = outcome.records_checked / Math.max(wall_s, 1e-9);
         console.log(`replay: identical: ${outcome.records_checked} records re-derived and checked in ${wall_s.toFixed(2)} s (${(rate / 1e6).toFixed(2)}M records/s)`);
-        if (outcome.trace_incomplete) console.log("replay: the trace ends without a clean end (run was killed?); checked up to its last complete chunk");
       } else {
         const d = outcome.divergence!;
         const at = d.expected ?? d.actual;
@@ -32,8 +36,21 @@ export function registerReplay(program: Command, setExit: (code: number) => void
         console.log(`  trace   ${describe(d.expected)}`);
         console.log(`  replay  ${describe(d.actual)}`);
       }
-      setExit(outcome.identical ? 0 : 1);
+      setExit(!outcome.identical ? EXIT_DIVERGED : outcome.trace_incomplete ? EXIT_INCOMPLETE : 0);
     });
+}
+
+export const EXIT_DIVERGED = 1;
+/** Consistent as far as the trace goes, but it stops without a clean end: the rest of the run was never checked. */
+export const EXIT_INCOMPLETE = 3;
+
+/** What replay of a killed (or still running) run's trace did and did not check. */
+function incompleteLine(path: string, outcome: ReplayOutcome): string {
+  const reader = TraceReader.open(path);
+  const where = incompleteText(reader.status()) ?? "incomplete";
+  reader.close();
+  if (outcome.slices_checked === 0) return `replay: INCOMPLETE trace, nothing checked: no complete slice in it (${where})`;
+  return `replay: INCOMPLETE trace, consistent so far: ${outcome.slices_checked} complete slices, ${outcome.records_checked} records re-derived and identical; ${where}`;
 }
 
 function describe(r: TraceRecord | null): string {

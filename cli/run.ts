@@ -11,7 +11,7 @@ import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
 import { TraceWriter } from "../recorder/writer.js";
-import { durationOption, integerListOption, integerOption } from "./options.js";
+import { durationOption, integerListOption, integerOption, rtcBaseOption } from "./options.js";
 import { runVmsCommand, type VmRunFlags } from "./run_vms.js";
 import { runNetnsCommand, type NetnsRunFlags } from "./run_netns.js";
 import { MEMORY_MIB_DEFAULT, RTC_BASE_DEFAULT, SSH_PORT_BASE_DEFAULT } from "../qmp/vm_cluster.js";
@@ -47,7 +47,7 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("--broadcasters <k>", "bracha: only the first k correct nodes broadcast", integerOption("--broadcasters", 1))
     .option("-s, --seed <n>", "seed for jitter, loss and workload randomness", integerOption("--seed", 0), 1)
     .option("-d, --duration <duration>", "stop at this virtual time (default: when nothing is left to do)", durationOption("--duration"))
-    .option("--slice-max <duration>", "longest slice, whatever the lookahead allows", durationOption("--slice-max"), SLICE_LEN_MAX_DEFAULT_NS)
+    .option("--slice-max <duration>", "longest slice, whatever the lookahead allows", durationOption("--slice-max", 1), SLICE_LEN_MAX_DEFAULT_NS)
     .option("--inflight-max <frames>", "memory guard: most frames in flight at once", integerOption("--inflight-max", 1), INFLIGHT_FRAMES_MAX_DEFAULT)
     .option("-t, --trace <file>", "trace file to write", "tapsim.trace")
     .option("--json", "print the summary as JSON", false)
@@ -60,17 +60,39 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("--ssh-timeout <ms>", "VMs: how long to wait for every VM to answer SSH", integerOption("--ssh-timeout", 1000), 300_000)
     .option("--no-ssh", "VMs: do not wait for SSH (nothing touches the guests from outside; fully deterministic)")
     .option("--boot-cmd <cmd>", "VMs: shell command run at boot, in every VM or 'N:cmd' in node N (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option("--rtc-base <iso>", "VMs: every guest's clock starts here", RTC_BASE_DEFAULT)
+    .option("--rtc-base <iso>", "VMs: every guest's clock starts here (utc, localtime, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)", rtcBaseOption("--rtc-base"), RTC_BASE_DEFAULT)
     .option("--pace <factor>", "VMs: virtual time runs at most FACTOR x wall time, or 'off' (default: 1 with SSH, off with --no-ssh)")
     .option("--mgmt-net <a.b>", "VMs: management network a.b.0.0/16 (node i's guest is a.b.i.2, reached through a TAP)", "10.254")
     .option("--netns <n>", "network namespaces joined through TAP devices, on wall-clock time (needs --duration)", integerOption("--netns", 1, 64))
     .option("--netns-cmd <cmd>", "namespaces: command run in every namespace or 'N:cmd' in node N's (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .action(async (flags: RunFlags & Partial<VmRunFlags> & Partial<NetnsRunFlags>) => {
+    .action(async (flags: RunFlags & Partial<VmRunFlags> & Partial<NetnsRunFlags>, command: Command) => {
       if (flags.vms !== undefined && flags.netns !== undefined) throw new InputError("--vms and --netns: choose one");
+      refuseFlagsOfOtherKinds(command, flags.vms !== undefined ? "vms" : flags.netns !== undefined ? "netns" : "inprocess");
       if (flags.vms !== undefined) setExit(await runVmsCommand(flags as VmRunFlags));
       else if (flags.netns !== undefined) setExit(await runNetnsCommand(flags as NetnsRunFlags));
       else setExit(await runCommand(flags));
     });
+}
+
+/** Flags that only one kind of run reads; given to another kind they would be ignored silently. */
+const FLAGS_OF_KIND: Readonly<Record<RunKind, readonly string[]>> = {
+  inprocess: ["nodes", "workload", "messages", "payloadBytes", "startSpread", "silent", "broadcasters"],
+  vms: ["image", "password", "memory", "sshPortBase", "sshTimeout", "ssh", "bootCmd", "rtcBase", "pace", "mgmtNet"],
+  netns: ["netnsCmd"],
+};
+const KIND_TEXT: Readonly<Record<RunKind, string>> = { inprocess: "in-process runs (without --vms or --netns)", vms: "VM runs (--vms N)", netns: "namespace runs (--netns N)" };
+
+type RunKind = "inprocess" | "vms" | "netns";
+
+function refuseFlagsOfOtherKinds(command: Command, kind: RunKind): void {
+  for (const other of Object.keys(FLAGS_OF_KIND) as RunKind[]) {
+    if (other === kind) continue;
+    for (const key of FLAGS_OF_KIND[other]) {
+      if (command.getOptionValueSource(key) !== "cli") continue;
+      const flag = command.options.find((o) => o.attributeName() === key)?.long ?? key;
+      throw new InputError(`${flag} applies only to ${KIND_TEXT[other]}`);
+    }
+  }
 }
 
 export function buildRunConfig(flags: RunFlags): RunConfig {

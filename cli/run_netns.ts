@@ -1,7 +1,8 @@
 // `tapsim run --netns N`: N network namespaces, each joined to the simulated network by a
 // TAP device (tapio-rs) with the node's MAC and address, run on wall-clock time
 // (engine/tap/backend.ts) until --duration or Ctrl+C; `--netns-cmd 'N:CMD'` runs a command
-// inside node N's namespace. Namespaces, TAP devices and commands are removed on every exit.
+// inside node N's namespace. Namespaces, TAP devices and commands are removed on every exit;
+// after a SIGKILL, a watchdog process removes them (engine/tap/netns.ts).
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { statSync } from "node:fs";
@@ -9,7 +10,7 @@ import type { RunControl, RunSummary } from "../engine/engine.js";
 import { InputError } from "../engine/errors.js";
 import { createEngine, makeRunConfig } from "../engine/run.js";
 import { RealtimeClock, TapBackend } from "../engine/tap/backend.js";
-import { deleteNamespace, joinNamespace } from "../engine/tap/netns.js";
+import { deleteNamespace, joinNamespace, namespaceName, NamespaceWatchdog, sweepStaleNamespaces } from "../engine/tap/netns.js";
 import { TapDevice } from "../engine/tap/tapio.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig } from "../engine/trace_records.js";
@@ -34,8 +35,11 @@ export async function runNetnsCommand(flags: NetnsRunFlags): Promise<number> {
   if (flags.duration === undefined) throw new InputError("--netns runs on wall-clock time: give --duration (virtual = wall time here)");
   const topology = loadTopologyFile(flags.latency, { nodes: flags.netns });
   const commands = parseBootCommands(flags.netnsCmd, flags.netns);
+  TraceWriter.checkPath(flags.trace);
   const config = makeRunConfig({ topology, workload: null, seed: flags.seed, until_ns: flags.duration, slice_len_max_ns: flags.sliceMax, inflight_frames_max: flags.inflightMax, backend: "tap" });
   const joined: Joined = { namespaces: [], taps: [], children: [] };
+  sweepStaleNamespaces();
+  const watchdog = NamespaceWatchdog.start(config.nodes.map((node) => namespaceName(process.pid, node.id)));
   const control: RunControl = { stop_requested: false };
   const onSignal = () => (control.stop_requested = true);
   process.on("SIGINT", onSignal);
@@ -61,8 +65,9 @@ export async function runNetnsCommand(flags: NetnsRunFlags): Promise<number> {
     for (const child of joined.children) child.kill("SIGKILL");
     await Promise.allSettled(backends.map((b) => b.close()));
     for (const tap of joined.taps) tap.close();
-    writer?.close();
     for (const ns of joined.namespaces) deleteNamespace(ns);
+    watchdog.release();
+    writer?.close();
   }
   printSummary(flags, config, summary);
   return summary.end_reason === "interrupted" ? 130 : 0;
@@ -72,7 +77,7 @@ export async function runNetnsCommand(flags: NetnsRunFlags): Promise<number> {
 function joinAll(config: RunConfig, joined: Joined): void {
   for (const node of config.nodes) {
     const tap_name = `ts${process.pid}n${node.id}`.slice(0, 15);
-    const ns = `tapsim-${process.pid}-${node.id}`;
+    const ns = namespaceName(process.pid, node.id);
     const tap = TapDevice.create(tap_name);
     joined.taps.push(tap);
     joined.namespaces.push(ns);

@@ -13,6 +13,7 @@ import { ensureDefaultImage, openUserImage, type GuestImage } from "../guest/ima
 import { GATE_PROTOCOL_VERSION } from "../qmp/gate_channel.js";
 import { checkQemu } from "../qmp/launcher.js";
 import { parseMgmtNet } from "../qmp/mgmt.js";
+import { vmNameProblem } from "../qmp/qemu_values.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
 import { TraceWriter } from "../recorder/writer.js";
@@ -39,9 +40,11 @@ export const EXIT_VM_FAILED = 1;
 export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
   const qemu_version = await checkQemu();
   const topology = loadTopologyFile(flags.latency, { nodes: flags.vms });
+  checkVmNames(flags.latency, topology.node_names);
   const boot_commands = parseBootCommands(flags.bootCmd, flags.vms);
   const pace = parsePace(flags.pace, flags.ssh);
   const mgmt_net = parseMgmtNet(flags.mgmtNet);
+  TraceWriter.checkPath(flags.trace);
   const image = await resolveImage(flags);
   const config = makeRunConfig({
     topology,
@@ -147,6 +150,14 @@ async function resolveImage(flags: VmRunFlags): Promise<GuestImage> {
   }
   const opts = { log: (line: string) => log(flags, line), ...(flags.password === undefined ? {} : { password: flags.password }) };
   return await ensureDefaultImage(opts);
+}
+
+/** Node names become QEMU option values and guest hostnames: refuse unsafe ones before anything starts. */
+function checkVmNames(source: string, names: readonly string[]): void {
+  names.forEach((name, i) => {
+    const problem = vmNameProblem(name);
+    if (problem !== null) throw new InputError(`${source}: node ${i} name ${JSON.stringify(name)}: ${problem}`);
+  });
 }
 
 /** `--boot-cmd 'CMD'` runs in every VM; `--boot-cmd 'N:CMD'` only in node N. */

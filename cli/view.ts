@@ -2,12 +2,13 @@
 // page (space-time diagram, filters, frame decoding), written to a file or served on
 // 127.0.0.1 until Ctrl+C.
 
-import { writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import path from "node:path";
 import type { Command } from "commander";
 import { InputError, fsErrorText } from "../engine/errors.js";
+import { writeOutput } from "../recorder/output_file.js";
 import { viewPage } from "../recorder/viewer/page.js";
+import { warnIfIncomplete } from "./incomplete.js";
 import { integerOption } from "./options.js";
 
 export const SERVE_PORT_DEFAULT = 7357;
@@ -32,6 +33,7 @@ export function registerView(program: Command, setExit: (code: number) => void):
       // Flags are checked before the trace is read: a typo should not cost a long generation.
       const port = serve ? servePort(flags.serve!) : 0;
       if (serve && flags.output !== undefined) throw new InputError("-o and --serve: choose one");
+      warnIfIncomplete(trace);
       const html = viewPage(trace, { frame_bytes_cap: flags.frameBytes });
       if (serve) {
         await serveUntilInterrupted(html, port);
@@ -44,12 +46,9 @@ export function registerView(program: Command, setExit: (code: number) => void):
     });
 }
 
+/** The page appears whole under `out`, or (disk full) not at all. */
 export function writePage(out: string, html: string): void {
-  try {
-    writeFileSync(out, html);
-  } catch (err) {
-    throw new InputError(`${out}: cannot write: ${fsErrorText(err)}`);
-  }
+  writeOutput(out, (file) => file.write(html));
 }
 
 export function kib(html: string): string {

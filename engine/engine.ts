@@ -4,7 +4,7 @@
 
 import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "./backend.js";
 import { SLICE_OUTPUTS_MAX } from "./backend.js";
-import { InputError } from "./errors.js";
+import { InputError, SliceResultError } from "./errors.js";
 import { FramePool, Inbox } from "./inbox.js";
 import { LinkState, type LinkBacklog } from "./link.js";
 import { frameDstMac, isGroupMac, ETH_HEADER_BYTES } from "./net/ethernet.js";
@@ -345,15 +345,15 @@ export class Engine {
 function checkSliceResult(grant: SliceGrant, deliveries: number, result: SliceResult): void {
   const where = `node ${grant.node} slice [${grant.start_ns}, ${grant.end_ns})`;
   const taken = result.deliveries_taken ?? deliveries;
-  if (!(Number.isInteger(taken) && taken >= 0 && taken <= deliveries)) throw new Error(`${where}: backend took ${taken} of ${deliveries} deliveries`);
+  if (!(Number.isInteger(taken) && taken >= 0 && taken <= deliveries)) throw new SliceResultError(`${where}: backend took ${taken} of ${deliveries} deliveries`);
   if (!(result.end_ns >= grant.start_ns && result.end_ns <= grant.end_ns)) {
-    throw new Error(`${where}: backend ended at ${result.end_ns}, outside the slice`);
+    throw new SliceResultError(`${where}: backend ended at ${result.end_ns}, outside the slice`);
   }
-  if (result.outputs.length > SLICE_OUTPUTS_MAX) throw new Error(`${where}: ${result.outputs.length} outputs exceed the bound`);
+  if (result.outputs.length > SLICE_OUTPUTS_MAX) throw new SliceResultError(`${where}: ${result.outputs.length} outputs exceed the bound`);
   let last_ns = grant.start_ns;
   for (const out of result.outputs as readonly SliceOutput[]) {
     if (!(out.t_ns >= last_ns && out.t_ns <= result.end_ns)) {
-      throw new Error(`${where}: output at ${out.t_ns} out of order or outside the slice`);
+      throw new SliceResultError(`${where}: output at ${out.t_ns} out of order or outside the slice`);
     }
     last_ns = out.t_ns;
   }

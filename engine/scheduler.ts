@@ -5,6 +5,7 @@
 // it is exact nanoseconds, and nodes that only act on events (in-process) also bound their
 // earliest send by their next known event, so idle stretches cost nothing.
 
+import { SliceResultError } from "./errors.js";
 import type { Topology } from "./topology.js";
 import { VIRTUAL_NS_NEVER, type NodeId } from "./units.js";
 import type { RunEndReason } from "./trace_records.js";
@@ -61,8 +62,8 @@ export class Scheduler {
   }
 
   completed(node: NodeId, end_ns: number, wake_ns: number): void {
-    if (!(end_ns >= this.clock_ns[node]!)) throw new Error(`node ${node} clock would go back to ${end_ns}`);
-    if (!(wake_ns >= end_ns)) throw new Error(`node ${node} wake ${wake_ns} before its slice end ${end_ns}`);
+    if (!(end_ns >= this.clock_ns[node]!)) throw new SliceResultError(`node ${node} clock would go back to ${end_ns}`);
+    if (!(wake_ns >= end_ns)) throw new SliceResultError(`node ${node} wake ${wake_ns} before its slice end ${end_ns}`);
     this.clock_ns[node] = end_ns;
     this.wake_ns[node] = wake_ns;
   }

@@ -5,13 +5,13 @@
 //    jitter, bandwidth, loss and queue (latency_configs/README.md documents both).
 // Every error is an InputError whose message is one line "file:line:column: message".
 
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import {
   LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq,
   type Document, type Node as YamlNode, type Scalar, type YAMLMap, type YAMLSeq,
 } from "yaml";
-import { fsErrorText, InputError, locatedMessage } from "./errors.js";
+import { InputError, locatedMessage } from "./errors.js";
+import { InputFileError, readInputText } from "./input_file.js";
 import { LINK_DEFAULTS, NODE_COUNT_MAX, type LinkOverride, type LinkParams, type TopologySpec } from "./topology.js";
 import { UnitError, formatDurationNs, parseBandwidthBps, parseDurationNs, parseRatio, parseSizeBytes } from "./units.js";
 
@@ -35,12 +35,9 @@ export function loadTopologyFile(file: string, opts: LoadTopologyOptions = {}): 
   return spec;
 }
 
+/** Regular files of bounded size only: a FIFO or /dev/zero named by mistake must not hang or fill memory. */
 function readText(file: string): string {
-  try {
-    return readFileSync(file, "utf8");
-  } catch (e) {
-    throw new InputError(`${file}: cannot read: ${fsErrorText(e)}`);
-  }
+  return readInputText(file);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -364,9 +361,10 @@ function readMatrix(ctx: Ctx, f: Field): MatrixField {
   const file = path.isAbsolute(v.value as string) ? (v.value as string) : path.join(ctx.baseDir, v.value as string);
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readInputText(file);
   } catch (e) {
-    return ctx.fail(v, `latency_matrix: cannot read ${file}: ${fsErrorText(e)}`);
+    if (!(e instanceof InputFileError)) throw e;
+    return ctx.fail(v, `latency_matrix: cannot read ${file}: ${e.detail}`);
   }
   return { spec: parseLatencyMatrix(text, file), node: v, file };
 }

@@ -1,11 +1,13 @@
 // Comparing two traces: configuration differences from the headers, the first record where
 // the event streams part (with the records before it as context), and per-node / per-link
-// summaries of both runs side by side. Streams both files in constant memory.
+// summaries of both runs side by side. Streams both files in constant memory. Facts about
+// the host that ran a simulation (QEMU's pid, its run directory) are not the simulation:
+// lifecycle details are compared with them masked.
 
 import { recordsEqual } from "./describe.js";
 import { TraceReader } from "./reader.js";
 import { TraceStats, type LinkStats, type NodeStats } from "./stats.js";
-import type { TraceHeader, TraceRecord } from "../engine/trace_records.js";
+import { RecordKind, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
 
 export const CONFIG_DIFFERENCES_MAX = 20;
 
@@ -61,7 +63,7 @@ export function diffTraces(path_a: string, path_b: string, context_records: numb
     const rb = b.done ? null : b.value;
     if (ra) stats_a.add(ra);
     if (rb) stats_b.add(rb);
-    const same = ra !== null && rb !== null && recordsEqual(ra, rb);
+    const same = ra !== null && rb !== null && sameSimulation(ra, rb);
     if (!same) differing += 1;
     if (!same && first === null) first = { index, a: ra, b: rb, context: ringContents(ring, index) };
     if (first === null && context_records > 0) ring[index % context_records] = ra!;
@@ -79,6 +81,21 @@ export function diffTraces(path_a: string, path_b: string, context_records: numb
     links: linkDeltas(stats_a, stats_b),
     incomplete: { a: !reader_a.status().complete, b: !reader_b.status().complete },
   };
+}
+
+/** Host facts in lifecycle details: "qemu pid 4242" (boot), "(QEMU pid 4242)" (crash), a run directory. */
+const HOST_FACTS = /\b(qemu pid) \d+|\/tapsim-run-[A-Za-z0-9]+/gi;
+
+/** "qemu pid N" as "qemu pid _", so that two runs on different hosts (or twice on one) compare equal. */
+export function maskHostFacts(detail: string): string {
+  return detail.replace(HOST_FACTS, (match, pid: string | undefined) => (pid === undefined ? "/tapsim-run-_" : `${pid} _`));
+}
+
+/** recordsEqual, except that lifecycle details are compared with host facts masked. */
+export function sameSimulation(a: TraceRecord, b: TraceRecord): boolean {
+  if (recordsEqual(a, b)) return true;
+  if (a[0] !== RecordKind.Lifecycle || b[0] !== RecordKind.Lifecycle) return false;
+  return a[1] === b[1] && a[2] === b[2] && a[3] === b[3] && maskHostFacts(a[4]) === maskHostFacts(b[4]);
 }
 
 /** The ring's records before position `index`, oldest first. */

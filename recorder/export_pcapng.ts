@@ -5,10 +5,9 @@
 // interface when it is delivered (inbound); a dropped frame appears on the receiver's
 // interface (the sender's for no_route) with a comment "tapsim drop: <reason>".
 
-import { closeSync, openSync, writeSync } from "node:fs";
 import { isGroupMac } from "../engine/net/ethernet.js";
 import { RecordKind, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
-import { fsErrorText, InputError } from "../engine/errors.js";
+import { OutputFile } from "./output_file.js";
 import { TraceReader } from "./reader.js";
 
 const BLOCK_SHB = 0x0a0d0d0a;
@@ -46,10 +45,10 @@ export function exportPcapng(trace_path: string, out_path: string): PcapExportSt
     const in_flight = new Map<number, InFlight>();
     const node_count = reader.header.config.nodes.length;
     for (const r of reader.records()) exportRecord(out, r, in_flight, node_count, stats);
-    out.flush();
+    out.commit();
     return stats;
   } finally {
-    out.close();
+    out.discard();
     reader.close();
   }
 }
@@ -121,18 +120,14 @@ function packet(out: BlockWriter, iface: number, t_ns: number, bytes: Uint8Array
 const padded = (n: number) => (n + 3) & ~3;
 const utf8 = (s: string) => new TextEncoder().encode(s);
 
-/** Writes pcapng blocks (little endian) through a bounded buffer. */
+/** Writes pcapng blocks (little endian) through a bounded buffer; the file appears at commit(). */
 class BlockWriter {
-  private readonly fd: number;
+  private readonly file: OutputFile;
   private readonly buf = Buffer.alloc(FLUSH_BYTES * 2);
   private used = 0;
 
   constructor(readonly path: string) {
-    try {
-      this.fd = openSync(path, "w");
-    } catch (err) {
-      throw new InputError(`${path}: ${fsErrorText(err)}`);
-    }
+    this.file = OutputFile.create(path);
   }
 
   block(type: number, body: Uint8Array, options: Array<[number, Uint8Array]>): void {
@@ -167,11 +162,17 @@ class BlockWriter {
   }
 
   flush(): void {
-    if (this.used > 0) writeSync(this.fd, this.buf, 0, this.used);
+    if (this.used > 0) this.file.write(this.buf, this.used);
     this.used = 0;
   }
 
-  close(): void {
-    closeSync(this.fd);
+  commit(): void {
+    this.flush();
+    this.file.commit();
+  }
+
+  /** After a failure: no file appears. */
+  discard(): void {
+    this.file.discard();
   }
 }

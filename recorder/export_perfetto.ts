@@ -5,10 +5,9 @@
 // emission, drop, mark and lifecycle event an instant ("i") event. Times are µs with ns
 // decimals (the format's unit); displayTimeUnit "ns".
 
-import { closeSync, openSync, writeSync } from "node:fs";
-import { fsErrorText, InputError } from "../engine/errors.js";
 import { RecordKind, type TraceRecord } from "../engine/trace_records.js";
 import { decodeFrame } from "./frame_decode.js";
+import { OutputFile } from "./output_file.js";
 import { TraceReader } from "./reader.js";
 
 const PID = 1;
@@ -33,7 +32,7 @@ export function exportPerfetto(trace_path: string, out_path: string): PerfettoEx
     out.end();
     return stats;
   } finally {
-    out.close();
+    out.discard();
     reader.close();
   }
 }
@@ -78,17 +77,14 @@ function exportRecord(out: JsonEventWriter, r: TraceRecord, slice_start: Map<num
 /** Trace-event timestamps are µs; three decimals keep every nanosecond. */
 const us = (ns: number) => Number((ns / 1000).toFixed(3));
 
+/** The file appears at end(); discard() after a failure leaves none. */
 class JsonEventWriter {
-  private readonly fd: number;
+  private readonly file: OutputFile;
   private text = '{"displayTimeUnit":"ns","traceEvents":[\n';
   count = 0;
 
   constructor(readonly path: string) {
-    try {
-      this.fd = openSync(path, "w");
-    } catch (err) {
-      throw new InputError(`${path}: ${fsErrorText(err)}`);
-    }
+    this.file = OutputFile.create(path);
   }
 
   event(e: Record<string, unknown>): void {
@@ -99,14 +95,15 @@ class JsonEventWriter {
   end(): void {
     this.text += "\n]}\n";
     this.flush();
+    this.file.commit();
   }
 
   private flush(): void {
-    writeSync(this.fd, this.text);
+    this.file.write(this.text);
     this.text = "";
   }
 
-  close(): void {
-    closeSync(this.fd);
+  discard(): void {
+    this.file.discard();
   }
 }

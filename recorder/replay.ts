@@ -5,11 +5,12 @@
 
 import type { NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
 import type { Engine } from "../engine/engine.js";
-import { InputError } from "../engine/errors.js";
+import { InputError, SliceResultError } from "../engine/errors.js";
 import { createEngine } from "../engine/run.js";
 import { RecordKind, type RecordSink, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
 import { VIRTUAL_NS_NEVER } from "../engine/units.js";
 import { recordsEqual } from "./describe.js";
+import { TraceError } from "./errors.js";
 import { TraceReader } from "./reader.js";
 
 export const CONTEXT_RECORDS = 5;
@@ -29,6 +30,8 @@ export interface Divergence {
 export interface ReplayOutcome {
   identical: boolean;
   records_checked: number;
+  /** Slices whose records were all re-derived (slice_end checked). */
+  slices_checked: number;
   divergence: Divergence | null;
   /** The trace stops without a clean end (killed run): replay checked everything up to there. */
   trace_incomplete: boolean;
@@ -117,6 +120,7 @@ export class ReplayBackend implements NodeBackend {
 export class CheckingSink implements RecordSink {
   /** Called with each record once checked, while the engine is still inside the write (the debugger snapshots state there). */
   observe: ((record: TraceRecord) => void) | null = null;
+  slice_ends_checked = 0;
 
   constructor(
     private readonly cursor: RecordCursor,
@@ -131,6 +135,7 @@ export class CheckingSink implements RecordSink {
     }
     if (!recordsEqual(actual, expected)) throw new Diverged({ expected, actual, why: "records differ" });
     this.cursor.next();
+    if (expected[0] === RecordKind.SliceEnd) this.slice_ends_checked += 1;
     this.observe?.(expected);
   }
 }
@@ -151,7 +156,11 @@ export class ReplayDriver {
     this.cursor = new RecordCursor(reader.records()[Symbol.iterator]());
     this.sink = new CheckingSink(this.cursor, () => reader.status().complete);
     const backends = this.header.config.nodes.map(() => new ReplayBackend(this.cursor));
-    this.engine = createEngine(this.header.config, backends, this.sink);
+    this.engine = engineFromHeader(reader, backends, this.sink);
+  }
+
+  get slices_checked(): number {
+    return this.sink.slice_ends_checked;
   }
 
   set observe(fn: ((record: TraceRecord) => void) | null) {
@@ -167,6 +176,7 @@ export class ReplayDriver {
     try {
       return await stepUnlessRunEndsHere(this.engine, this.cursor);
     } catch (err) {
+      if (err instanceof SliceResultError) throw inconsistentInputs(err, this.cursor);
       const next = this.cursor.peek();
       const failed_here = next !== undefined && next[0] === RecordKind.RunEnd && next[2] === "error";
       if (!(err instanceof InputError && failed_here)) throw err;
@@ -176,13 +186,35 @@ export class ReplayDriver {
   }
 }
 
+/** The engine of a trace's configuration; a configuration the engine refuses is a malformed header. */
+function engineFromHeader(reader: TraceReader, backends: NodeBackend[], sink: RecordSink): Engine {
+  try {
+    return createEngine(reader.header.config, backends, sink);
+  } catch (err) {
+    if (!(err instanceof InputError || err instanceof RangeError || err instanceof TypeError)) throw err;
+    throw new TraceError(reader.path, `header is malformed: ${err.message}`);
+  }
+}
+
+/** The recorded inputs of the slice at the cursor break the engine's contract: the trace does not re-execute from there. */
+function inconsistentInputs(err: SliceResultError, cursor: RecordCursor): Diverged {
+  return new Diverged({ expected: cursor.peek() ?? null, actual: null, why: `the trace's inputs for this slice are inconsistent: ${err.message}` });
+}
+
 export async function replayTrace(path: string): Promise<ReplayOutcome> {
   const reader = TraceReader.open(path);
-  const driver = new ReplayDriver(reader);
+  let driver: ReplayDriver;
+  try {
+    driver = new ReplayDriver(reader);
+  } catch (err) {
+    reader.close();
+    throw err;
+  }
   const cursor = driver.cursor;
   const outcome = (divergence: Divergence | null, trace_incomplete: boolean): ReplayOutcome => ({
     identical: divergence === null,
     records_checked: cursor.consumed,
+    slices_checked: driver.slices_checked,
     divergence,
     trace_incomplete,
     header: driver.header,

@@ -3,7 +3,12 @@
 // The reader's decoder (record_codec.ts) applies these rules inline while it decodes, for
 // speed; validateRecord states them plainly over decoded values (tests check that both agree).
 
+import { InputError } from "../engine/errors.js";
+import { validateTopologySpec, type TopologySpec } from "../engine/topology.js";
 import { DROP_REASONS, LIFECYCLE_EVENTS, RUN_END_REASONS, type TraceHeader } from "../engine/trace_records.js";
+
+/** The engine routes by MAC: six hex pairs, each node's its own. */
+const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 /** The tuple each record kind must be, as error messages show it. */
 export const RECORD_SHAPES: Readonly<Record<number, string>> = Object.freeze({
@@ -98,17 +103,39 @@ export function validateHeader(h: Partial<TraceHeader>): string | null {
   const c = h.config;
   if (typeof c !== "object" || c === null) return "config missing";
   if (!Array.isArray(c.nodes) || c.nodes.length === 0) return "config.nodes must be a non-empty list";
+  const macs = new Map<string, number>();
   for (const [i, n] of c.nodes.entries()) {
     if (typeof n !== "object" || n === null || n.id !== i || typeof n.mac !== "string" || typeof n.name !== "string") return `config.nodes[${i}] is malformed`;
+    if (!MAC_PATTERN.test(n.mac)) return `config.nodes[${i}].mac ${JSON.stringify(n.mac.slice(0, 40))} is not a MAC address`;
+    const other = macs.get(n.mac.toLowerCase());
+    if (other !== undefined) return `config.nodes[${i}].mac ${n.mac} is also node ${other}'s`;
+    macs.set(n.mac.toLowerCase(), i);
   }
   const t = c.topology;
-  if (typeof t !== "object" || t === null || !Array.isArray(t.node_names) || !Array.isArray(t.latency_ns) || typeof t.link_defaults !== "object" || !Array.isArray(t.link_overrides)) {
+  if (typeof t !== "object" || t === null || !Array.isArray(t.node_names) || !Array.isArray(t.latency_ns) || typeof t.link_defaults !== "object" || t.link_defaults === null || !Array.isArray(t.link_overrides)) {
     return "config.topology is malformed";
   }
   if (t.node_names.length !== c.nodes.length) return "config.topology and config.nodes disagree on the node count";
+  const topology_problem = topologyProblem(t);
+  if (topology_problem !== null) return topology_problem;
   if (!uint(c.seed)) return "config.seed must be a non-negative integer";
   if (!(c.until_ns === null || uint(c.until_ns))) return "config.until_ns must be null or a non-negative integer";
   if (!(uint(c.slice_len_max_ns) && c.slice_len_max_ns > 0)) return "config.slice_len_max_ns must be a positive integer";
   if (!(uint(c.inflight_frames_max) && c.inflight_frames_max > 0)) return "config.inflight_frames_max must be a positive integer";
+  return null;
+}
+
+/** The topology checks the engine would make, as a problem instead of an exception. */
+function topologyProblem(t: TopologySpec): string | null {
+  for (const [i, o] of t.link_overrides.entries()) {
+    if (typeof o !== "object" || o === null || Array.isArray(o)) return `config.topology.link_overrides[${i}] is not an object`;
+  }
+  if (!t.latency_ns.every((row) => Array.isArray(row))) return "config.topology.latency_ns must be a list of rows";
+  try {
+    validateTopologySpec(t);
+  } catch (err) {
+    if (err instanceof InputError) return `config.topology: ${err.message}`;
+    throw err;
+  }
   return null;
 }

@@ -1,12 +1,16 @@
 // Streams records into a trace file in checksummed chunks. A chunk goes to the kernel with
 // one synchronous write as soon as it is full, on flush(), or after ~250 ms of wall time, so
 // a run killed with SIGKILL leaves every chunk written before the kill readable. (Only
-// close() fsyncs: surviving a power cut mid-run is not promised.)
+// close() fsyncs: surviving a power cut mid-run is not promised.) A failed write (disk full)
+// cuts the file back to its last whole chunk, so it reads as an incomplete trace, and every
+// later call fails with that same first error instead of a misleading "already closed".
 
-import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
+import { accessSync, closeSync, constants as fsConstants, ftruncateSync, fsyncSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import { RuntimeFailure, errnoText } from "../engine/errors.js";
 import { RECORD_KIND_MAX, recordTimeNs, type RecordSink, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
 import { hostNowNs } from "../engine/units.js";
-import { TraceError, fsErrorText } from "./errors.js";
+import { TraceError } from "./errors.js";
 import { FILE_MAGIC, encodeHeaderChunk, encodeIndexChunk, encodeTrailer, type IndexTuple } from "./format.js";
 import { RecordChunkEncoder } from "./record_codec.js";
 
@@ -26,6 +30,8 @@ export class TraceWriter implements RecordSink {
   private readonly index: IndexTuple[] = [];
   private last_flush_ns: number = hostNowNs();
   private fd: number | null;
+  /** The write error that ended this writer; thrown again by every later call. */
+  private failure: RuntimeFailure | null = null;
 
   private constructor(
     readonly path: string,
@@ -40,7 +46,7 @@ export class TraceWriter implements RecordSink {
     try {
       fd = openSync(path, "w", 0o644);
     } catch (err) {
-      throw new TraceError(path, `cannot create trace: ${createErrorText(err)}`);
+      throw new TraceError(path, `cannot create trace: ${createErrorText(err, path)}`);
     }
     const writer = new TraceWriter(path, fd);
     try {
@@ -48,9 +54,33 @@ export class TraceWriter implements RecordSink {
       writer.append(encodeHeaderChunk(header));
     } catch (err) {
       writer.abandon();
+      // Not even a header: nothing in the file is worth keeping.
+      try {
+        unlinkSync(path);
+      } catch {
+        // already gone
+      }
       throw err;
     }
     return writer;
+  }
+
+  /**
+   * What create() would refuse about `path` (missing or unwritable directory, a directory in
+   * its place), checked without creating anything: for runs that start VMs or namespaces
+   * before they create the trace.
+   */
+  static checkPath(path: string): void {
+    const dir = dirname(path);
+    const dir_stat = statSync(dir, { throwIfNoEntry: false });
+    if (dir_stat === undefined) throw new TraceError(path, `cannot create trace: ENOENT (its directory ${dir} does not exist)`);
+    if (!dir_stat.isDirectory()) throw new TraceError(path, `cannot create trace: ENOTDIR (${dir} is not a directory)`);
+    if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new TraceError(path, "cannot create trace: EISDIR (is a directory)");
+    try {
+      accessSync(dir, fsConstants.W_OK);
+    } catch (err) {
+      throw new TraceError(path, `cannot create trace: ${errnoText(err)}`);
+    }
   }
 
   /** Records not yet in a written chunk. */
@@ -70,7 +100,7 @@ export class TraceWriter implements RecordSink {
     if (!(kind >= 1 && kind <= RECORD_KIND_MAX && t >= 0 && Number.isSafeInteger(t))) {
       throw new RangeError(`refusing to write a malformed trace record: kind ${String(kind)}, time ${String(t)}`);
     }
-    if (this.fd === null) throw new Error(`${this.path}: trace writer already closed`);
+    if (this.fd === null) throw this.failure ?? new Error(`${this.path}: trace writer already closed`);
     const enc = this.encoder;
     enc.add(record, t);
     if (enc.count >= CHUNK_RECORDS_TARGET || enc.record_bytes >= CHUNK_BYTES_TARGET) this.flush();
@@ -101,8 +131,9 @@ export class TraceWriter implements RecordSink {
     this.maybeFlushByWallTime();
   }
 
-  /** Flushes, writes the index and trailer, fsyncs and closes. Safe to call again. */
+  /** Flushes, writes the index and trailer, fsyncs and closes. Safe to call again; after a failed write it throws that failure. */
   close(): void {
+    if (this.failure !== null) throw this.failure;
     if (this.fd === null) return;
     try {
       this.flush();
@@ -111,7 +142,9 @@ export class TraceWriter implements RecordSink {
       this.append(encodeTrailer(index_offset));
       fsyncSync(this.fd);
     } catch (err) {
-      throw err instanceof TraceError ? err : new TraceError(this.path, `cannot finish trace: ${fsErrorText(err)}`);
+      if (err instanceof TraceError || err instanceof RuntimeFailure) throw err;
+      this.failure = new RuntimeFailure(`${this.path}: cannot finish trace: ${errnoText(err)}`);
+      throw this.failure;
     } finally {
       this.abandon();
     }
@@ -126,23 +159,37 @@ export class TraceWriter implements RecordSink {
   }
 
   private append(bytes: Uint8Array): void {
-    if (this.fd === null) throw new Error(`${this.path}: trace writer already closed`);
+    if (this.fd === null) throw this.failure ?? new Error(`${this.path}: trace writer already closed`);
     try {
       let done = 0;
       while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done);
     } catch (err) {
       // Part of a chunk may be in the file now; anything appended after it would be misplaced.
+      const kept = this.cutBackToLastChunk();
       this.abandon();
-      throw new TraceError(this.path, `cannot write trace: ${fsErrorText(err)}`);
+      this.failure = new RuntimeFailure(`${this.path}: cannot write trace: ${errnoText(err)}; ${kept}`);
+      throw this.failure;
     }
     this.bytes_written += bytes.length;
+  }
+
+  /** Drops a partly written chunk; says what the file holds now. */
+  private cutBackToLastChunk(): string {
+    try {
+      ftruncateSync(this.fd!, this.bytes_written);
+    } catch {
+      return "its last chunk may be cut short (the reader stops there)";
+    }
+    return `the file keeps ${this.records_written} records in ${this.chunks_written} whole chunks (an incomplete trace)`;
   }
 }
 
 /** "ENOENT (its directory does not exist)": the code for scripts, then what it means here. */
-function createErrorText(err: unknown): string {
+function createErrorText(err: unknown, file: string): string {
   const code = (err as NodeJS.ErrnoException)?.code;
-  if (code === undefined) return fsErrorText(err);
-  const text = code === "ENOENT" ? "its directory does not exist" : fsErrorText(err);
-  return text.startsWith(code) ? text : `${code} (${text})`;
+  if (code !== "ENOENT") return errnoText(err);
+  // ENOENT also comes from a directory that exists but creates no files (/proc, /sys).
+  const dir = dirname(file);
+  const exists = statSync(dir, { throwIfNoEntry: false })?.isDirectory() === true;
+  return exists ? `ENOENT (no such file or directory: ${dir} exists but does not let files be created in it)` : `ENOENT (its directory ${dir} does not exist)`;
 }

@@ -2,13 +2,13 @@
 // wall-clock time: ping between namespaces is never faster than the configured latencies
 // (frames are held at least that long), the run records and replays, and nothing is left.
 
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { tapsim } from "./helpers/cli.js";
+import { REPO_ROOT, tapsim } from "./helpers/cli.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-netns-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,6 +39,46 @@ test("--netns without --duration is a one-line error, and creates nothing", () =
   assert.is(r.code, 2);
   assert.match(r.stderr, /^tapsim: --netns runs on wall-clock time: give --duration/);
   assert.equal(leftovers(), []);
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(what: string, ok: () => boolean, timeout_ms: number): Promise<void> {
+  const deadline = Date.now() + timeout_ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Processes whose command line is exactly `cmd`. */
+function processesRunning(cmd: string): number[] {
+  const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
+  return out.split("\n").map((l) => l.trim()).filter((l) => l.endsWith(` ${cmd}`) && l.split(/\s+/).slice(1).join(" ") === cmd).map((l) => Number(l.split(/\s+/)[0]));
+}
+
+test("SIGKILL of a --netns run: its namespaces, TAPs and the commands in them are removed right after", async () => {
+  const topology = path.join(dir, "two.yaml");
+  writeFileSync(topology, "nodes: 2\ndefaults:\n  latency: 5ms\n");
+  // A command nobody else runs, so that the test can find it.
+  const marker = `sleep ${4000 + (process.pid % 1000)}`;
+  const child = spawn(process.execPath, [`${REPO_ROOT}/bin/tapsim.js`, "run", "--netns", "2", "--latency", topology, "--duration", "120s", "--trace", path.join(dir, "killed.trace"), "--netns-cmd", marker, "--no-progress"], {
+    cwd: REPO_ROOT,
+    stdio: "ignore",
+  });
+  const pid = child.pid!;
+  const mine = () => execFileSync("ip", ["netns", "list"], { encoding: "utf8" }).split("\n").filter((l) => l.startsWith(`tapsim-${pid}-`));
+  try {
+    await until("both namespaces and their commands", () => mine().length === 2 && processesRunning(marker).length === 2, 30_000);
+    process.kill(pid, "SIGKILL");
+    await until("the namespaces to go", () => mine().length === 0, 5_000);
+    await until("the commands to go", () => processesRunning(marker).length === 0, 5_000);
+    assert.not.match(execFileSync("ip", ["link"], { encoding: "utf8" }), new RegExp(`ts${pid}n\\d`));
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const p of processesRunning(marker)) process.kill(p, "SIGKILL");
+    for (const line of mine()) execFileSync("ip", ["netns", "del", line.split(" ")[0]!]);
+  }
 });
 
 test.run();

@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
@@ -12,7 +12,8 @@ import { diffTraces } from "../recorder/diff.js";
 import { TraceReader } from "../recorder/reader.js";
 import { replayTrace } from "../recorder/replay.js";
 import { TraceWriter } from "../recorder/writer.js";
-import { REPO_ROOT } from "./helpers/cli.js";
+import { REPO_ROOT, tapsim } from "./helpers/cli.js";
+import { rewriteTrace } from "./helpers/recorder_fixtures.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "tapsim-replay-"));
 const AWS = path.join(REPO_ROOT, "latency_configs/delays_9x9_aws.txt");
@@ -171,5 +172,44 @@ test("a run that failed (in-flight bound) replays identical, failing at the same
 });
 
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+test("CLI replay of a trace without a complete slice says nothing was checked, exit 3", () => {
+  const file = path.join(tmp, "header_only.trace");
+  const bytes = readFileSync(path.join(REPO_ROOT, "traces/bracha_3x3.trace"));
+  // magic, the header chunk, and the first 100 bytes of the first records chunk
+  const header_end = 8 + 36 + bytes.readUInt32LE(8 + 8);
+  writeFileSync(file, bytes.subarray(0, header_end + 100));
+  const r = tapsim("replay", file);
+  assert.is(r.code, 3, r.stdout + r.stderr);
+  assert.is(r.stdout.trimEnd(), "replay: INCOMPLETE trace, nothing checked: no complete slice in it (incomplete: ends after its header (no complete chunk of records), no index — the run was killed or is still running)");
+  assert.not.match(r.stdout, /identical/);
+});
+
+test("CLI replay of a cut trace: consistent so far, what was checked, exit 3", () => {
+  const file = path.join(tmp, "cut9.trace");
+  writeFileSync(file, readFileSync(path.join(REPO_ROOT, "traces/bracha_aws9.trace")).subarray(0, 300_000));
+  const r = tapsim("replay", file);
+  assert.is(r.code, 3, r.stdout + r.stderr);
+  assert.match(r.stdout, /^replay: INCOMPLETE trace, consistent so far: \d+ complete slices, \d+ records re-derived and identical; incomplete: ends after chunk 1 \/ record 4096, no index/);
+});
+
+test("diff ignores host facts: traces differing only in the QEMU pid of lifecycle details are equivalent; replay agrees", () => {
+  const src = path.join(REPO_ROOT, "traces/bracha_3x3.trace");
+  const withDetail = (name: string, detail: (node: number) => string) =>
+    rewriteTrace(src, path.join(tmp, name), null, (records) => {
+      for (const r of records) if (r[0] === RecordKind.Lifecycle) r[4] = detail(r[1]);
+    });
+  const a = withDetail("pid_a.trace", (node) => `qemu pid ${1000 + node}`);
+  const b = withDetail("pid_b.trace", (node) => `qemu pid ${2000 + node}`);
+  const other = withDetail("pid_c.trace", (node) => `qemu pid ${1000 + node} (second boot)`);
+  const same = tapsim("diff", a, b);
+  assert.is(same.code, 0, same.stdout + same.stderr);
+  assert.match(same.stdout, /^diff: equivalent: \d+ records, identical event by event/m);
+  for (const f of [a, b]) assert.is(tapsim("replay", f).code, 0);
+  // Only the pid is masked: any other change of the detail is still a difference.
+  const differ = tapsim("diff", a, other);
+  assert.is(differ.code, 1, differ.stdout);
+  assert.match(differ.stdout, /A .*lifecycle node=0 boot \(qemu pid 1000\)/);
+});
 
 test.run();

@@ -13,10 +13,25 @@ export interface CliResult {
 }
 
 export function tapsim(...args: string[]): CliResult {
+  return tapsimWith({}, ...args);
+}
+
+export interface CliOptions {
+  /** Killed after this (default 120 s): code -1 then. */
+  timeout_ms?: number;
+  /** stdin (default: an empty pipe). */
+  input?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function tapsimWith(opts: CliOptions, ...args: string[]): CliResult {
   const r = spawnSync(process.execPath, ["--max-semi-space-size=32", path.join(REPO_ROOT, "bin/tapsim.js"), ...args], {
     cwd: REPO_ROOT,
     encoding: "utf8",
-    timeout: 120_000,
+    timeout: opts.timeout_ms ?? 120_000,
+    killSignal: "SIGKILL",
+    ...(opts.input === undefined ? {} : { input: opts.input }),
+    ...(opts.env === undefined ? {} : { env: opts.env }),
   });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -244,3 +244,26 @@ export function copyWith(src: string, dst: string, edit: (buf: Buffer) => Buffer
   writeFileSync(dst, out);
   return dst;
 }
+
+/**
+ * Copies the trace at `src` to `dst` through TraceReader and TraceWriter (so every checksum is
+ * right), letting `edit_header` and `edit_records` change what goes in: traces whose content,
+ * not bytes, is wrong.
+ */
+export function rewriteTrace(src: string, dst: string, edit_header: ((h: TraceHeader) => void) | null, edit_records: ((records: TraceRecord[]) => void) | null = null): string {
+  const reader = TraceReader.open(src);
+  let header: TraceHeader;
+  let records: TraceRecord[];
+  try {
+    header = structuredClone(reader.header);
+    records = normalize([...reader.records()]);
+  } finally {
+    reader.close();
+  }
+  edit_header?.(header);
+  edit_records?.(records);
+  const writer = TraceWriter.create(dst, header);
+  for (const r of records) writer.write(r);
+  writer.close();
+  return dst;
+}
