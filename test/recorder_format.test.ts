@@ -166,7 +166,7 @@ test("round trip: an empty run, a one-record run, and a close() called twice", (
 test("writer: refuses malformed records, writes nothing after close, reports an uncreatable path", () => {
   const file = path.join(dir, "refuse.trace");
   const w = TraceWriter.create(file, makeHeader());
-  assert.throws(() => w.write([9, 1, 2] as unknown as TraceRecord), /malformed/);
+  assert.throws(() => w.write([42, 1, 2] as unknown as TraceRecord), /malformed/);
   assert.throws(() => w.write([7, 0, -5, "neg"]), /malformed/);
   assert.throws(() => w.write([7, 0, 1.5, "frac"]), /malformed/);
   w.write([7, 0, 5, "ok"]);
