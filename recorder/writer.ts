@@ -4,7 +4,7 @@
 // close() fsyncs: surviving a power cut mid-run is not promised.)
 
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
-import { recordTimeNs, type RecordSink, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
+import { RecordKind, recordTimeNs, type RecordSink, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
 import { hostNowNs } from "../engine/units.js";
 import { TraceError, fsErrorText } from "./errors.js";
 import { FILE_MAGIC, encodeHeaderChunk, encodeIndexChunk, encodeTrailer, type IndexTuple } from "./format.js";
@@ -67,7 +67,7 @@ export class TraceWriter implements RecordSink {
     const kind = record[0];
     const t = recordTimeNs(record);
     // Cheap guards only: the reader validates every field.
-    if (!(kind >= 1 && kind <= 8 && t >= 0 && Number.isSafeInteger(t))) {
+    if (!(kind >= 1 && kind <= RecordKind.MgmtOut && t >= 0 && Number.isSafeInteger(t))) {
       throw new RangeError(`refusing to write a malformed trace record: kind ${String(kind)}, time ${String(t)}`);
     }
     if (this.fd === null) throw new Error(`${this.path}: trace writer already closed`);
