@@ -48,8 +48,8 @@ const GUEST_MGMT_IP = (10 << 24) | (0 << 16) | (2 << 8) | 15;
 export const MGMT_SYN = tcpFrame(HOST_MAC, GUEST_MGMT_MAC, HOST_IP >>> 0, GUEST_MGMT_IP >>> 0, 40000, 22, 0x02);
 export const MGMT_SYN_ACK = tcpFrame(GUEST_MGMT_MAC, HOST_MAC, GUEST_MGMT_IP >>> 0, HOST_IP >>> 0, 22, 40000, 0x12);
 
-/** Node 1 prints this (with an ANSI escape) once node 0's ping reached it. */
-export const PING_LINE = "got ping from 10.0.0.1 \u001b[1mok\u001b[0m\r\n";
+/** Node 1 prints this once node 0's ping reached it: ANSI escapes and a DEL, as consoles do. */
+export const PING_LINE = "got ping from 10.0.0.1 \u001b[1mok\u001b[0m\u007f\r\n";
 
 /**
  * What each node does, by virtual time. Node 0 pings node 1 at 2 ms, node 1 prints and
