@@ -489,7 +489,7 @@ function publishHook(app: App): void {
       const v = app.views[g]!;
       return { node: v.arrays.out_node[i], t_ns: v.arrays.out_t_ns[i], text: v.meta.output_texts[v.arrays.out_text[i]!], record: v.arrays.out_record[i] };
     },
-    logLabels: () => app.log_labels.map((l) => ({ ...l })),
+    logLabels: () => app.log_labels.map((l) => ({ ...l, x: canvasPoint(l.x, 0).x })),
     logStripCentre: (g: number, node: number) => {
       const lane = app.L.lanes[app.L.group_first_lane[g]! + node]!;
       return canvasPoint(0, lane.log_top_px + lane.log_h_px / 2).y;
