@@ -61,7 +61,8 @@ function printNodes(r: DiffResult): void {
   if (r.nodes.length === 0) return;
   console.log(`nodes that differ (${r.nodes.length}):   A -> B`);
   for (const d of r.nodes.slice(0, ROWS_MAX)) {
-    console.log(`  node ${d.node}: ${nodeLine(d.a)}  ->  ${nodeLine(d.b)}`);
+    const io = hasGuestIo(d.a) || hasGuestIo(d.b);
+    console.log(`  node ${d.node}: ${nodeLine(d.a, io)}  ->  ${nodeLine(d.b, io)}`);
   }
   if (r.nodes.length > ROWS_MAX) console.log(`  ... ${r.nodes.length - ROWS_MAX} more (--json for all)`);
 }
@@ -75,8 +76,20 @@ function printLinks(r: DiffResult): void {
   if (r.links.length > ROWS_MAX) console.log(`  ... ${r.links.length - ROWS_MAX} more (--json for all)`);
 }
 
-function nodeLine(n: NodeStats | null): string {
-  return n === null ? "absent" : `sent ${n.frames_sent}, received ${n.frames_received}, dropped ${n.frames_dropped_to}, slices ${n.slices}, marks ${n.marks}`;
+/** io: add console output and management frames (when either run has any, so both sides read alike). */
+function nodeLine(n: NodeStats | null, io: boolean): string {
+  if (n === null) return "absent";
+  const line = `sent ${n.frames_sent}, received ${n.frames_received}, dropped ${n.frames_dropped_to}, slices ${n.slices}, marks ${n.marks}`;
+  return io ? `${line}, ${guestIoText(n)}` : line;
+}
+
+function hasGuestIo(n: NodeStats | null): boolean {
+  return n !== null && n.console_records + n.mgmt_in_frames + n.mgmt_out_frames > 0;
+}
+
+/** A node's console output and management frames, apart from its simulated frames. */
+export function guestIoText(n: NodeStats): string {
+  return `console ${n.console_bytes} B in ${n.console_records} outputs, mgmt in ${n.mgmt_in_frames} (${n.mgmt_in_bytes} B), mgmt out ${n.mgmt_out_frames} (${n.mgmt_out_bytes} B)`;
 }
 
 export function linkLine(l: LinkStats | null): string {

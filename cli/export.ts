@@ -29,7 +29,8 @@ export function registerExport(program: Command, setExit: (code: number) => void
       }
       if (flags.perfetto !== undefined) {
         const s = exportPerfetto(trace, flags.perfetto);
-        console.log(`perfetto: ${flags.perfetto}: ${s.events} events (${s.slices} slices, ${s.flows} frame flows)`);
+        const guest = s.console_outputs + s.mgmt_frames > 0 ? `, ${s.console_outputs} console outputs, ${s.mgmt_frames} management frames` : "";
+        console.log(`perfetto: ${flags.perfetto}: ${s.events} events (${s.slices} slices, ${s.flows} frame flows${guest})`);
       }
       setExit(0);
     });

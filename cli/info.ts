@@ -6,7 +6,7 @@ import { formatVirtualNs } from "../engine/units.js";
 import { formatMs } from "../recorder/describe.js";
 import { TraceReader } from "../recorder/reader.js";
 import { TraceStats } from "../recorder/stats.js";
-import { linkLine } from "./diff.js";
+import { guestIoText, linkLine } from "./diff.js";
 
 const LINKS_SHOWN_MAX = 40;
 
@@ -43,7 +43,8 @@ function printInfo(path: string, header: TraceHeader, stats: TraceStats, complet
     const name = c.nodes[n.node]?.name ?? "?";
     console.log(
       `  ${String(n.node).padStart(3)} ${name.padEnd(10)} slices ${n.slices}, busy ${formatMs(n.slice_ns_total)}, sent ${n.frames_sent} (${n.bytes_sent} B), ` +
-        `received ${n.frames_received}, dropped ${n.frames_dropped_to}, marks ${n.marks}`,
+        `received ${n.frames_received}, dropped ${n.frames_dropped_to}, marks ${n.marks}` +
+        (stats.guest_io ? `; ${guestIoText(n)}` : ""),
     );
   }
   const links = stats.linkList();

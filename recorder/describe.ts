@@ -2,6 +2,7 @@
 
 import { RECORD_KIND_NAMES, RecordKind, type TraceRecord } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
+import { decodeFrame } from "./frame_decode.js";
 
 export function describeRecord(r: TraceRecord): string {
   const kind = RECORD_KIND_NAMES[r[0]] ?? `kind_${r[0]}`;
@@ -19,14 +20,33 @@ export function describeRecord(r: TraceRecord): string {
     case RecordKind.Lifecycle:
       return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${r[3]}${r[4] ? ` (${r[4]})` : ""}`;
     case RecordKind.Mark:
-      return `${formatVirtualNs(r[2])} ${kind} node=${r[1] < 0 ? "run" : r[1]} ${JSON.stringify(r[3])}`;
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1] < 0 ? "run" : r[1]} ${quoteText(r[3])}`;
     case RecordKind.RunEnd:
       return `${formatVirtualNs(r[1])} ${kind} ${r[2]}${r.length === 4 ? ` (${r[3]})` : ""}`;
     case RecordKind.GuestOutput:
-      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${JSON.stringify(r[3])}`;
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${quoteText(r[3])}`;
     case RecordKind.MgmtIn:
     case RecordKind.MgmtOut:
-      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${r[3].length} bytes`;
+      // Decoded here: a management frame has no frame id to look it up by later.
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${r[3].length}B ${frameSummary(r[3])}`;
+  }
+}
+
+/**
+ * Text in double quotes on one line, whatever a guest printed: JSON escapes (\n, \r, \t,
+ * \u001b for ANSI escapes, every other C0 control), plus DEL, the C1 controls and the
+ * Unicode line separators, which JSON leaves raw and terminals act on.
+ */
+export function quoteText(text: string): string {
+  return JSON.stringify(text).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** decodeFrame's one-liner; never throws (a frame it cannot read is described as such). */
+export function frameSummary(bytes: Uint8Array): string {
+  try {
+    return decodeFrame(bytes).summary;
+  } catch (err) {
+    return `undecodable frame (${err instanceof Error ? err.message : String(err)})`;
   }
 }
 

@@ -1,5 +1,7 @@
 // Aggregates over a stream of records, in memory bounded by nodes and links (not by trace
 // length): counts per kind, per-node and per-link traffic. Used by `tapsim info` and diff.
+// A VM's console output and its management frames are counted per node apart from the
+// simulated frames: management frames never travel on a simulated link.
 
 import { RECORD_KIND_NAMES, RecordKind, recordTimeNs, type TraceRecord } from "../engine/trace_records.js";
 
@@ -13,6 +15,14 @@ export interface NodeStats {
   frames_dropped_to: number;
   marks: number;
   lifecycle: string[];
+  /** guest_output records and the UTF-8 bytes of their text. */
+  console_records: number;
+  console_bytes: number;
+  /** Management NIC: frames injected from the host (in) and sent by the guest (out). */
+  mgmt_in_frames: number;
+  mgmt_in_bytes: number;
+  mgmt_out_frames: number;
+  mgmt_out_bytes: number;
 }
 
 export interface LinkStats {
@@ -36,6 +46,8 @@ export class TraceStats {
   readonly links = new Map<number, LinkStats>();
   /** Drops with no receiver (no route). */
   unrouted_drops = 0;
+  /** The trace holds console output or management frames (a VM run's). */
+  guest_io = false;
 
   add(r: TraceRecord): void {
     this.records += 1;
@@ -83,6 +95,27 @@ export class TraceStats {
       case RecordKind.RunEnd:
         this.end_reason = r[2];
         break;
+      case RecordKind.GuestOutput: {
+        const n = this.node(r[1]);
+        n.console_records += 1;
+        n.console_bytes += Buffer.byteLength(r[3], "utf8");
+        this.guest_io = true;
+        break;
+      }
+      case RecordKind.MgmtIn: {
+        const n = this.node(r[1]);
+        n.mgmt_in_frames += 1;
+        n.mgmt_in_bytes += r[3].length;
+        this.guest_io = true;
+        break;
+      }
+      case RecordKind.MgmtOut: {
+        const n = this.node(r[1]);
+        n.mgmt_out_frames += 1;
+        n.mgmt_out_bytes += r[3].length;
+        this.guest_io = true;
+        break;
+      }
     }
   }
 
@@ -110,7 +143,23 @@ export class TraceStats {
   private node(id: number): NodeStats {
     let n = this.node_stats[id];
     if (n === undefined) {
-      n = { node: id, slices: 0, slice_ns_total: 0, frames_sent: 0, bytes_sent: 0, frames_received: 0, frames_dropped_to: 0, marks: 0, lifecycle: [] };
+      n = {
+        node: id,
+        slices: 0,
+        slice_ns_total: 0,
+        frames_sent: 0,
+        bytes_sent: 0,
+        frames_received: 0,
+        frames_dropped_to: 0,
+        marks: 0,
+        lifecycle: [],
+        console_records: 0,
+        console_bytes: 0,
+        mgmt_in_frames: 0,
+        mgmt_in_bytes: 0,
+        mgmt_out_frames: 0,
+        mgmt_out_bytes: 0,
+      };
       this.node_stats[id] = n;
     }
     return n;

@@ -10,9 +10,11 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { RecordKind } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
+import { consoleTitle } from "../recorder/export_perfetto.js";
 import { decodeFrame } from "../recorder/frame_decode.js";
 import { TraceReader } from "../recorder/reader.js";
 import { REPO_ROOT, tapsim } from "./helpers/cli.js";
+import { GUEST_NODES, PING_LINE, writeGuestTrace } from "./helpers/guest_trace.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-export-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -104,6 +106,34 @@ test("Perfetto JSON: a named track per node, every slice, a flow per delivery wi
     const s = starts.get(f.id)!;
     assert.ok(s && (f.ts as number) >= (s.ts as number), `flow ${String(f.id)} ends after it starts`);
   }
+});
+
+test("Perfetto JSON of a VM-like trace: console output on the node's track, management frames on a per-node mgmt track", async () => {
+  const trace = path.join(dir, "guest.trace");
+  const records = await writeGuestTrace(trace);
+  const json = path.join(dir, "g.json");
+  const r = tapsim("export", trace, "--perfetto", json);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /\(5 slices, 2 frame flows, 7 console outputs, 2 management frames\)/);
+  const ev = (JSON.parse(readFileSync(json, "utf8")) as { traceEvents: Array<Record<string, unknown>> }).traceEvents;
+  const us = (ns: number) => ns / 1000;
+  const outputs = records.filter((x) => x[0] === RecordKind.GuestOutput);
+  const console_events = ev.filter((e) => e.cat === "console");
+  assert.equal(
+    console_events.map((e) => [e.ph, e.tid, e.ts, e.name, (e.args as { text: string }).text]),
+    outputs.map((x) => ["i", x[1], us(x[2]), consoleTitle(x[3] as string), x[3]]),
+  );
+  assert.is(consoleTitle(PING_LINE), "console: got ping from 10.0.0.1 ok", "ANSI escapes and DEL left out of the name");
+  const track = ev.find((e) => e.name === "thread_name" && (e.args as { name: string }).name === "n1 mgmt");
+  assert.ok(track, "node 1 has a management track");
+  assert.is(track!.tid, GUEST_NODES + 1, "apart from every node's own track");
+  assert.is(ev.filter((e) => e.name === "thread_name").length, GUEST_NODES + 1, "no management track for nodes without management frames");
+  const mgmt = records.filter((x) => x[0] === RecordKind.MgmtIn || x[0] === RecordKind.MgmtOut);
+  assert.equal(
+    ev.filter((e) => e.cat === "mgmt").map((e) => [e.ph, e.tid, e.ts, e.name]),
+    mgmt.map((x) => ["i", GUEST_NODES + 1, us(x[2]), `mgmt ${x[0] === RecordKind.MgmtIn ? "in" : "out"}: ${decodeFrame(x[3] as Uint8Array).summary}`]),
+  );
+  assert.is(ev.filter((e) => e.ph === "s").length, 2, "management frames have no flow arrows");
 });
 
 test("export errors are one line: no output chosen, missing trace, unwritable output", () => {

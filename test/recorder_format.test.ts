@@ -166,16 +166,22 @@ test("round trip: an empty run, a one-record run, and a close() called twice", (
 test("writer: refuses malformed records, writes nothing after close, reports an uncreatable path", () => {
   const file = path.join(dir, "refuse.trace");
   const w = TraceWriter.create(file, makeHeader());
-  assert.throws(() => w.write([42, 1, 2] as unknown as TraceRecord), /malformed/);
+  assert.throws(() => w.write([12, 1, 2] as unknown as TraceRecord), /malformed/);
   assert.throws(() => w.write([7, 0, -5, "neg"]), /malformed/);
   assert.throws(() => w.write([7, 0, 1.5, "frac"]), /malformed/);
   w.write([7, 0, 5, "ok"]);
+  // Format 2's kinds (a VM's console output and management frames) are records like the others.
+  const format2: TraceRecord[] = [[9, 0, 6, "console\r\n"], [10, 1, 7, new Uint8Array([1, 2])], [11, 1, 8, new Uint8Array([3])]];
+  for (const r of format2) w.write(r);
   w.close();
   assert.throws(() => {
     w.write([7, 0, 6, "late"]);
     w.flush();
   }, /already closed/);
-  assert.equal(readAll(file).records, [[7, 0, 5, "ok"]]);
+  assert.equal(
+    readAll(file).records.map((r) => r.map((f) => (f instanceof Uint8Array ? Array.from(f) : f))),
+    [[7, 0, 5, "ok"], [9, 0, 6, "console\r\n"], [10, 1, 7, [1, 2]], [11, 1, 8, [3]]],
+  );
 
   const bad = path.join(dir, "no-such-dir", "x.trace");
   const err = traceErrorOf(() => TraceWriter.create(bad, makeHeader()), bad);

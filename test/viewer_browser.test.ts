@@ -16,6 +16,7 @@ import { decodeFrame } from "../recorder/frame_decode.js";
 import { TraceReader } from "../recorder/reader.js";
 import { artifactPath, launchChromium } from "./helpers/browser.js";
 import { REPO_ROOT, tapsim } from "./helpers/cli.js";
+import { MGMT_SYN, MGMT_SYN_ACK, PING_LINE, writeGuestTrace } from "./helpers/guest_trace.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "tapsim-viewer-browser-"));
 const TRACE_3X3 = path.join(REPO_ROOT, "traces/bracha_3x3.trace");
@@ -202,6 +203,74 @@ test("view: dropped frames are drawn and their panel says why", async () => {
   }
   assert.ok(picked, "the drop arrow can be clicked");
   assert.match((await page.textContent("#decode .facts")) ?? "", /dropped \(loss\) at/);
+  await page.close();
+});
+
+interface LogLabel {
+  node: number;
+  i: number;
+  x: number;
+  text: string;
+}
+
+/** Index (in the page's time-sorted columns) of the first item whose info satisfies pred. */
+async function findIndex<T>(page: Page, count: string, info: string, pred: (x: T) => boolean): Promise<number> {
+  const n = await hook<number>(page, count, 0);
+  for (let i = 0; i < n; i++) if (pred(await hook<T>(page, info, 0, i))) return i;
+  return -1;
+}
+
+test("view of a VM-like trace: console text in each node's strip beside the frame that caused it; hover and click show it; management frames decode", async () => {
+  const trace = path.join(tmp, "guest.trace");
+  await writeGuestTrace(trace);
+  const out = path.join(tmp, "guest.html");
+  assert.is(tapsim("view", trace, "-o", out).code, 0);
+  const page = await openPage(pathToFileURL(out).href);
+  assert.is(await hook<number>(page, "lanes"), 3, "one lane per node (the strips are not lanes)");
+  assert.match((await page.textContent("#summary")) ?? "", /7 console outputs, 2 management frames \(1 in, 1 out\)/);
+
+  // Node 0's ping reaches node 1 at 7 ms; node 1 prints at 7.5 ms.
+  await hook(page, "setWindow", 1e6, 16e6);
+  const ping = await findIndex<{ text: string }>(page, "outputs", "outputInfo", (o) => o.text === PING_LINE);
+  assert.ok(ping >= 0);
+  const labels = await hook<LogLabel[]>(page, "logLabels");
+  const label = labels.find((l) => l.node === 1 && l.i === ping);
+  assert.ok(label, `node 1's console strip shows the ping line: ${JSON.stringify(labels)}`);
+  assert.is(label!.text, "got ping from 10.0.0.1 ok·", "ANSI escapes left out, the DEL shown as ·");
+  assert.ok(Math.abs(label!.x - ((await hook<number>(page, "xOfNs", 7.5e6)) + 3)) < 1, "the text starts at the time it was printed");
+  const k = await page.evaluate(() => {
+    const h = (globalThis as unknown as { __tapsimView: { arrows(g: number): number; arrowInfo(g: number, k: number): { to: number; frame_id: number } } }).__tapsimView;
+    for (let k = 0; k < h.arrows(0); k++) if (h.arrowInfo(0, k).to === 1) return k;
+    return -1;
+  });
+  const arrow_end = await hook<Point>(page, "arrowPoint", 0, k, 1);
+  assert.ok(Math.abs(arrow_end.x - (await hook<number>(page, "xOfNs", 7e6))) < 1 && arrow_end.x < label!.x, "the ping's arrow ends just before, on the same axis");
+  assert.ok(labels.some((l) => l.node === 2 && l.text === "ice up ⏎ login: "), "a piece with a line break shows it as ⏎");
+
+  const strip_y = await hook<number>(page, "logStripCentre", 0, 1);
+  await page.mouse.move(label!.x + 20, strip_y);
+  await page.waitForSelector("#tooltip:not([hidden])");
+  assert.is(await page.textContent("#tooltip"), "7.500000 ms n1 printed:\ngot ping from 10.0.0.1 ok·\n", "hovering shows the text");
+  await page.mouse.click(label!.x + 20, strip_y);
+  assert.equal(await hook(page, "picked"), { what: "output", g: 0, i: ping });
+  assert.is(await page.textContent("#decode pre.console"), "got ping from 10.0.0.1 \\u001b[1mok\\u001b[0m\\u007f\n", "the panel shows exactly what was printed");
+
+  await hook(page, "setWindow", 2.8e6, 3.4e6);
+  for (const [dir, bytes, title] of [[0, MGMT_SYN, "management frame host → n1"], [1, MGMT_SYN_ACK, "management frame n1 → host"]] as const) {
+    const i = await findIndex<{ dir: number }>(page, "mgmts", "mgmtInfo", (m) => m.dir === dir);
+    const p = await hook<Point>(page, "mgmtPoint", 0, i);
+    await page.mouse.click(p.x, p.y);
+    assert.equal(await hook(page, "picked"), { what: "mgmt", g: 0, i }, `clicking the ${title} picks it`);
+    assert.is(await hook(page, "selected"), null, "no frame arrow selected");
+    assert.is((await page.textContent("#decode h3"))?.trim(), title);
+    assert.is((await page.textContent("#decode .summary"))?.trim(), decodeFrame(bytes).summary, "decoded with the frame decoder");
+    assert.match((await page.textContent("#decode pre.hex")) ?? "", /^0000 {2}52 54 00 12/);
+  }
+  await page.screenshot({ path: artifactPath("viewer-guest.png") });
+
+  await page.click("#filter-node-1");
+  await hook(page, "setWindow", 1e6, 16e6);
+  assert.not.ok((await hook<LogLabel[]>(page, "logLabels")).some((l) => l.node === 1), "node 1 filtered out: its console is not drawn");
   await page.close();
 });
 

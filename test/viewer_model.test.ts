@@ -13,9 +13,10 @@ import { TraceReader } from "../recorder/reader.js";
 import { TraceStats } from "../recorder/stats.js";
 import { bundleClient } from "../recorder/viewer/inline.js";
 import { buildTraceView, packTrace } from "../recorder/viewer/model.js";
-import { ARRAY_KINDS, ARROW_DROP, PROTOCOLS, frameBytes, unpackTrace, type TraceArrays, type TraceView } from "../recorder/viewer/packed.js";
+import { ARRAY_KINDS, ARROW_DROP, MGMT_IN, MGMT_OUT, PROTOCOLS, frameBytes, mgmtBytes, unpackTrace, type TraceArrays, type TraceView } from "../recorder/viewer/packed.js";
 import { renderPage, viewPage } from "../recorder/viewer/page.js";
 import { REPO_ROOT, tapsim } from "./helpers/cli.js";
+import { writeGuestTrace } from "./helpers/guest_trace.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "tapsim-viewer-"));
 const EXAMPLES = ["bracha_3x3", "bracha_aws9", "bracha_aws9_2silent", "bracha_aws9_jitter_seed1"].map((n) => path.join(REPO_ROOT, "traces", `${n}.trace`));
@@ -37,6 +38,7 @@ function assertCountsMatch(view: TraceView, file: string): void {
   assert.is(c.drops, k.frame_drop ?? 0, `${name}: drops`);
   assert.is(c.slices, k.slice_grant ?? 0, `${name}: slices`);
   assert.is(c.marks, (k.mark ?? 0) + (k.lifecycle ?? 0), `${name}: marks and lifecycle events`);
+  assert.equal([c.outputs, c.mgmt_in, c.mgmt_out], [k.guest_output ?? 0, k.mgmt_in ?? 0, k.mgmt_out ?? 0], `${name}: console outputs and management frames`);
   assert.is(view.arrays.arrow_kind.length, c.deliveries + c.drops + c.inflight, `${name}: one arrow per delivery, drop and frame in flight`);
 }
 
@@ -85,6 +87,34 @@ test("base64 packing round-trips every column exactly", () => {
     assert.equal(Array.from(back.arrays[name]), Array.from(view.arrays[name]), name);
     assert.is(back.arrays[name].constructor, view.arrays[name].constructor, `${name} type`);
   }
+});
+
+test("console output and management frames: their own columns, by time, apart from the simulated frames", async () => {
+  const trace = path.join(tmp, "guest.trace");
+  const records = await writeGuestTrace(trace);
+  const cap = 20;
+  const view = buildTraceView(trace, "", cap);
+  assertCountsMatch(view, trace);
+  const a = view.arrays;
+  assertSorted(a.out_t_ns, "outputs by time");
+  assertSorted(a.mgmt_t_ns, "management frames by time");
+  const byTime = <T extends { t: number; record: number }>(xs: T[]) => xs.sort((x, y) => x.t - y.t || x.record - y.record);
+  const outputs = byTime(records.flatMap((r, record) => (r[0] === RecordKind.GuestOutput ? [{ t: r[2], record, node: r[1], text: r[3] }] : [])));
+  assert.equal(
+    Array.from(a.out_t_ns, (t, i) => ({ t, record: a.out_record[i]!, node: a.out_node[i]!, text: view.meta.output_texts[a.out_text[i]!]! })),
+    outputs,
+  );
+  const mgmt = byTime(records.flatMap((r, record) => (r[0] === RecordKind.MgmtIn || r[0] === RecordKind.MgmtOut ? [{ t: r[2], record, node: r[1], dir: r[0] === RecordKind.MgmtIn ? MGMT_IN : MGMT_OUT, bytes: Array.from(r[3].subarray(0, cap)), len: r[3].length, proto: "tcp" }] : [])));
+  assert.is(mgmt.length, 2);
+  assert.equal(
+    Array.from(a.mgmt_t_ns, (t, i) => ({ t, record: a.mgmt_record[i]!, node: a.mgmt_node[i]!, dir: a.mgmt_dir[i]!, bytes: Array.from(mgmtBytes(a, i)), len: a.mgmt_frame_len[a.mgmt_frame[i]!]!, proto: PROTOCOLS[a.mgmt_frame_proto[a.mgmt_frame[i]!]!] })),
+    mgmt,
+  );
+  assert.is(view.meta.counts.frames_emitted, 2, "management frames are not simulated frames");
+  assert.is(a.arrow_kind.length, 2, "and get no arrows");
+  const back = unpackTrace(JSON.parse(JSON.stringify(packTrace(view))) as ReturnType<typeof packTrace>);
+  assert.equal(Array.from(back.arrays.mgmt_frame_bytes), Array.from(a.mgmt_frame_bytes), "management bytes survive packing");
+  assert.equal(back.meta.output_texts, view.meta.output_texts);
 });
 
 test("drops are counted and keep their reason; a lossy run's counts match its stats", () => {

@@ -4,14 +4,15 @@
 import { InputError } from "../../engine/errors.js";
 import { RECORD_KIND_NAMES, RecordKind } from "../../engine/trace_records.js";
 import { formatVirtualNs, parseDurationNs, UnitError } from "../../engine/units.js";
-import { describeRecord, formatMs } from "../describe.js";
+import { describeRecord, formatMs, frameSummary, quoteText } from "../describe.js";
 import { decodeFrame, hexDump } from "../frame_decode.js";
+import { parseOutputPattern } from "./console.js";
 import { parseFrameFilter, FILTER_KEYS } from "./filter.js";
 import { frameOf, recordKindByName, type Breakpoint, type DebugSession, type Stop } from "./session.js";
 
 export const COMMANDS = ["step", "next", "continue", "back", "break", "delete", "watch", "info", "frame", "goto", "where", "help", "quit"];
 export const COMPLETIONS: Record<string, string[]> = {
-  break: ["time", "node", "kind", "frame"],
+  break: ["time", "node", "kind", "frame", "output"],
   info: ["clocks", "queues", "node", "breakpoints"],
   watch: ["node"],
 };
@@ -28,13 +29,16 @@ export const HELP = [
   "break node N        stop at records about node N",
   `break kind K        stop at records of kind K (${Object.values(RECORD_KIND_NAMES).join(", ")})`,
   "break frame F...    stop at frame records matching all of src=N dst=N proto=udp|tcp|icmp|arp port=P ip=A mac=M bytes=HEX",
+  "break output RE     stop when a node prints a line matching the regular expression RE (the rest of the",
+  "                    command, spaces included; /RE/i for flags; a line printed in pieces is joined)",
+  "break output node N RE   the same for node N only",
   "delete [id]         delete breakpoint id (all without one)",
   "watch node N        stop when node N's clock changes",
   "info clocks         every node's clock, wake and earliest inbox time",
   "info queues         frames waiting in each inbox; link transmit queues",
-  "info node N         one node: clock, inbox, links out of it",
+  "info node N         one node: clock, inbox, links out of it, the last lines it printed",
   "info breakpoints    list breakpoints and watches",
-  "frame [id]          decode a frame seen so far (default: the current record's)",
+  "frame [id]          decode a frame seen so far (default: the current record's, management frames included)",
   "where               records around the cursor",
   "help, quit",
   "The state shown (info) is the engine's own after the current record took effect: frames a",
@@ -60,8 +64,10 @@ export async function runCommand(session: DebugSession, line: string): Promise<C
     case "goto":
       if (args.length !== 1) throw new InputError("goto: give one time, e.g. goto 1.5ms");
       return moved(session, await session.goto(duration(args[0]!, "goto")));
-    case "break":
-      return done([describeBreakpoint(session.addBreakpoint(breakSpec(session, args)), "set")]);
+    case "break": {
+      const spec = args[0] === "output" ? outputSpec(line) : breakSpec(session, args);
+      return done([describeBreakpoint(session.addBreakpoint(spec), "set")]);
+    }
     case "watch":
       if (args[0] !== "node" || args.length !== 2) throw new InputError("watch: usage: watch node N");
       return done([describeBreakpoint(session.addBreakpoint({ kind: "watch", node: nodeArg(args[1]!) }), "set")]);
@@ -141,7 +147,16 @@ function breakSpec(session: DebugSession, args: string[]) {
     if (filter.dst !== undefined) session.checkNode(filter.dst);
     return { kind: "frame" as const, filter, text: rest.join(" ") };
   }
-  throw new InputError("break: usage: break time T | node N | kind K | frame key=value...");
+  throw new InputError("break: usage: break time T | node N | kind K | frame key=value... | output [node N] RE");
+}
+
+/** "break output [node N] RE": RE is the rest of the line as typed (it may hold spaces). */
+function outputSpec(line: string) {
+  const m = /^\s*\S+\s+output(?:\s+node\s+(\d+))?\s+(\S.*?)\s*$/.exec(line);
+  // "break output node 1" alone is a forgotten pattern more likely than a search for "node 1" (/node 1/ finds that).
+  if (!m || (m[1] === undefined && /^node\s+\d+$/.test(m[2]!))) throw new InputError("break output: usage: break output [node N] RE (a regular expression, e.g. break output node 1 ping|pong)");
+  const pattern = parseOutputPattern(m[2]!);
+  return m[1] === undefined ? { kind: "output" as const, pattern } : { kind: "output" as const, pattern, node: Number(m[1]) };
 }
 
 export function describeBreakpoint(b: Breakpoint, verb: "set" | "hit" | "list"): string {
@@ -150,6 +165,7 @@ export function describeBreakpoint(b: Breakpoint, verb: "set" | "hit" | "list"):
     : b.kind === "node" ? `node ${b.node}`
     : b.kind === "kind" ? `kind ${RECORD_KIND_NAMES[b.record_kind]}`
     : b.kind === "frame" ? `frame ${b.text}`
+    : b.kind === "output" ? `output ${String(b.pattern)}${b.node === undefined ? "" : ` on node ${b.node}`}`
     : `node ${b.node} clock`;
   const noun = b.kind === "watch" ? "watch" : "breakpoint";
   return verb === "list" ? `${b.id}  ${noun}  ${what}` : `${noun} ${b.id} (${what}) ${verb}`;
@@ -166,7 +182,7 @@ function info(session: DebugSession, args: string[]): string[] {
   if (what === "node" && arg !== undefined) {
     const node = nodeArg(arg);
     session.checkNode(node);
-    return [clockLine(session, node), ...queues(session, node)];
+    return [clockLine(session, node), ...queues(session, node), ...consoleLines(session, node)];
   }
   if (what === "breakpoints") return session.breakpoints.length === 0 ? ["no breakpoints"] : session.breakpoints.map((b) => describeBreakpoint(b, "list"));
   throw new InputError("info: usage: info clocks | queues | node N | breakpoints");
@@ -198,7 +214,17 @@ function queues(session: DebugSession, only: number | null): string[] {
   return lines;
 }
 
+/** The node's last console lines (for a VM node, or any node that printed). */
+function consoleLines(session: DebugSession, node: number): string[] {
+  const c = session.console(node);
+  if (c.empty) return session.header.config.nodes[node]!.backend === "vm" ? [`console of node ${node}: nothing printed yet`] : [];
+  const lines = c.last();
+  return [`console of node ${node} (last ${lines.length} line(s)):`, ...lines.map((l) => `  ${quoteText(l)}`)];
+}
+
 function frameLines(session: DebugSession, arg: string | undefined): string[] {
+  const r = session.at?.record;
+  if (arg === undefined && r !== undefined && (r[0] === RecordKind.MgmtIn || r[0] === RecordKind.MgmtOut)) return mgmtLines(r[0], r[1], r[2], r[3]);
   const id = arg === undefined ? (session.at === null ? null : frameOf(session.at.record)) : nodeArg(arg);
   if (id === null) throw new InputError("frame: the current record is not about a frame; give a frame id");
   const f = session.frame(id);
@@ -206,8 +232,24 @@ function frameLines(session: DebugSession, arg: string | undefined): string[] {
   const d = decodeFrame(f.bytes);
   const lines = [`frame ${id}: sent by node ${f.from} at ${t(f.sent_ns)}, ${f.bytes.length} bytes: ${d.summary}`];
   for (const o of f.outcomes) lines.push(`  #${o.index} ${describeRecord(o.record)}`);
-  for (const layer of d.layers) lines.push(`  ${layer.name}: ${layer.fields.map(([k, v]) => `${k}=${v}`).join(" ")}`);
-  lines.push(...hexDump(f.bytes).split("\n"));
+  lines.push(...layerLines(f.bytes));
+  return lines;
+}
+
+/** A management frame: it has no id and never travels a simulated link, so its own record is all there is. */
+function mgmtLines(kind: number, node: number, t_ns: number, bytes: Uint8Array): string[] {
+  const way = kind === RecordKind.MgmtIn ? `host -> node ${node}` : `node ${node} -> host`;
+  return [`management frame (${way}) at ${t(t_ns)}, ${bytes.length} bytes: ${frameSummary(bytes)}`, ...layerLines(bytes)];
+}
+
+function layerLines(bytes: Uint8Array): string[] {
+  const lines: string[] = [];
+  try {
+    for (const layer of decodeFrame(bytes).layers) lines.push(`  ${layer.name}: ${layer.fields.map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  } catch {
+    // frameSummary has said what is wrong; the hex dump still shows the bytes
+  }
+  lines.push(...hexDump(bytes).split("\n"));
   return lines;
 }
 

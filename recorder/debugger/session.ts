@@ -12,6 +12,7 @@ import { RECORD_KIND_NAMES, RecordKind, recordTimeNs, type TraceHeader, type Tra
 import { VIRTUAL_NS_NEVER, type NodeId } from "../../engine/units.js";
 import { TraceReader } from "../reader.js";
 import { Diverged, EndOfTrace, ReplayDriver } from "../replay.js";
+import { ConsoleLines, outputMatches, type ConsoleAppend } from "./console.js";
 import { frameMatches, type FrameFilter } from "./filter.js";
 
 export interface NodeState {
@@ -52,6 +53,8 @@ export type BreakpointSpec =
   | { kind: "node"; node: number }
   | { kind: "kind"; record_kind: number }
   | { kind: "frame"; filter: FrameFilter; text: string }
+  /** A node (any when node is undefined) prints a line matching pattern. */
+  | { kind: "output"; pattern: RegExp; node?: number }
   | { kind: "watch"; node: number };
 export type Breakpoint = BreakpointSpec & { id: number };
 
@@ -78,6 +81,10 @@ export class DebugSession {
   private current: Executed | null = null;
   private history: Executed[] = [];
   private frames = new Map<number, FrameSeen>();
+  /** Each node's console up to the cursor. */
+  private consoles: ConsoleLines[] = [];
+  /** What the record at the cursor printed (null: it is not a guest_output). */
+  private output_seen: ConsoleAppend | null = null;
   /** Latest record time executed so far (time breakpoints fire when it first reaches T). */
   private max_t_ns = -1;
   /** max_t_ns before the record just executed. */
@@ -159,6 +166,7 @@ export class DebugSession {
 
   addBreakpoint(spec: BreakpointSpec): Breakpoint {
     if (spec.kind === "node" || spec.kind === "watch") this.checkNode(spec.node);
+    if (spec.kind === "output" && spec.node !== undefined) this.checkNode(spec.node);
     const b = { ...spec, id: this.next_breakpoint_id++ } as Breakpoint;
     this.breakpoints.push(b);
     return b;
@@ -180,6 +188,12 @@ export class DebugSession {
 
   frame(frame_id: number): FrameSeen | undefined {
     return this.frames.get(frame_id);
+  }
+
+  /** What node printed up to the cursor. */
+  console(node: number): ConsoleLines {
+    this.checkNode(node);
+    return this.consoles[node]!;
   }
 
   /** Up to `before` records up to the cursor (inclusive) and `after` past it. */
@@ -219,6 +233,8 @@ export class DebugSession {
         const f = frameOf(r) === null ? undefined : this.frames.get(frameOf(r)!);
         return f !== undefined && frameMatches(b.filter, r, f.bytes, this.header);
       }
+      case "output":
+        return this.output_seen !== null && (b.node === undefined || r[1] === b.node) && outputMatches(b.pattern, this.output_seen);
       case "watch": {
         const was = (before?.state ?? e.state).nodes[b.node]!.clock_ns;
         return before !== null && e.state.nodes[b.node]!.clock_ns !== was;
@@ -254,6 +270,8 @@ export class DebugSession {
     this.current = null;
     this.history = [];
     this.frames = new Map();
+    this.consoles = this.header.config.nodes.map(() => new ConsoleLines());
+    this.output_seen = null;
     this.max_t_ns = -1;
     this.prev_max_t_ns = -1;
   }
@@ -304,6 +322,7 @@ export class DebugSession {
 
   private remember(e: Executed): void {
     const r = e.record;
+    this.output_seen = r[0] === RecordKind.GuestOutput ? this.consoles[r[1]]!.append(r[3]) : null;
     if (r[0] === RecordKind.FrameEmit) {
       this.frames.set(r[3], { frame_id: r[3], from: r[1], sent_ns: r[2], bytes: r[4], outcomes: [] });
     } else if (r[0] === RecordKind.FrameDeliver || r[0] === RecordKind.FrameDrop) {

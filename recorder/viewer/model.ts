@@ -1,6 +1,7 @@
 // Builds the viewer's column arrays from a trace in one streaming pass (TraceReader, one
-// chunk in memory at a time). What it keeps grows with frames, slices and marks, but as
-// typed arrays (about 40 bytes per frame plus its capped bytes), not objects per record.
+// chunk in memory at a time). What it keeps grows with frames, slices, marks, console output
+// and management frames, but as typed arrays (about 40 bytes per frame plus its capped
+// bytes) and deduplicated texts, not objects per record.
 
 import { DROP_REASONS, RecordKind, type TraceRecord } from "../../engine/trace_records.js";
 import { decodeFrame } from "../frame_decode.js";
@@ -14,6 +15,8 @@ import {
   LANE_NONE,
   MARK_LIFECYCLE,
   MARK_TEXT,
+  MGMT_IN,
+  MGMT_OUT,
   protocolCode,
   type PackedTrace,
   type TraceArrays,
@@ -89,6 +92,19 @@ function columns() {
     mark_t_ns: f64(),
     mark_kind: u8(),
     mark_text: u32(),
+    out_node: i16(),
+    out_t_ns: f64(),
+    out_text: u32(),
+    out_record: f64(),
+    mgmt_node: i16(),
+    mgmt_t_ns: f64(),
+    mgmt_dir: u8(),
+    mgmt_record: f64(),
+    mgmt_frame: u32(),
+    mgmt_frame_len: u32(),
+    mgmt_frame_proto: u8(),
+    mgmt_frame_bytes_start: u32(),
+    mgmt_frame_bytes: u8(),
   };
 }
 type Columns = ReturnType<typeof columns>;
@@ -104,6 +120,7 @@ interface Pass {
   frame_from: Column<Int16Array>;
   frame_record: Column<Float64Array>;
   texts: Map<string, number>;
+  output_texts: Map<string, number>;
   t_end_ns: number;
   frame_bytes_cap: number;
 }
@@ -120,10 +137,12 @@ export function buildTraceView(path: string, label: string, frame_bytes_cap = FR
       frame_from: i16(),
       frame_record: f64(),
       texts: new Map(),
+      output_texts: new Map(),
       t_end_ns: 0,
       frame_bytes_cap,
     };
     pass.cols.frame_bytes_start.push(0);
+    pass.cols.mgmt_frame_bytes_start.push(0);
     let ordinal = 0;
     for (const r of reader.records()) addRecord(pass, r, ordinal++);
     addInflight(pass);
@@ -163,7 +182,47 @@ function addRecord(p: Pass, r: TraceRecord, ordinal: number): void {
     case RecordKind.SliceEnd:
       p.t_end_ns = Math.max(p.t_end_ns, r[2]);
       return;
+    case RecordKind.GuestOutput:
+      addOutput(p, r[1], r[2], r[3], ordinal);
+      return;
+    case RecordKind.MgmtIn:
+    case RecordKind.MgmtOut:
+      addMgmt(p, r[1], r[2], r[0] === RecordKind.MgmtIn ? MGMT_IN : MGMT_OUT, r[3], ordinal);
+      return;
   }
+}
+
+function addOutput(p: Pass, node: number, t_ns: number, text: string, ordinal: number): void {
+  const c = p.cols;
+  c.out_node.push(node);
+  c.out_t_ns.push(t_ns);
+  c.out_text.push(textId(p.output_texts, text));
+  c.out_record.push(ordinal);
+  p.t_end_ns = Math.max(p.t_end_ns, t_ns);
+}
+
+/** A management frame: its bytes in the mgmt_frame_* columns (trace order), its time in the sorted ones. */
+function addMgmt(p: Pass, node: number, t_ns: number, dir: number, bytes: Uint8Array, ordinal: number): void {
+  const c = p.cols;
+  c.mgmt_frame.push(c.mgmt_frame_len.length);
+  c.mgmt_frame_len.push(bytes.length);
+  c.mgmt_frame_proto.push(protocolCode(protocolOf(bytes)));
+  c.mgmt_frame_bytes.append(bytes.subarray(0, p.frame_bytes_cap));
+  c.mgmt_frame_bytes_start.push(c.mgmt_frame_bytes.length);
+  c.mgmt_node.push(node);
+  c.mgmt_t_ns.push(t_ns);
+  c.mgmt_dir.push(dir);
+  c.mgmt_record.push(ordinal);
+  p.t_end_ns = Math.max(p.t_end_ns, t_ns);
+}
+
+function textId(texts: Map<string, number>, text: string): number {
+  let id = texts.get(text);
+  if (id === undefined) {
+    id = texts.size;
+    texts.set(text, id);
+  }
+  return id;
 }
 
 function addFrame(p: Pass, node: number, t_ns: number, frame_id: number, bytes: Uint8Array, ordinal: number): void {
@@ -229,15 +288,10 @@ function addInflight(p: Pass): void {
 
 function addMark(p: Pass, node: number, t_ns: number, kind: number, text: string): void {
   const c = p.cols;
-  let id = p.texts.get(text);
-  if (id === undefined) {
-    id = p.texts.size;
-    p.texts.set(text, id);
-  }
   c.mark_node.push(node);
   c.mark_t_ns.push(t_ns);
   c.mark_kind.push(kind);
-  c.mark_text.push(id);
+  c.mark_text.push(textId(p.texts, text));
   p.t_end_ns = Math.max(p.t_end_ns, t_ns);
 }
 
@@ -249,6 +303,8 @@ function finish(c: Columns): TraceArrays {
   sortGroup(arrays, "arrow_t_send_ns", ["arrow_t_send_ns", "arrow_t_recv_ns", "arrow_from", "arrow_to", "arrow_kind", "arrow_reason", "arrow_frame", "arrow_record"]);
   sortGroup(arrays, "slice_t0_ns", ["slice_node", "slice_t0_ns", "slice_t1_ns"]);
   sortGroup(arrays, "mark_t_ns", ["mark_node", "mark_t_ns", "mark_kind", "mark_text"]);
+  sortGroup(arrays, "out_t_ns", ["out_node", "out_t_ns", "out_text", "out_record"]);
+  sortGroup(arrays, "mgmt_t_ns", ["mgmt_node", "mgmt_t_ns", "mgmt_dir", "mgmt_record", "mgmt_frame"]);
   return arrays;
 }
 
@@ -272,6 +328,8 @@ function makeMeta(reader: TraceReader, label: string, p: Pass, a: TraceArrays, r
   for (let i = 0; i < a.slice_t0_ns.length; i++) slice_max = Math.max(slice_max, a.slice_t1_ns[i]! - a.slice_t0_ns[i]!);
   let drops = 0;
   let inflight = 0;
+  let mgmt_in = 0;
+  for (const dir of a.mgmt_dir) if (dir === MGMT_IN) mgmt_in += 1;
   for (const kind of a.arrow_kind) {
     if (kind === ARROW_DROP) drops += 1;
     if (kind === ARROW_INFLIGHT) inflight += 1;
@@ -285,9 +343,21 @@ function makeMeta(reader: TraceReader, label: string, p: Pass, a: TraceArrays, r
     arrow_span_ns_max: span,
     slice_len_ns_max: slice_max,
     frame_bytes_cap: p.frame_bytes_cap,
-    counts: { records, frames_emitted: a.frame_id.length, deliveries: arrows - drops - inflight, drops, inflight, slices: a.slice_node.length, marks: a.mark_node.length },
+    counts: {
+      records,
+      frames_emitted: a.frame_id.length,
+      deliveries: arrows - drops - inflight,
+      drops,
+      inflight,
+      slices: a.slice_node.length,
+      marks: a.mark_node.length,
+      outputs: a.out_node.length,
+      mgmt_in,
+      mgmt_out: a.mgmt_dir.length - mgmt_in,
+    },
     drop_reasons: [...DROP_REASONS],
     mark_texts: [...p.texts.keys()],
+    output_texts: [...p.output_texts.keys()],
     complete: reader.status().complete,
   };
 }

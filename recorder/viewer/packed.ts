@@ -20,6 +20,10 @@ export const ARROW_INFLIGHT = 2;
 export const MARK_TEXT = 0;
 export const MARK_LIFECYCLE = 1;
 
+/** mgmt_dir values: a management frame from the host into the guest, or from the guest out. */
+export const MGMT_IN = 0;
+export const MGMT_OUT = 1;
+
 /** An arrow that has no receiver lane (a drop with no route). */
 export const LANE_NONE = -1;
 /** Frame index of an arrow whose emit record is missing from the trace. */
@@ -60,6 +64,26 @@ export interface TraceArrays {
   mark_kind: Uint8Array;
   /** Index into meta.mark_texts (texts are deduplicated). */
   mark_text: Uint32Array;
+  /** Console output (guest_output records), sorted by time. */
+  out_node: Int16Array;
+  out_t_ns: Float64Array;
+  /** Index into meta.output_texts (deduplicated). */
+  out_text: Uint32Array;
+  /** 0-based position of the record in the trace. */
+  out_record: Float64Array;
+  /** Management frames (mgmt_in/mgmt_out records), sorted by time; never on a simulated link. */
+  mgmt_node: Int16Array;
+  mgmt_t_ns: Float64Array;
+  /** MGMT_IN or MGMT_OUT. */
+  mgmt_dir: Uint8Array;
+  mgmt_record: Float64Array;
+  /** Index into the mgmt_frame_* columns (which are in trace order). */
+  mgmt_frame: Uint32Array;
+  mgmt_frame_len: Uint32Array;
+  mgmt_frame_proto: Uint8Array;
+  /** management frame k's embedded bytes are mgmt_frame_bytes[mgmt_frame_bytes_start[k] .. [k+1]). */
+  mgmt_frame_bytes_start: Uint32Array;
+  mgmt_frame_bytes: Uint8Array;
 }
 
 type ArrayKind = "f64" | "i16" | "u8" | "u32";
@@ -85,6 +109,19 @@ export const ARRAY_KINDS: Readonly<Record<keyof TraceArrays, ArrayKind>> = {
   mark_t_ns: "f64",
   mark_kind: "u8",
   mark_text: "u32",
+  out_node: "i16",
+  out_t_ns: "f64",
+  out_text: "u32",
+  out_record: "f64",
+  mgmt_node: "i16",
+  mgmt_t_ns: "f64",
+  mgmt_dir: "u8",
+  mgmt_record: "f64",
+  mgmt_frame: "u32",
+  mgmt_frame_len: "u32",
+  mgmt_frame_proto: "u8",
+  mgmt_frame_bytes_start: "u32",
+  mgmt_frame_bytes: "u8",
 };
 
 export interface TraceCounts {
@@ -95,6 +132,10 @@ export interface TraceCounts {
   inflight: number;
   slices: number;
   marks: number;
+  /** guest_output records. */
+  outputs: number;
+  mgmt_in: number;
+  mgmt_out: number;
 }
 
 export interface TraceMeta {
@@ -110,6 +151,7 @@ export interface TraceMeta {
   counts: TraceCounts;
   drop_reasons: string[];
   mark_texts: string[];
+  output_texts: string[];
   complete: boolean;
 }
 
@@ -195,4 +237,10 @@ export function lowerBound(a: Float64Array, v: number): number {
 /** The embedded bytes of frame k (a view, no copy). */
 export function frameBytes(arrays: TraceArrays, k: number): Uint8Array {
   return arrays.frame_bytes.subarray(arrays.frame_bytes_start[k]!, arrays.frame_bytes_start[k + 1]!);
+}
+
+/** The embedded bytes of management frame i (by time order; a view, no copy). */
+export function mgmtBytes(arrays: TraceArrays, i: number): Uint8Array {
+  const k = arrays.mgmt_frame[i]!;
+  return arrays.mgmt_frame_bytes.subarray(arrays.mgmt_frame_bytes_start[k]!, arrays.mgmt_frame_bytes_start[k + 1]!);
 }

@@ -68,7 +68,7 @@ export function renderPage(data: PageData): string {
   <span class="group"><b>Protocols</b> <span id="proto-filters"></span></span>
   <span class="group"><button id="zoom-in" title="zoom in (+, wheel)">+</button><button id="zoom-out" title="zoom out (-, wheel)">&minus;</button><button id="zoom-fit" title="whole trace (0, Home)">Fit</button>
   <span class="hint">drag or ←/→ to pan</span></span>
-  <span class="legend"><i class="sw deliver"></i>delivered <i class="sw drop"></i>✕ dropped <i class="sw inflight"></i>in flight at the end <i class="tick mark"></i>mark <i class="tick life"></i>lifecycle <i class="sw slice"></i>slice</span>
+  <span class="legend"><i class="sw deliver"></i>delivered <i class="sw drop"></i>✕ dropped <i class="sw inflight"></i>in flight at the end <i class="tick mark"></i>mark <i class="tick life"></i>lifecycle <i class="sw slice"></i>slice<span id="legend-guest" hidden> <i class="strip log"></i>console <i class="tri in"></i>mgmt in <i class="tri out"></i>mgmt out</span></span>
 </div>
 <div id="diff-info" hidden></div>
 <div id="main">
@@ -109,7 +109,7 @@ button { font: inherit; min-width: 28px; margin-right: 2px; }
 #main { flex: 1; display: flex; min-height: 0; }
 #canvas-wrap { flex: 1; position: relative; overflow-y: auto; overflow-x: hidden; min-width: 0; }
 canvas { display: block; cursor: crosshair; outline: none; }
-#tooltip { position: absolute; background: #111827; color: #fff; padding: 3px 6px; border-radius: 3px; font-size: 12px; pointer-events: none; max-width: 420px; }
+#tooltip { position: absolute; background: #111827; color: #fff; padding: 3px 6px; border-radius: 3px; font-size: 12px; pointer-events: none; max-width: 420px; white-space: pre-wrap; overflow-wrap: anywhere; }
 #side { width: 440px; border-left: 1px solid #e5e7eb; padding: 6px 10px; display: flex; flex-direction: column; min-height: 0; }
 #decode { flex: none; max-height: calc(100% - 180px); overflow-y: auto; }
 #list { flex: 1; min-height: 170px; display: flex; flex-direction: column; }
@@ -123,6 +123,7 @@ table.layer caption { text-align: left; font-weight: 600; }
 table.layer th { text-align: left; font-weight: normal; color: #4b5563; padding: 1px 6px 1px 0; width: 40%; }
 table.layer td { font-family: ui-monospace, monospace; word-break: break-all; }
 pre.hex { font-size: 11px; background: #f3f4f6; padding: 4px; overflow-x: auto; }
+pre.console { font-size: 12px; background: #fefce8; padding: 4px; white-space: pre-wrap; overflow-wrap: anywhere; }
 #frames { font-family: ui-monospace, monospace; font-size: 11px; padding-left: 0; list-style: none; margin: 0; }
 #frames li { cursor: pointer; padding: 1px 2px; white-space: nowrap; }
 #frames li:hover { background: #e0f2fe; }
@@ -135,5 +136,9 @@ pre.hex { font-size: 11px; background: #f3f4f6; padding: 4px; overflow-x: auto; 
 .legend .sw.slice { height: 10px; border: 0; background: rgba(59,130,246,0.25); }
 .legend .tick { width: 2px; height: 10px; background: #9333ea; }
 .legend .tick.life { background: #16a34a; }
+.legend .strip.log { width: 18px; height: 10px; background: #fef08a; }
+.legend .tri { width: 0; height: 0; border-left: 5px solid transparent; border-right: 5px solid transparent; }
+.legend .tri.in { border-top: 8px solid #ea580c; }
+.legend .tri.out { border-bottom: 8px solid #be185d; }
 footer { padding: 3px 10px; border-top: 1px solid #e5e7eb; font-size: 12px; color: #374151; }
 `;

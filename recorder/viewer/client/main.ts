@@ -1,10 +1,11 @@
-// The page's behaviour: reads the embedded data, wires filters, zoom/pan, selection, the
-// decode panel and the frame list, and publishes window.__tapsimView for tests and the
-// curious (layout, window, counts, redraw time).
+// The page's behaviour: reads the embedded data, wires filters, zoom/pan, selection (frame
+// arrows, console output, management frames), the side panel and the frame list, and
+// publishes window.__tapsimView for tests and the curious (layout, window, counts, redraw time).
 
 import { decodeFrame, hexDump } from "../../frame_decode.js";
-import { ARROW_DROP, ARROW_INFLIGHT, FRAME_NONE, LANE_NONE, PROTOCOLS, frameBytes, unpackTrace, type PageData, type TraceView } from "../packed.js";
-import { PROTO_COLORS, arrowEnds, arrowPasses, arrowRange, computeLayout, draw, hitArrow, hitMark, laneY, tOf, xOf, type DrawStats, type Layout, type ViewState } from "./render.js";
+import { ARROW_DROP, ARROW_INFLIGHT, FRAME_NONE, LANE_NONE, MGMT_IN, PROTOCOLS, frameBytes, mgmtBytes, unpackTrace, type PageData, type TraceView } from "../packed.js";
+import { drawGuest, exactText, hitMgmt, hitOutput, mgmtCentre, tooltipText, type LogLabel } from "./guest_lanes.js";
+import { PROTO_COLORS, arrowEnds, arrowPasses, arrowRange, computeLayout, draw, hitArrow, hitMark, laneY, tOf, xOf, type DrawStats, type Layout, type Picked, type ViewState } from "./render.js";
 import { formatNs } from "./timefmt.js";
 
 const ZOOM_STEP = 2;
@@ -23,6 +24,8 @@ interface App {
   canvas: HTMLCanvasElement;
   ctx: CanvasRenderingContext2D;
   stats: DrawStats;
+  /** Console labels of the last redraw (for the test hook). */
+  log_labels: LogLabel[];
   redraw_ms: number;
   redraws: number;
   frame_pending: boolean;
@@ -56,10 +59,11 @@ function boot(): void {
   if (!ctx) throw new Error("no 2D canvas");
   const nodes_max = Math.max(...views.map((v) => v.meta.nodes.length));
   const t_full_ns = Math.max(1, ...views.map((v) => v.meta.t_end_ns)) * 1.02;
-  const st: ViewState = { t0_ns: 0, t1_ns: t_full_ns, node_on: new Uint8Array(nodes_max).fill(1), proto_on: new Uint8Array(PROTOCOLS.length).fill(1), selected: null };
-  const app: App = { data, views, st, L: computeLayout(views, 800, 400), canvas, ctx, stats: { visible_frames: 0, drawn_lines: 0, lod_px: 1 }, redraw_ms: 0, redraws: 0, frame_pending: false, list_timer: 0, list_key: "", t_full_ns, boot_ms: 0 };
+  const st: ViewState = { t0_ns: 0, t1_ns: t_full_ns, node_on: new Uint8Array(nodes_max).fill(1), proto_on: new Uint8Array(PROTOCOLS.length).fill(1), selected: null, picked: null };
+  const app: App = { data, views, st, L: computeLayout(views, 800, 400), canvas, ctx, stats: { visible_frames: 0, drawn_lines: 0, lod_px: 1 }, log_labels: [], redraw_ms: 0, redraws: 0, frame_pending: false, list_timer: 0, list_key: "", t_full_ns, boot_ms: 0 };
   byId("title").textContent = data.title;
   byId("summary").textContent = views.map(summaryText).join("  |  ");
+  byId("legend-guest").hidden = !views.some((v) => v.meta.counts.outputs + v.meta.counts.mgmt_in + v.meta.counts.mgmt_out > 0);
   buildFilters(app);
   if (data.diff) showDiff(app);
   wireInput(app);
@@ -77,7 +81,8 @@ function summaryText(v: TraceView): string {
   const c = v.meta.counts;
   const label = v.meta.label ? `${v.meta.label}: ` : "";
   const inflight = c.inflight ? `, ${c.inflight} in flight at the end` : "";
-  return `${label}${v.meta.nodes.length} nodes, ${c.frames_emitted} frames (${c.deliveries} delivered, ${c.drops} dropped${inflight}), ${c.slices} slices, ${c.marks} marks, ${formatNs(v.meta.t_end_ns)}${v.meta.complete ? "" : " (trace incomplete)"}`;
+  const guest = c.outputs + c.mgmt_in + c.mgmt_out > 0 ? `, ${c.outputs} console outputs, ${c.mgmt_in + c.mgmt_out} management frames (${c.mgmt_in} in, ${c.mgmt_out} out)` : "";
+  return `${label}${v.meta.nodes.length} nodes, ${c.frames_emitted} frames (${c.deliveries} delivered, ${c.drops} dropped${inflight}), ${c.slices} slices, ${c.marks} marks${guest}, ${formatNs(v.meta.t_end_ns)}${v.meta.complete ? "" : " (trace incomplete)"}`;
 }
 
 function buildFilters(app: App): void {
@@ -86,7 +91,7 @@ function buildFilters(app: App): void {
   names.forEach((name, i) => nodes.append(checkbox(`node-${i}`, name, () => (app.st.node_on[i] = app.st.node_on[i] ? 0 : 1), app)));
   const protos = byId("proto-filters");
   const present = new Set<number>();
-  for (const v of app.views) for (const p of v.arrays.frame_proto) present.add(p);
+  for (const v of app.views) for (const p of [...v.arrays.frame_proto, ...v.arrays.mgmt_frame_proto]) present.add(p);
   PROTOCOLS.forEach((name, code) => {
     if (!present.has(code)) return;
     const box = checkbox(`proto-${name}`, name, () => (app.st.proto_on[code] = app.st.proto_on[code] ? 0 : 1), app);
@@ -165,6 +170,7 @@ function scheduleRedraw(app: App): void {
 function redrawNow(app: App): number {
   const t0 = performance.now();
   app.stats = draw(app.ctx, app.views, app.L, app.st, app.data.diff);
+  app.log_labels = drawGuest(app.ctx, app.views, app.L, app.st);
   app.redraw_ms = performance.now() - t0;
   app.redraws += 1;
   updateStatus(app);
@@ -249,7 +255,7 @@ function wireDrag(app: App): void {
     placeWindow(app, down.t0 - dt, down.t1 - down.t0);
   });
   window.addEventListener("mouseup", (e) => {
-    if (down && !down.moved && e.target === app.canvas) select(app, hitArrow(app.views, app.L, app.st, e.offsetX, e.offsetY));
+    if (down && !down.moved && e.target === app.canvas) clickAt(app, e.offsetX, e.offsetY);
     down = null;
   });
 }
@@ -273,25 +279,63 @@ function onKey(app: App, e: KeyboardEvent): void {
   act();
 }
 
+/** A click on a console strip picks the output there, on a mgmt strip the frame there; elsewhere an arrow. */
+function clickAt(app: App, x: number, y: number): void {
+  const out = hitOutput(app.views, app.L, app.st, x, y);
+  const mgmt = out ? null : hitMgmt(app.views, app.L, app.st, x, y);
+  if (out) pick(app, { what: "output", ...out });
+  else if (mgmt) pick(app, { what: "mgmt", ...mgmt });
+  else select(app, hitArrow(app.views, app.L, app.st, x, y));
+}
+
 function onHover(app: App, e: MouseEvent): void {
   const tip = byId("tooltip");
-  const m = hitMark(app.views, app.L, app.st, e.offsetX, e.offsetY);
-  if (!m) {
+  const text = hoverText(app, e.offsetX, e.offsetY);
+  if (text === null) {
     tip.hidden = true;
     return;
   }
-  const v = app.views[m.g]!;
-  const a = v.arrays;
-  const node = a.mark_node[m.i]!;
-  const who = node < 0 ? "run" : v.meta.nodes[node];
-  tip.textContent = `${formatNs(a.mark_t_ns[m.i]!)} ${who}: ${v.meta.mark_texts[a.mark_text[m.i]!]}`;
+  tip.textContent = text;
   tip.style.left = `${e.offsetX + 12}px`;
   tip.style.top = `${e.offsetY + 12}px`;
   tip.hidden = false;
 }
 
+/** What the tooltip says at (x, y): a mark's text, a console output, a management frame; null: nothing there. */
+function hoverText(app: App, x: number, y: number): string | null {
+  const { views, L, st } = app;
+  const m = hitMark(views, L, st, x, y);
+  if (m) {
+    const v = views[m.g]!;
+    const node = v.arrays.mark_node[m.i]!;
+    return `${formatNs(v.arrays.mark_t_ns[m.i]!)} ${node < 0 ? "run" : v.meta.nodes[node]}: ${v.meta.mark_texts[v.arrays.mark_text[m.i]!]}`;
+  }
+  const out = hitOutput(views, L, st, x, y);
+  if (out) {
+    const v = views[out.g]!;
+    const a = v.arrays;
+    return `${formatNs(a.out_t_ns[out.i]!)} ${v.meta.nodes[a.out_node[out.i]!]} printed:\n${tooltipText(v.meta.output_texts[a.out_text[out.i]!]!)}`;
+  }
+  const mg = hitMgmt(views, L, st, x, y);
+  if (mg) return `${formatNs(views[mg.g]!.arrays.mgmt_t_ns[mg.i]!)} ${mgmtTitle(views[mg.g]!, mg.i)} (click to decode)`;
+  return null;
+}
+
+function mgmtTitle(v: TraceView, i: number): string {
+  const name = v.meta.nodes[v.arrays.mgmt_node[i]!];
+  return v.arrays.mgmt_dir[i] === MGMT_IN ? `management frame host → ${name}` : `management frame ${name} → host`;
+}
+
+/** Picks a console output or management frame (an arrow selection goes). */
+function pick(app: App, p: Picked): void {
+  select(app, null);
+  app.st.picked = p;
+  showDecode(app);
+}
+
 function select(app: App, hit: { g: number; k: number } | null): void {
   app.st.selected = hit;
+  app.st.picked = null;
   for (const li of Array.from(byId("frames").children)) {
     const mine = hit !== null && li.getAttribute("data-g") === String(hit.g) && li.getAttribute("data-k") === String(hit.k);
     li.classList.toggle("sel", mine);
@@ -304,6 +348,10 @@ function select(app: App, hit: { g: number; k: number } | null): void {
 function showDecode(app: App): void {
   const panel = byId("decode");
   panel.replaceChildren();
+  if (app.st.picked) {
+    showPicked(app, panel, app.st.picked);
+    return;
+  }
   const sel = app.st.selected;
   if (!sel) {
     panel.append(el("p", { class: "hint" }, "Click a frame arrow or pick one from the list."));
@@ -325,6 +373,23 @@ function showDecode(app: App): void {
     return;
   }
   appendDecoded(panel, frameBytes(a, f), a.frame_len[f]!, v.meta.frame_bytes_cap);
+}
+
+/** A console output as printed (control characters shown as escapes), or a management frame decoded. */
+function showPicked(app: App, panel: HTMLElement, p: Picked): void {
+  const v = app.views[p.g]!;
+  const a = v.arrays;
+  const label = app.views.length > 1 ? `${v.meta.label}: ` : "";
+  if (p.what === "output") {
+    panel.append(el("h3", {}, `${label}console output of ${v.meta.nodes[a.out_node[p.i]!]}`));
+    panel.append(el("div", { class: "facts" }, `printed by ${formatNs(a.out_t_ns[p.i]!)}; record #${a.out_record[p.i]}`));
+    panel.append(el("pre", { class: "console" }, exactText(v.meta.output_texts[a.out_text[p.i]!]!)));
+    return;
+  }
+  panel.append(el("h3", {}, `${label}${mgmtTitle(v, p.i)}`));
+  const kind = a.mgmt_dir[p.i] === MGMT_IN ? "mgmt_in: injected into the guest's management NIC" : "mgmt_out: sent on the guest's management NIC";
+  panel.append(el("div", { class: "facts" }, `at ${formatNs(a.mgmt_t_ns[p.i]!)} (${kind}; never on a simulated link); record #${a.mgmt_record[p.i]}`));
+  appendDecoded(panel, mgmtBytes(a, p.i), a.mgmt_frame_len[a.mgmt_frame[p.i]!]!, v.meta.frame_bytes_cap);
 }
 
 function appendDecoded(panel: HTMLElement, bytes: Uint8Array, len: number, cap: number): void {
@@ -418,6 +483,26 @@ function publishHook(app: App): void {
       return { frame_id: f === FRAME_NONE ? null : a.frame_id[f], from: a.arrow_from[k], to: a.arrow_to[k], t_send_ns: a.arrow_t_send_ns[k], t_recv_ns: a.arrow_t_recv_ns[k], record: a.arrow_record[k], kind: a.arrow_kind[k] };
     },
     selected: () => app.st.selected,
+    picked: () => app.st.picked,
+    outputs: (g: number) => app.views[g]!.arrays.out_node.length,
+    outputInfo: (g: number, i: number) => {
+      const v = app.views[g]!;
+      return { node: v.arrays.out_node[i], t_ns: v.arrays.out_t_ns[i], text: v.meta.output_texts[v.arrays.out_text[i]!], record: v.arrays.out_record[i] };
+    },
+    logLabels: () => app.log_labels.map((l) => ({ ...l, x: canvasPoint(l.x, 0).x })),
+    logStripCentre: (g: number, node: number) => {
+      const lane = app.L.lanes[app.L.group_first_lane[g]! + node]!;
+      return canvasPoint(0, lane.log_top_px + lane.log_h_px / 2).y;
+    },
+    mgmts: (g: number) => app.views[g]!.arrays.mgmt_node.length,
+    mgmtInfo: (g: number, i: number) => {
+      const a = app.views[g]!.arrays;
+      return { node: a.mgmt_node[i], t_ns: a.mgmt_t_ns[i], dir: a.mgmt_dir[i], record: a.mgmt_record[i], len: a.mgmt_frame_len[a.mgmt_frame[i]!] };
+    },
+    mgmtPoint: (g: number, i: number) => {
+      const c = mgmtCentre(app.views[g]!, g, i, app.L, app.st);
+      return canvasPoint(c.x, c.y);
+    },
     diff: () => app.data.diff,
   };
 }

@@ -4,7 +4,8 @@
 // by time, so a binary search gives the range, and the largest arrow span / slice length
 // bound how far back it must start. At wide zoom, arrows of one node pair that start in the
 // same few pixels are drawn once (level of detail), which keeps a redraw of 100k frames to
-// ~10k line segments.
+// ~10k line segments. A trace with console output or management frames (a VM run's) gives
+// each node's lane a console strip and a mgmt strip below it, drawn by guest_lanes.ts.
 
 import { ARROW_DELIVER, ARROW_DROP, FRAME_NONE, LANE_NONE, MARK_LIFECYCLE, PROTOCOLS, lowerBound, type DiffInfo, type TraceView } from "../packed.js";
 import { formatTick, niceStepNs } from "./timefmt.js";
@@ -15,6 +16,12 @@ export interface Lane {
   name: string;
   top_px: number;
   h_px: number;
+  /** The node's console strip under its lane (h 0: the trace has no console output). */
+  log_top_px: number;
+  log_h_px: number;
+  /** The node's management-frame strip under that (h 0: no management frames). */
+  mgmt_top_px: number;
+  mgmt_h_px: number;
 }
 
 export interface Layout {
@@ -37,6 +44,14 @@ export interface ViewState {
   /** By protocol code. */
   proto_on: Uint8Array;
   selected: { g: number; k: number } | null;
+  /** A console output or management frame picked instead of an arrow (index in its sorted column). */
+  picked: Picked | null;
+}
+
+export interface Picked {
+  what: "output" | "mgmt";
+  g: number;
+  i: number;
 }
 
 export interface DrawStats {
@@ -50,6 +65,8 @@ const AXIS_H_PX = 28;
 const GROUP_TITLE_H_PX = 18;
 const LANE_H_MAX_PX = 90;
 const LANE_H_MIN_PX = 10;
+export const LOG_STRIP_H_PX = 16;
+export const MGMT_STRIP_H_PX = 12;
 /** Above this many line segments per redraw, arrows are thinned per node pair and pixel bucket. */
 const LOD_LINES_TARGET = 12_000;
 /** Arrowheads only when few arrows are drawn: they triple the segments. */
@@ -74,10 +91,17 @@ export const PROTO_COLORS: Readonly<Record<string, string>> = {
 const DROP_COLOR = "#dc2626";
 const INFLIGHT_COLOR = "#9ca3af";
 
+/** Heights of a view's console and mgmt strips (0 where the trace has none of them). */
+function stripHeights(v: TraceView): { log_h: number; mgmt_h: number } {
+  const c = v.meta.counts;
+  return { log_h: c.outputs > 0 ? LOG_STRIP_H_PX : 0, mgmt_h: c.mgmt_in + c.mgmt_out > 0 ? MGMT_STRIP_H_PX : 0 };
+}
+
 export function computeLayout(views: TraceView[], width_px: number, avail_h_px: number): Layout {
   const lanes_total = views.reduce((n, v) => n + v.meta.nodes.length, 0);
   const titles_h = views.length > 1 ? views.length * GROUP_TITLE_H_PX : 0;
-  const lane_h = Math.max(LANE_H_MIN_PX, Math.min(LANE_H_MAX_PX, Math.floor((avail_h_px - AXIS_H_PX - titles_h - 4) / Math.max(1, lanes_total))));
+  const strips_h = views.reduce((h, v) => h + v.meta.nodes.length * (stripHeights(v).log_h + stripHeights(v).mgmt_h), 0);
+  const lane_h = Math.max(LANE_H_MIN_PX, Math.min(LANE_H_MAX_PX, Math.floor((avail_h_px - AXIS_H_PX - titles_h - strips_h - 4) / Math.max(1, lanes_total))));
   const lanes: Lane[] = [];
   const group_first_lane: number[] = [];
   const group_title_y_px: number[] = [];
@@ -86,9 +110,10 @@ export function computeLayout(views: TraceView[], width_px: number, avail_h_px: 
     group_first_lane.push(lanes.length);
     group_title_y_px.push(y);
     if (views.length > 1) y += GROUP_TITLE_H_PX;
+    const { log_h, mgmt_h } = stripHeights(v);
     v.meta.nodes.forEach((name, node) => {
-      lanes.push({ group: g, node, name, top_px: y, h_px: lane_h });
-      y += lane_h;
+      lanes.push({ group: g, node, name, top_px: y, h_px: lane_h, log_top_px: y + lane_h, log_h_px: log_h, mgmt_top_px: y + lane_h + log_h, mgmt_h_px: mgmt_h });
+      y += lane_h + log_h + mgmt_h;
     });
   });
   return { width_px, height_px: y + 4, plot_x_px: LABEL_W_PX, plot_w_px: Math.max(50, width_px - LABEL_W_PX - 8), axis_h_px: AXIS_H_PX, lanes, group_first_lane, group_title_y_px };
@@ -156,10 +181,15 @@ export function draw(ctx: CanvasRenderingContext2D, views: TraceView[], L: Layou
   return stats;
 }
 
+/** Lane backgrounds, strips included (before the arrows, which cross them). */
 function drawLanes(ctx: CanvasRenderingContext2D, L: Layout): void {
   L.lanes.forEach((lane, i) => {
     ctx.fillStyle = i % 2 === 0 ? "#f8fafc" : "#eef2f7";
     ctx.fillRect(L.plot_x_px, lane.top_px, L.plot_w_px, lane.h_px);
+    ctx.fillStyle = "#fefce8";
+    if (lane.log_h_px > 0) ctx.fillRect(L.plot_x_px, lane.log_top_px, L.plot_w_px, lane.log_h_px);
+    ctx.fillStyle = "#fff7ed";
+    if (lane.mgmt_h_px > 0) ctx.fillRect(L.plot_x_px, lane.mgmt_top_px, L.plot_w_px, lane.mgmt_h_px);
   });
 }
 
