@@ -99,11 +99,11 @@ export function qemuArgs(spec: VmSpec, gate_socket: string, qmp_socket: string, 
     // both: transmit runs from a virtual-clock timer in the vCPU thread, not a main-loop
     // bottom half (qmp/README.md, "Closed world").
     "-netdev", "hubport,id=mgmt,hubid=1",
-    "-device", `virtio-net-pci,netdev=mgmt,addr=0x3,mac=${mgmt_mac},tx=timer,x-txtimer=1000,romfile=`,
+    "-device", `virtio-net-pci,netdev=mgmt,addr=0x3,mac=${mgmt_mac},tx=timer,x-txtimer=1000,ioeventfd=off,romfile=`,
     "-netdev", "hubport,id=sim,hubid=0",
     // tx=timer: the NIC transmits from a virtual-clock timer (in the vCPU thread), so the
     // gate's send-time stamp is deterministic; the default bottom half runs in the main loop.
-    "-device", `virtio-net-pci,netdev=sim,addr=0x4,mac=${spec.mac},tx=timer,x-txtimer=1000,romfile=`,
+    "-device", `virtio-net-pci,netdev=sim,addr=0x4,mac=${spec.mac},tx=timer,x-txtimer=1000,ioeventfd=off,romfile=`,
   ];
   if (spec.boot.kind === "initramfs") {
     args.push("-kernel", spec.boot.kernel_path, "-initrd", spec.boot.initrd_path, "-append", spec.boot.append);
