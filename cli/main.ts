@@ -12,6 +12,7 @@ import { registerExport } from "./export.js";
 import { registerImage } from "./image.js";
 import { registerInfo } from "./info.js";
 import { registerReplay } from "./replay.js";
+import { registerRerun } from "./rerun.js";
 import { registerRun } from "./run.js";
 import { registerSsh } from "./ssh.js";
 import { TAPSIM_VERSION } from "./version.js";
@@ -36,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
   registerRun(program, setExit);
   registerInfo(program, setExit);
   registerReplay(program, setExit);
+  registerRerun(program, setExit);
   registerDiff(program, setExit);
   registerDump(program, setExit);
   registerExport(program, setExit);

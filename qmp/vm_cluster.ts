@@ -10,7 +10,7 @@ import { InputError } from "../engine/errors.js";
 import type { RunConfig } from "../engine/trace_records.js";
 import { kernelCmdline, type GuestImage } from "../guest/image.js";
 import { QemuVm, type BootSpec } from "./launcher.js";
-import { guestMgmtCidr, MGMT_NET_DEFAULT, MgmtNet } from "./mgmt.js";
+import { guestMgmtCidr, MGMT_NET_DEFAULT, MgmtNet, type MgmtPort } from "./mgmt.js";
 import { sshExec, waitForSsh, type SshTarget } from "./ssh.js";
 import { VmBackend } from "./vm_backend.js";
 
@@ -34,6 +34,8 @@ export interface VmClusterOptions {
   readonly mgmt_net?: string;
   /** false: no TAPs and no SSH forwards (nobody can reach the guests: --no-ssh). */
   readonly mgmt_live?: boolean;
+  /** Ports for the management NICs when not live (`tapsim rerun` feeds recorded frames). */
+  readonly mgmt_ports?: readonly MgmtPort[];
 }
 
 export class VmCluster {
@@ -64,7 +66,7 @@ export class VmCluster {
     }
     const started = await Promise.allSettled(options.config.nodes.map((node) => QemuVm.start(cluster.vmSpec(node.id))));
     for (const [i, s] of started.entries()) {
-      if (s.status === "fulfilled") cluster.backends.push(new VmBackend(s.value, options.onCrash, cluster.mgmt?.ports[i] ?? null));
+      if (s.status === "fulfilled") cluster.backends.push(new VmBackend(s.value, options.onCrash, cluster.mgmt?.ports[i] ?? options.mgmt_ports?.[i] ?? null));
     }
     const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
     if (failed) {

@@ -84,7 +84,7 @@ export function diffTraces(path_a: string, path_b: string, context_records: numb
 }
 
 /** Host facts in lifecycle details: "qemu pid 4242" (boot), "(QEMU pid 4242)" (crash), a run directory. */
-const HOST_FACTS = /\b(qemu pid) \d+|\/tapsim-run-[A-Za-z0-9]+/gi;
+const HOST_FACTS = /\b(qemu \(?pid) \d+|\/tapsim-run-[A-Za-z0-9]+/gi;
 
 /** "qemu pid N" as "qemu pid _", so that two runs on different hosts (or twice on one) compare equal. */
 export function maskHostFacts(detail: string): string {

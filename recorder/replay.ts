@@ -125,6 +125,7 @@ export class CheckingSink implements RecordSink {
   constructor(
     private readonly cursor: RecordCursor,
     private readonly trace_complete: () => boolean,
+    private readonly equal: (actual: TraceRecord, expected: TraceRecord) => boolean = recordsEqual,
   ) {}
 
   write(actual: TraceRecord): void {
@@ -133,7 +134,7 @@ export class CheckingSink implements RecordSink {
       if (!this.trace_complete()) throw new EndOfTrace();
       throw new Diverged({ expected: null, actual, why: "replay produced a record after the end of the trace" });
     }
-    if (!recordsEqual(actual, expected)) throw new Diverged({ expected, actual, why: "records differ" });
+    if (!this.equal(actual, expected)) throw new Diverged({ expected, actual, why: "records differ" });
     this.cursor.next();
     if (expected[0] === RecordKind.SliceEnd) this.slice_ends_checked += 1;
     this.observe?.(expected);
@@ -151,11 +152,18 @@ export class ReplayDriver {
   readonly cursor: RecordCursor;
   private readonly sink: CheckingSink;
 
-  constructor(private readonly reader: TraceReader) {
+  /**
+   * `rerun` passes real backends (VMs re-executed from the recorded inputs) and a comparison
+   * that leaves host facts (QEMU pids) out; replay and the debugger use the defaults.
+   */
+  constructor(
+    private readonly reader: TraceReader,
+    opts: { backends?: (cursor: RecordCursor) => NodeBackend[]; equal?: (actual: TraceRecord, expected: TraceRecord) => boolean } = {},
+  ) {
     this.header = reader.header;
     this.cursor = new RecordCursor(reader.records()[Symbol.iterator]());
-    this.sink = new CheckingSink(this.cursor, () => reader.status().complete);
-    const backends = this.header.config.nodes.map(() => new ReplayBackend(this.cursor));
+    this.sink = new CheckingSink(this.cursor, () => reader.status().complete, opts.equal);
+    const backends = opts.backends?.(this.cursor) ?? this.header.config.nodes.map(() => new ReplayBackend(this.cursor));
     this.engine = engineFromHeader(reader, backends, this.sink);
   }
 
@@ -210,6 +218,15 @@ export async function replayTrace(path: string): Promise<ReplayOutcome> {
     reader.close();
     throw err;
   }
+  try {
+    return await checkAll(driver);
+  } finally {
+    reader.close();
+  }
+}
+
+/** Steps a driver to the end of its trace; the outcome says whether every record matched. */
+export async function checkAll(driver: ReplayDriver): Promise<ReplayOutcome> {
   const cursor = driver.cursor;
   const outcome = (divergence: Divergence | null, trace_incomplete: boolean): ReplayOutcome => ({
     identical: divergence === null,
@@ -219,11 +236,7 @@ export async function replayTrace(path: string): Promise<ReplayOutcome> {
     trace_incomplete,
     header: driver.header,
   });
-  try {
-    return await replayLoop(driver, outcome);
-  } finally {
-    reader.close();
-  }
+  return await replayLoop(driver, outcome);
 }
 
 async function replayLoop(driver: ReplayDriver, outcome: (divergence: Divergence | null, trace_incomplete: boolean) => ReplayOutcome): Promise<ReplayOutcome> {
