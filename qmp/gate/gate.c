@@ -241,7 +241,11 @@ static void remove_own_files(void) {
     unlink(path);
   }
   snprintf(path, sizeof path, "%s", g.sock_path);
-  rmdir(dirname(path));  // fails while another VM's files are still there: that VM removes it
+  char *dir = dirname(path);
+  // Only a run dir of tapsim's (mkdtemp "tapsim-run-XXXXXX"), and only once empty: rmdir
+  // fails while another VM's files are still there, and that VM removes it.
+  const char *base = strrchr(dir, '/');
+  if (base && strncmp(base + 1, "tapsim-run-", 11) == 0) rmdir(dir);
 }
 
 static void leave(int code) {
