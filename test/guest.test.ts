@@ -79,7 +79,7 @@ test("a new password builds a new image (from the cached packages), then is a ca
 test("initramfs: two builds from the same unpacked inputs are byte-identical, and equal the cached image's", () => {
   const cache_root = defaultCacheRoot();
   const pins = resolvePackages(cache_root);
-  const { inputs } = imageInputs(cache_root, imageKey(pins, "1234"), pins, "1234", quiet);
+  const { inputs } = imageInputs(cache_root, pins, "1234", quiet);
   const a = path.join(tmp, "a.cpio.gz");
   const b = path.join(tmp, "b.cpio.gz");
   buildInitramfs(inputs, a);
