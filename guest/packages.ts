@@ -66,6 +66,7 @@ export function ensurePackagesArchive(names: readonly string[], image: Initramfs
   const base = path.join(images, `packages-${key.slice(0, 12)}`);
   const cached = readManifest(`${base}.json`, key, `${base}.cpio.gz`);
   if (cached) return { path: `${base}.cpio.gz`, record: recordOf(cached), rebuilt: false };
+  for (const n of names) candidate(n);
   opts.log(`adding packages ${names.join(" ")}`);
   const manifest = build(names, image, key, opts);
   mkdirSync(images, { recursive: true });
@@ -144,7 +145,6 @@ function prune(images: string, identity: string): void {
  * alternatives (a | b) and of virtual packages' providers, one already present wins, else the first.
  */
 export function dependencyClosure(names: readonly string[], base: ReadonlySet<string>): string[] {
-  for (const n of names) candidate(n);
   const chosen = new Set<string>(names);
   const present = new Set<string>(base);
   let level = [...names];
