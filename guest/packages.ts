@@ -41,6 +41,8 @@ interface Manifest extends PackagesRecord {
   format: 1;
   key: string;
   base_identity: string;
+  /** sha256 of this builder's sources: archives of other builders can never be looked up again. */
+  builder: string;
   bytes: number;
 }
 
@@ -62,15 +64,15 @@ export function parsePackageList(text: string): string[] {
 /** The archive for these packages on top of `image`, from the cache or built now. */
 export function ensurePackagesArchive(names: readonly string[], image: InitramfsImage, opts: { cache_root: string; log: (line: string) => void }): PackagesArchive {
   const images = path.join(opts.cache_root, "images");
-  const key = sha256Hex(JSON.stringify({ format: KEY_FORMAT, names, base: image.identity, apt: aptStateStamp(), sources: SOURCES.map((s) => sha256File(path.join(REPO_ROOT, s))) }));
+  const builder = sha256Hex(JSON.stringify({ format: KEY_FORMAT, sources: SOURCES.map((s) => sha256File(path.join(REPO_ROOT, s))) }));
+  const key = sha256Hex(JSON.stringify({ builder, names, base: image.identity, apt: aptStateStamp() }));
   const base = path.join(images, `packages-${key.slice(0, 12)}`);
   const cached = readManifest(`${base}.json`, key, `${base}.cpio.gz`);
   if (cached) return { path: `${base}.cpio.gz`, record: recordOf(cached), rebuilt: false };
   for (const n of names) candidate(n);
   opts.log(`adding packages ${names.join(" ")}`);
-  const manifest = build(names, image, key, opts);
-  mkdirSync(images, { recursive: true });
-  prune(images, image.identity);
+  const manifest = build(names, image, key, builder, opts);
+  prune(images, image.identity, builder);
   return { path: `${base}.cpio.gz`, record: recordOf(manifest), rebuilt: true };
 }
 
@@ -88,7 +90,7 @@ function readManifest(file: string, key: string, archive: string): Manifest | nu
   return null;
 }
 
-function build(names: readonly string[], image: InitramfsImage, key: string, opts: { cache_root: string; log: (line: string) => void }): Manifest {
+function build(names: readonly string[], image: InitramfsImage, key: string, builder: string, opts: { cache_root: string; log: (line: string) => void }): Manifest {
   const base_pins = resolvePackages(opts.cache_root).filter((p) => !p.name.startsWith("linux-image-"));
   const base_trees = fetchPackages(base_pins, path.join(opts.cache_root, "debs"), path.join(opts.cache_root, "unpacked"), opts.log).map((p) => p.unpacked_dir);
   const pins = pinAll(dependencyClosure(names, new Set(base_pins.map((p) => p.name))));
@@ -107,6 +109,7 @@ function build(names: readonly string[], image: InitramfsImage, key: string, opt
     format: 1,
     key,
     base_identity: image.identity,
+    builder,
     requested: [...names],
     resolved: pkgs.map((p) => ({ name: p.name, version: p.version, deb_sha256: p.deb_sha256 })),
     archive_sha256: sha256Hex(gz),
@@ -124,12 +127,12 @@ function writeAtomically(file: string, data: Buffer | string): void {
   renameSync(tmp, file);
 }
 
-/** Archives built on another image can never be looked up again. */
-function prune(images: string, identity: string): void {
+/** Archives built on another image or by other sources can never be looked up again. */
+function prune(images: string, identity: string, builder: string): void {
   for (const name of readdirSync(images).filter((n) => /^packages-[0-9a-f]{12}\.json$/.test(n))) {
     try {
       const m = JSON.parse(readFileSync(path.join(images, name), "utf8")) as Partial<Manifest>;
-      if (m.base_identity === identity) continue;
+      if (m.base_identity === identity && m.builder === builder) continue;
     } catch {
       continue;
     }
