@@ -14,7 +14,6 @@ import {
   aptStateStamp,
   candidateVersion,
   fetchPackages,
-  GUEST_PACKAGES,
   libraryPath,
   LOADER,
   type PackagePin,
