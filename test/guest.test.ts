@@ -21,19 +21,27 @@ import { tapsim } from "./helpers/cli.js";
 import { freePort, startVm, stopVm, waitForSerial } from "./helpers/guest_vm.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "tapsim-guest-"));
-// The client key pair of these tests, not the user's.
-process.env["TAPSIM_HOME"] = path.join(tmp, "home");
 const HOST_KEY_FILE = "etc/dropbear/dropbear_ed25519_host_key";
 const quiet = () => {};
 let image: InitramfsImage;
 
+const home_before = process.env["TAPSIM_HOME"];
+
 test.before(async () => {
+  // The client key pair of these tests, not the user's (set here: uvu loads every test file first).
+  process.env["TAPSIM_HOME"] = path.join(tmp, "home");
   image = await ensureDefaultImage({ log: quiet });
 });
 
 test.after(() => {
+  restoreEnv("TAPSIM_HOME", home_before);
   rmSync(tmp, { recursive: true, force: true });
 });
+
+function restoreEnv(name: string, value: string | undefined): void {
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+}
 
 function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");

@@ -16,12 +16,18 @@ import { TraceReader } from "../recorder/reader.js";
 import { REPO_ROOT, tapsim } from "./helpers/cli.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tsE-add-"));
-// The client key pair of these tests, not the user's.
-process.env["TAPSIM_HOME"] = path.join(dir, "home");
+const home_before = process.env["TAPSIM_HOME"];
 const MATRIX_2 = "latency_configs/delays_2x2.txt";
 const RUN_TIMEOUT_MS = 600_000;
 
+test.before(() => {
+  // The client key pair of these tests, not the user's (set here: uvu loads every test file first).
+  process.env["TAPSIM_HOME"] = path.join(dir, "home");
+});
+
 test.after(() => {
+  if (home_before === undefined) delete process.env["TAPSIM_HOME"];
+  else process.env["TAPSIM_HOME"] = home_before;
   rmSync(dir, { recursive: true, force: true });
 });
 

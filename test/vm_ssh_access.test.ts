@@ -18,13 +18,19 @@ import { leftovers, runResources, startRun, type BackgroundRun } from "./helpers
 
 const dir = mkdtempSync(path.join(tmpdir(), "tsE-ssh-"));
 const home = path.join(dir, "home");
-// The client key pair and run files of these tests, not the user's.
-process.env["TAPSIM_HOME"] = home;
+const home_before = process.env["TAPSIM_HOME"];
 const MATRIX_1 = "latency_configs/delays_1x1.txt";
 const BOOT_TIMEOUT_MS = 300_000;
 const OTHER_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0wHTTMBF0LYvmWTjl2ApW/EpLIpDyB/zwwPAsHNVvu";
 
+test.before(() => {
+  // The client key pair and run files of these tests, not the user's (set here: uvu loads every test file first).
+  process.env["TAPSIM_HOME"] = home;
+});
+
 test.after(() => {
+  if (home_before === undefined) delete process.env["TAPSIM_HOME"];
+  else process.env["TAPSIM_HOME"] = home_before;
   rmSync(dir, { recursive: true, force: true });
 });
 
