@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { QmpClient } from "../qmp/client.js";
+import { nodeTarget, runAccess } from "../cli/ssh_target.js";
 import { SshError, sshCopy, sshExec, type SshTarget } from "../qmp/ssh.js";
 
 export interface SoakOptions {
@@ -74,7 +75,9 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     }
     await until(() => /run dir \S+; /.test(stderr), () => exited, 10_000); // stderr is a separate pipe
     log(`soak: ${o.vms} VMs ready after ${((Date.now() - t0) / 1000).toFixed(0)} s; load for ${o.wall_s} s`);
-    const targets = Array.from({ length: o.vms }, (_, i): SshTarget => ({ host: "127.0.0.1", port: o.ssh_port_base + i, user: "root", password: "1234" }));
+    // Logged in as `tapsim exec` does: the client key, the run's known_hosts.
+    const access = runAccess({ sshPortBase: o.ssh_port_base });
+    const targets = Array.from({ length: o.vms }, (_, i): SshTarget => nodeTarget(access, i));
     const blob = path.join(dir, "blob");
     writeFileSync(blob, Buffer.alloc(COPY_BYTES, 0x5a));
     const t_load = Date.now();

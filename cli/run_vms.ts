@@ -9,7 +9,10 @@ import { createEngine, makeRunConfig } from "../engine/run.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig, VmRunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
-import { ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
+import { buildAdditions } from "../guest/additions.js";
+import { parseAddSpecs, type AddSpec } from "../guest/extra.js";
+import { defaultCacheRoot, ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
+import { parsePackageList } from "../guest/packages.js";
 import { GATE_PROTOCOL_VERSION } from "../qmp/gate_channel.js";
 import { checkQemu } from "../qmp/launcher.js";
 import { parseMgmtNet } from "../qmp/mgmt.js";
@@ -17,13 +20,19 @@ import { vmNameProblem } from "../qmp/qemu_values.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
 import { TraceWriter } from "../recorder/writer.js";
+import { ensureClientKey, type ClientKey } from "./client_key.js";
+import { guestPassword } from "./guest_password.js";
 import type { CommonRunFlags } from "./run_flags.js";
+import { removeRunState, writeKnownHosts, writeRunState, type RunState } from "./run_state.js";
 import { traceHeader } from "./version.js";
 
 export interface VmRunFlags extends CommonRunFlags {
   vms: number;
   image?: string;
   password?: string;
+  passwordFile?: string;
+  add: string[];
+  packages?: string;
   memory: number;
   sshPortBase: number;
   sshTimeout: number;
@@ -37,6 +46,12 @@ export interface VmRunFlags extends CommonRunFlags {
 
 export const EXIT_VM_FAILED = 1;
 
+/** How the run's guests are reached: tapsim's client key, and a password if the guests take one. */
+interface Access {
+  key: ClientKey;
+  password: string | undefined;
+}
+
 export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
   const qemu_version = await checkQemu();
   const topology = loadTopologyFile(flags.latency, { nodes: flags.vms });
@@ -45,7 +60,13 @@ export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
   const pace = parsePace(flags.pace, flags.ssh);
   const mgmt_net = parseMgmtNet(flags.mgmtNet);
   TraceWriter.checkPath(flags.trace);
-  const image = await resolveImage(flags);
+  const adds = parseAddSpecs(flags.add, flags.vms);
+  const packages = flags.packages === undefined ? null : parsePackageList(flags.packages);
+  const password = guestPassword(flags);
+  const image = await resolveImage(flags, password);
+  if (image.kind === "qcow2" && (adds.length > 0 || packages !== null)) throw new InputError("--add and --packages need the default guest (not --image)");
+  const key = ensureClientKey();
+  const additions = image.kind === "initramfs" ? defaultGuestAdditions(flags, image, adds, packages, key, password) : null;
   const config = makeRunConfig({
     topology,
     workload: null,
@@ -56,7 +77,9 @@ export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
     backend: "vm",
   });
   config.vm = { ...vmRunConfig(flags, image, qemu_version, boot_commands), mgmt_net, mgmt_live: flags.ssh };
-  return await runCluster(flags, config, image, boot_commands, pace, mgmt_net);
+  if (additions !== null) config.vm.additions = additions.record;
+  const access: Access = { key, password: image.kind === "qcow2" ? image.ssh_password : password };
+  return await runCluster(flags, config, image, boot_commands, additions?.archives ?? null, access, pace, mgmt_net);
 }
 
 /** Live input (SSH) means pace 1 unless asked otherwise; a closed run goes as fast as it can. */
@@ -68,7 +91,22 @@ export function parsePace(text: string | undefined, live: boolean): number | und
   return pace;
 }
 
-async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImage, boot_commands: (string | null)[], pace: number | undefined, mgmt_net: string): Promise<number> {
+/** Files, packages and SSH access, as an extra initramfs archive per node. */
+function defaultGuestAdditions(flags: VmRunFlags, image: GuestImage & { kind: "initramfs" }, adds: AddSpec[], packages: string[] | null, key: ClientKey, password: string | undefined) {
+  return buildAdditions({
+    image,
+    node_count: flags.vms,
+    adds,
+    packages,
+    authorized_key: key.public_line,
+    password_login: password !== undefined,
+    memory_mib: flags.memory,
+    cache_root: defaultCacheRoot(),
+    log: (line) => log(flags, `tapsim image: ${line}`),
+  });
+}
+
+async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImage, boot_commands: (string | null)[], extra_archives: Buffer[] | null, access: Access, pace: number | undefined, mgmt_net: string): Promise<number> {
   const control: RunControl = { stop_requested: false, ...(pace === undefined ? {} : { pace }) };
   const aborter = new AbortController();
   const crashes: string[] = [];
@@ -87,6 +125,7 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
   process.on("SIGTERM", onSignal);
   log(flags, `tapsim run: booting ${flags.vms} VMs (QEMU ${config.vm!.qemu_version}, image ${config.vm!.image.identity.slice(0, 12)}), topology ${config.topology.source}`);
   let cluster: VmCluster | null = null;
+  let state: RunState | null = null;
   let writer: TraceWriter | null = null;
   let summary: RunSummary;
   let pace_wait_ns = 0;
@@ -98,10 +137,13 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
       memory_mib: flags.memory,
       rtc_base: flags.rtcBase,
       boot_commands,
+      ...(extra_archives === null ? {} : { extra_archives }),
+      access: { private_key: access.key.private_key, ...(access.password === undefined ? {} : { password: access.password }) },
       onCrash,
       mgmt_net,
       mgmt_live: flags.ssh,
     });
+    state = publishRunState(flags, cluster, image, access);
     writer = TraceWriter.create(flags.trace, traceHeader(config));
     const engine = createEngine(config, cluster.backends, writer);
     if (flags.progress && process.stderr.isTTY) control.onProgress = showProgress;
@@ -109,7 +151,7 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
       engine.finish("error", (err as Error).message);
       throw err;
     });
-    if (flags.ssh) void announceWhenReady(flags, cluster, aborter.signal, engine);
+    if (flags.ssh) void announceWhenReady(flags, cluster, state, aborter.signal, engine);
     else log(flags, `READY (no SSH wait) run dir ${cluster.run_dir}; pids ${cluster.backends.map((b) => b.vm.pid).join(" ")}`);
     summary = await running;
     pace_wait_ns = engine.pace_wait_ns;
@@ -117,6 +159,7 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     aborter.abort();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    if (state !== null) removeRunState(state.port_base);
     await cluster?.stop();
     writer?.close();
     if (flags.progress && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
@@ -127,8 +170,19 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
   return summary.end_reason === "interrupted" ? 130 : 0;
 }
 
+/** The run-state file and known_hosts that `tapsim ssh/exec` find by --ssh-port-base. */
+function publishRunState(flags: VmRunFlags, cluster: VmCluster, image: GuestImage, access: Access): RunState {
+  const ports = cluster.backends.map((_, i) => cluster.sshTarget(i).port);
+  const state = writeRunState(
+    { pid: process.pid, run_dir: cluster.run_dir, port_base: flags.sshPortBase, ports, image_kind: image.kind, password_login: access.password !== undefined, user: image.ssh_user },
+    cluster.hostKeys(),
+  );
+  log(flags, `ssh: key ${access.key.private_path}, known_hosts ${state.known_hosts} (plain OpenSSH: ssh -i ${access.key.private_path} -o UserKnownHostsFile=${state.known_hosts} -p ${ports[0]} ${image.ssh_user}@127.0.0.1)`);
+  return state;
+}
+
 /** Waits for SSH on every VM while the engine runs them, then prints READY lines. */
-async function announceWhenReady(flags: VmRunFlags, cluster: VmCluster, signal: AbortSignal, engine: Engine): Promise<void> {
+async function announceWhenReady(flags: VmRunFlags, cluster: VmCluster, state: RunState, signal: AbortSignal, engine: Engine): Promise<void> {
   let ready = 0;
   try {
     await cluster.waitForSsh(flags.sshTimeout, signal, (node) => {
@@ -139,16 +193,18 @@ async function announceWhenReady(flags: VmRunFlags, cluster: VmCluster, signal: 
     if (!signal.aborted) console.error(`tapsim: ${(err as Error).message}`);
     return;
   }
+  // A user image's host keys are known now (tapsim's own first logins saw them).
+  writeKnownHosts(state.known_hosts, state.ports, cluster.hostKeys());
   const ports = cluster.backends.map((_, i) => `node${i}=127.0.0.1:${cluster.sshTarget(i).port}`).join(" ");
   log(flags, `run dir ${cluster.run_dir}; QEMU pids ${cluster.backends.map((b) => b.vm.pid).join(" ")}; Ctrl+C ends the run`);
   console.log(`READY ${ports}`);
 }
 
-async function resolveImage(flags: VmRunFlags): Promise<GuestImage> {
+async function resolveImage(flags: VmRunFlags, password: string | undefined): Promise<GuestImage> {
   if (flags.image !== undefined) {
-    return await openUserImage(flags.image, flags.password === undefined ? {} : { ssh_password: flags.password });
+    return await openUserImage(flags.image, password === undefined ? {} : { ssh_password: password });
   }
-  const opts = { log: (line: string) => log(flags, line), ...(flags.password === undefined ? {} : { password: flags.password }) };
+  const opts = { log: (line: string) => log(flags, line), ...(password === undefined ? {} : { password }) };
   return await ensureDefaultImage(opts);
 }
 

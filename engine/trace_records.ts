@@ -132,6 +132,31 @@ export interface VmRunConfig {
   mgmt_net?: string;
   /** Whether the host could reach the guests (SSH): management frames are inputs then. */
   mgmt_live?: boolean;
+  /** Default guest: what was added to each node's initramfs (absent in older traces). */
+  additions?: VmAdditionsConfig;
+}
+
+/**
+ * The extra initramfs archives of a default-guest run (tapsim run --add, --packages, and
+ * the SSH access files): everything that entered a guest besides the image, by hash.
+ */
+export interface VmAdditionsConfig {
+  /** Per node: its own archive (files, SSH access) and that archive's sha256; appended after the packages' one. */
+  nodes: { sources: { host_path: string; guest_path: string }[]; files: GuestFileRecord[]; archive_sha256: string }[];
+  /** --packages: the names asked for, every package unpacked for them, and the shared archive's sha256. */
+  packages: { requested: string[]; resolved: { name: string; version: string; deb_sha256: string }[]; archive_sha256: string } | null;
+  /** Whether the guests' dropbear accepts passwords (tapsim run --password); keys always. */
+  ssh_password_login: boolean;
+}
+
+export interface GuestFileRecord {
+  /** Absolute path in the guest. */
+  path: string;
+  kind: "file" | "dir" | "symlink";
+  mode: number;
+  bytes: number;
+  /** sha256 hex of the contents (a symlink's target; of nothing for a folder). */
+  sha256: string;
 }
 
 export interface TraceHeader {

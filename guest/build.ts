@@ -1,11 +1,11 @@
 // Mechanics of the default guest image: which Debian packages (pinned by apt-cache),
-// downloading and unpacking them into a cache, a deterministic dropbear host key, and
+// downloading and unpacking them into a cache, a random dropbear host key, and
 // assembling the gzip'd newc initramfs byte-reproducibly. guest/image.ts decides when
 // to build (cache key) and publishes the result; this file knows nothing of the cache
 // layout beyond the folders it is given.
 
-import { execFileSync, spawnSync } from "node:child_process";
-import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   chmodSync,
   copyFileSync,
@@ -23,6 +23,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError } from "../engine/errors.js";
@@ -58,7 +59,7 @@ export const GUEST_MODULES = [
 ];
 /** Dynamically linked programs copied into the image; their libraries follow them. */
 const GUEST_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/bin/dbclient", "usr/lib/openssh/sftp-server"];
-const LOADER = "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+export const LOADER = "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
 /** Every file and directory of the initramfs gets this mtime (reproducibility). */
 const FIXED_MTIME_S = 0;
 const COMMAND_TIMEOUT_MS = 600_000;
@@ -133,7 +134,7 @@ export function resolvePackages(cache_root: string): PackagePin[] {
 }
 
 /** Changes whenever apt-get update or a package install/removal could change a candidate. */
-function aptStateStamp(): string {
+export function aptStateStamp(): string {
   const files: string[] = ["/var/lib/dpkg/status"];
   for (const dir of ["/var/lib/apt/lists", "/etc/apt/sources.list.d", "/etc/apt/preferences.d"]) {
     try {
@@ -163,7 +164,7 @@ function resolvePackagesWithApt(): PackagePin[] {
   return names.map((name) => ({ name, version: candidateVersion(policy, name) }));
 }
 
-function candidateVersion(policy: string, name: string): string {
+export function candidateVersion(policy: string, name: string): string {
   // apt-cache policy prints "name:\n  Installed: ...\n  Candidate: VERSION" per package.
   const start = policy.split("\n").findIndex((line) => line === `${name}:` || line === `${name}:amd64:`);
   const block = start < 0 ? "" : policy.split("\n").slice(start + 1, start + 4).join("\n");
@@ -298,25 +299,24 @@ function align4(n: number): number {
 }
 
 /**
- * A dropbear-format ed25519 host key from a 32-byte seed (so an image's key follows from
- * its inputs and the image stays byte-reproducible). Dropbear's file: string
- * "ssh-ed25519", then a 64-byte string of private seed || public key.
+ * A new random ed25519 host key, made by the packaged dropbearkey in a private folder and
+ * read back with `dropbearkey -y` (which also proves dropbear reads it). Never derived
+ * from the image's inputs: those are public, and anyone who knew them could pose as a guest.
  */
-export function dropbearEd25519Key(seed: Buffer): { file: Buffer; public_line: string; fingerprint: string } {
-  if (seed.length !== 32) throw new Error(`ed25519 seed must be 32 bytes, got ${seed.length}`);
-  const pkcs8_prefix = Buffer.from("302e020100300506032b657004220420", "hex");
-  const priv = createPrivateKey({ key: Buffer.concat([pkcs8_prefix, seed]), format: "der", type: "pkcs8" });
-  const pub = createPublicKey(priv).export({ format: "der", type: "spki" }).subarray(-32);
-  const file = Buffer.concat([sshString(Buffer.from("ssh-ed25519")), sshString(Buffer.concat([seed, pub]))]);
-  const blob = Buffer.concat([sshString(Buffer.from("ssh-ed25519")), sshString(pub)]);
-  const fingerprint = `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
-  return { file, public_line: `ssh-ed25519 ${blob.toString("base64")}`, fingerprint };
-}
-
-function sshString(data: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  return Buffer.concat([len, data]);
+export function generateHostKey(src_dirs: string[]): { file: Buffer; public_line: string; fingerprint: string } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "tapsim-hostkey-")); // mode 0700
+  try {
+    const key_file = path.join(dir, "host_key");
+    const dropbearkey = (args: string[]) => run(findInTrees(src_dirs, LOADER), ["--library-path", libraryPath(src_dirs), findInTrees(src_dirs, "usr/bin/dropbearkey"), ...args]).toString();
+    dropbearkey(["-t", "ed25519", "-f", key_file]);
+    const out = dropbearkey(["-y", "-f", key_file]);
+    const public_line = /^(ssh-ed25519 [A-Za-z0-9+/=]+)/m.exec(out)?.[1];
+    const fingerprint = /^Fingerprint: (SHA256:\S+)/m.exec(out)?.[1];
+    if (!public_line || !fingerprint) throw new Error(`dropbearkey -y printed no ed25519 public key: ${out.trim()}`);
+    return { file: readFileSync(key_file), public_line, fingerprint };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** sha512-crypt of the password with a salt derived from it: same password, same line. */
@@ -429,7 +429,7 @@ function sharedLibraries(src_dirs: string[], programs: string[]): string[] {
   return [...libs].sort();
 }
 
-function libraryPath(src_dirs: string[]): string {
+export function libraryPath(src_dirs: string[]): string {
   return src_dirs.flatMap((d) => ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"].map((l) => path.join(d, l))).filter((p) => existsSync(p)).join(":");
 }
 
@@ -486,12 +486,4 @@ function writeCpioGz(root: string, out_path: string): void {
   const tmp = `${out_path}.tmp`;
   run("bash", ["-c", 'set -o pipefail; cpio --null --create --format=newc --reproducible -R 0:0 --quiet | gzip -n -9 > "$1"', "bash", tmp], { cwd: root, input: list });
   renameSync(tmp, out_path);
-}
-
-/** Checks the host key with the packaged dropbearkey: it must read the file and print our public key. */
-export function checkHostKey(src_dirs: string[], key_file: string, public_line: string): void {
-  const out = execFileSync(findInTrees(src_dirs, LOADER), ["--library-path", libraryPath(src_dirs), findInTrees(src_dirs, "usr/bin/dropbearkey"), "-y", "-f", key_file], {
-    stdio: ["ignore", "pipe", "pipe"],
-  }).toString();
-  if (!out.includes(public_line)) throw new Error(`dropbearkey -y does not read the generated host key back: ${out.trim()}`);
 }

@@ -10,9 +10,8 @@ import { fsErrorText, InputError } from "../engine/errors.js";
 import {
   BUILD_SOURCES,
   buildInitramfs,
-  checkHostKey,
-  dropbearEd25519Key,
   fetchPackages,
+  generateHostKey,
   pvhKernel,
   kernelFiles,
   type InitramfsInputs,
@@ -35,6 +34,8 @@ export interface InitramfsImage {
   kernel_cmdline_base: string;
   ssh_user: "root";
   ssh_password: string;
+  /** "ssh-ed25519 AAAA…": every VM of the image answers with this host key. */
+  host_key_public: string;
 }
 
 export interface Qcow2Image {
@@ -61,7 +62,7 @@ export interface ImageManifest {
   initrd: { file: string; sha256: string; bytes: number };
   kernel_cmdline_base: string;
   ssh_user: "root";
-  /** Every VM of the image shares this host key (derived from the cache key). */
+  /** Every VM of the image shares this host key (random, made at build time by dropbearkey). */
   host_key: { public: string; fingerprint: string };
   packages: { name: string; version: string; deb_sha256: string }[];
   built_at: string;
@@ -222,19 +223,18 @@ function imageFrom(dir: string, manifest: ImageManifest, password: string): Init
     kernel_cmdline_base: manifest.kernel_cmdline_base,
     ssh_user: "root",
     ssh_password: password,
+    host_key_public: manifest.host_key.public,
   };
 }
 
 function buildInto(cache_root: string, dir: string, key: string, pins: PackagePin[], password: string, log: (line: string) => void): ImageManifest {
-  const { pkgs, inputs, vmlinuz, host_key } = imageInputs(cache_root, key, pins, password, log);
+  const { pkgs, inputs, vmlinuz, host_key } = imageInputs(cache_root, pins, password, log);
   mkdirSync(path.dirname(dir), { recursive: true });
   // Built in a private folder and renamed into place, so a reader never sees half an image.
+  // 0700: the initramfs holds the guests' private host key.
   const tmp = `${dir}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  mkdirSync(tmp, { mode: 0o755 });
+  mkdirSync(tmp, { mode: 0o700 });
   try {
-    writeFileSync(path.join(tmp, "host_key"), host_key.file, { mode: 0o600 });
-    checkHostKey(inputs.src_dirs, path.join(tmp, "host_key"), host_key.public_line);
-    rmSync(path.join(tmp, "host_key"));
     buildInitramfs(inputs, path.join(tmp, INITRD_FILE));
     const bzimage = readFileSync(vmlinuz);
     const elf = pvhKernel(bzimage);
@@ -253,13 +253,14 @@ function buildInto(cache_root: string, dir: string, key: string, pins: PackagePi
 
 /**
  * Everything the initramfs of the default image is made from (downloading and unpacking
- * what the cache lacks). The host key follows from the cache key: same inputs, same key.
+ * what the cache lacks). The host key is new and random on every call, so two builds
+ * from the same inputs differ in that file only; the cache key (not the bytes) names the image.
  */
-export function imageInputs(cache_root: string, key: string, pins: PackagePin[], password: string, log: (line: string) => void) {
+export function imageInputs(cache_root: string, pins: PackagePin[], password: string, log: (line: string) => void) {
   const pkgs = fetchPackages(pins, path.join(cache_root, "debs"), path.join(cache_root, "unpacked"), log);
   const src_dirs = pkgs.map((p) => p.unpacked_dir);
   const kernel = kernelFiles(pkgs[0]!.unpacked_dir);
-  const host_key = dropbearEd25519Key(createHash("sha256").update(`tapsim-guest-host-key\0${key}`).digest());
+  const host_key = generateHostKey(src_dirs);
   const inputs: InitramfsInputs = {
     src_dirs,
     kernel_version: kernel.version,

@@ -73,7 +73,11 @@ fi
 
 # The host key is built into the image (every VM of an image shares it), so boot does
 # no key generation. dropbear forks before it binds: wait until :22 (0x0016) listens.
-dropbear -r /etc/dropbear/dropbear_ed25519_host_key -p 22 -P /run/dropbear.pid || fail "dropbear"
+# Keys only (-s: root's authorized_keys comes in the run's extra archive), unless the
+# run asked for password login (tapsim run --password), which puts the flag file there.
+no_passwords=-s
+[ -e /etc/tapsim/ssh-password-login ] && no_passwords=
+dropbear $no_passwords -r /etc/dropbear/dropbear_ed25519_host_key -p 22 -P /run/dropbear.pid || fail "dropbear"
 n=0
 while ! grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp && [ $n -lt 100 ]; do
   usleep 50000

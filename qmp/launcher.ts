@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { InputError } from "../engine/errors.js";
 import { GateChannel } from "./gate_channel.js";
 import { checkQemuValues } from "./qemu_values.js";
+import { bootInitrd } from "./initrd.js";
 import { withTimeout } from "./timeout.js";
 
 const execFileAsync = promisify(execFile);
@@ -26,7 +27,14 @@ const GATE_HELLO_TIMEOUT_MS = 60_000;
 const STDERR_TAIL_BYTES = 4096;
 
 export type BootSpec =
-  | { readonly kind: "initramfs"; readonly kernel_path: string; readonly initrd_path: string; readonly append: string }
+  | {
+      readonly kind: "initramfs";
+      readonly kernel_path: string;
+      readonly initrd_path: string;
+      readonly append: string;
+      /** Appended to the initrd for this VM (qmp/initrd.ts): files, packages, SSH access. */
+      readonly extra_initrd_path?: string;
+    }
   | { readonly kind: "qcow2"; readonly base_path: string };
 
 export interface VmSpec {
@@ -142,7 +150,8 @@ export class QemuVm {
     const console_path = `${base}.console.log`;
     const overlay = spec.boot.kind === "qcow2" ? await createOverlay(spec.boot.base_path, `${base}.overlay.qcow2`) : null;
     const server = await listen(gate_socket);
-    const child = spawn(spec.qemu_binary ?? QEMU_BINARY_DEFAULT, qemuArgs(spec, gate_socket, qmp_socket, console_path, overlay), {
+    const initrd = bootInitrd(spec.boot, `${base}.initrd`);
+    const child = spawn(spec.qemu_binary ?? QEMU_BINARY_DEFAULT, qemuArgs({ ...spec, boot: initrd.boot }, gate_socket, qmp_socket, console_path, overlay), {
       stdio: ["ignore", "ignore", "pipe"],
       // Own process group: Ctrl+C in the terminal reaches tapsim only, which then stops the
       // run and its VMs in order (QEMU would otherwise die first and look like a crash).
@@ -167,6 +176,7 @@ export class QemuVm {
       throw err;
     } finally {
       server.close();
+      initrd.remove();
     }
   }
 

@@ -1,21 +1,20 @@
 // SSH into guests (host side, over ssh2) through the user-net port QEMU forwards to the
 // guest's :22. This is the management path, not the simulated network: it runs on wall
-// time, so the timeouts here are wall-clock milliseconds. Host keys are not checked (the
-// target is a VM on 127.0.0.1 that this process started; the default image's VMs share
-// one built-in key). Every failure is an SshError with a one-line message.
+// time, so the timeouts here are wall-clock milliseconds. Authentication and host-key
+// checks are set by the target (qmp/ssh_auth.ts). Every failure is an SshError with a
+// one-line message.
 
 import { once } from "node:events";
 import ssh2 from "ssh2";
 import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from "ssh2";
+import { authConfig, fingerprint, offeredMethods, type Credentials } from "./ssh_auth.js";
 
 const { Client } = ssh2;
 
-export interface SshTarget {
+export interface SshTarget extends Credentials {
   /** 127.0.0.1 */
   host: string;
   port: number;
-  user: string;
-  password: string;
 }
 
 export interface ExecResult {
@@ -25,7 +24,7 @@ export interface ExecResult {
   stderr: Buffer;
 }
 
-export type SshErrorKind = "refused" | "auth" | "timeout" | "closed" | "aborted" | "other";
+export type SshErrorKind = "refused" | "auth" | "hostkey" | "timeout" | "closed" | "aborted" | "other";
 
 export class SshError extends Error {
   constructor(
@@ -56,7 +55,7 @@ function checkTarget(t: SshTarget): void {
 function sshError(t: SshTarget, err: Error & { code?: string; level?: string }): SshError {
   if (err instanceof SshError) return err;
   if (err.code === "ECONNREFUSED") return new SshError("refused", `${where(t)}: connection refused on port ${t.port}`);
-  if (err.level === "client-authentication") return new SshError("auth", `${where(t)}: authentication failed (password rejected for ${t.user})`);
+  if (err.level === "client-authentication") return new SshError("auth", `${where(t)}: authentication failed (${offeredMethods(t)} rejected for ${t.user})`);
   if (err.level === "client-timeout") return new SshError("timeout", `${where(t)}: timed out waiting for the SSH handshake`);
   if (err.code === "ECONNRESET" || /before handshake|Connection lost|Not connected/i.test(err.message)) {
     return new SshError("closed", `${where(t)}: connection closed before the SSH handshake (guest not listening yet?)`);
@@ -77,15 +76,8 @@ function connect(t: SshTarget, timeout_ms: number, signal?: AbortSignal): Promis
     };
     if (signal?.aborted) return onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });
-    const config: ConnectConfig = {
-      host: t.host,
-      port: t.port,
-      username: t.user,
-      password: t.password,
-      readyTimeout: timeout_ms,
-      tryKeyboard: false,
-      hostVerifier: () => true,
-    };
+    const verdict = { rejected_key: null as string | null };
+    const config: ConnectConfig = { host: t.host, port: t.port, readyTimeout: timeout_ms, ...authConfig(t, verdict) };
     conn
       .once("ready", () => {
         signal?.removeEventListener("abort", onAbort);
@@ -96,11 +88,15 @@ function connect(t: SshTarget, timeout_ms: number, signal?: AbortSignal): Promis
       .on("error", (err) => {
         signal?.removeEventListener("abort", onAbort);
         conn.end();
-        reject(sshError(t, err));
+        reject(verdict.rejected_key === null ? sshError(t, err) : hostKeyError(t, verdict.rejected_key));
       })
       .once("close", () => reject(sshError(t, new Error("Connection lost before handshake"))))
       .connect(config);
   });
+}
+
+function hostKeyError(t: SshTarget, presented: string): SshError {
+  return new SshError("hostkey", `${where(t)}: host key ${fingerprint(presented)} is not the one in ${t.host_keys?.source ?? "known_hosts"} (refusing to connect)`);
 }
 
 /** Runs one command; resolves with its exit status and output (a non-zero exit is not an error). */
@@ -167,8 +163,8 @@ function withDeadline<T>(
 }
 
 /**
- * Retries `true` until it succeeds. A wrong password fails at once (retrying cannot fix
- * it); refused, reset and slow handshakes are what a booting guest looks like, so they
+ * Retries `true` until it succeeds. A rejected key or password, or a wrong host key, fails
+ * at once (retrying cannot fix it); refused, reset and slow handshakes are what a booting guest looks like, so they
  * are retried until timeout_ms.
  */
 export async function waitForSsh(t: SshTarget, opts: { timeout_ms: number; signal?: AbortSignal; interval_ms?: number }): Promise<void> {
@@ -185,7 +181,7 @@ export async function waitForSsh(t: SshTarget, opts: { timeout_ms: number; signa
       last = new SshError("other", `${where(t)}: \`true\` exited with ${r.code ?? r.signal}`);
     } catch (err) {
       if (!(err instanceof SshError)) throw err;
-      if (err.kind === "auth" || err.kind === "aborted") throw err;
+      if (err.kind === "auth" || err.kind === "hostkey" || err.kind === "aborted") throw err;
       last = err;
     }
     await sleep(Math.min(interval_ms, Math.max(0, deadline_ms - Date.now())), opts.signal);

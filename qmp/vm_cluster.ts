@@ -2,7 +2,7 @@
 // node (started together, each frozen at its first gate), their backends, SSH readiness,
 // and the teardown that leaves no process, socket or overlay behind on any exit path.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -29,6 +29,10 @@ export interface VmClusterOptions {
   readonly rtc_base: string;
   /** Shell command run at boot in each node (null: none); deterministic, unlike SSH. */
   readonly boot_commands: readonly (string | null)[];
+  /** Default guest: each node's extra initramfs archive (gzip'd cpio), appended to the image's. */
+  readonly extra_archives?: readonly (Buffer | null)[];
+  /** How tapsim logs in: the client key, and a password only where the guests accept one (absent: no SSH). */
+  readonly access?: { readonly private_key?: Buffer | string; readonly password?: string };
   readonly onCrash: (backend: VmBackend) => void;
   /** First two octets of the management network (default 10.254): guest i is <net>.i.2. */
   readonly mgmt_net?: string;
@@ -41,6 +45,8 @@ export interface VmClusterOptions {
 export class VmCluster {
   readonly backends: VmBackend[] = [];
   private stopped = false;
+  /** A user image's host keys, as first seen by waitForSsh. */
+  private readonly learned_host_keys: (string | null)[] = [];
 
   private mgmt: MgmtNet | null = null;
 
@@ -64,7 +70,10 @@ export class VmCluster {
       await cluster.stop();
       throw err;
     }
-    const started = await Promise.allSettled(options.config.nodes.map((node) => QemuVm.start(cluster.vmSpec(node.id))));
+    const extras = options.config.nodes.map((node) => cluster.writeExtraArchive(node.id));
+    const started = await Promise.allSettled(options.config.nodes.map((node) => QemuVm.start(cluster.vmSpec(node.id, extras[node.id] ?? null))));
+    // QEMU has read them into guest memory by now.
+    for (const file of extras) if (file !== null) rmSync(file, { force: true });
     for (const [i, s] of started.entries()) {
       if (s.status === "fulfilled") cluster.backends.push(new VmBackend(s.value, options.onCrash, cluster.mgmt?.ports[i] ?? options.mgmt_ports?.[i] ?? null));
     }
@@ -77,7 +86,24 @@ export class VmCluster {
   }
 
   sshTarget(node: number): SshTarget {
-    return { host: "127.0.0.1", port: this.options.ssh_port_base + node, user: this.options.image.ssh_user, password: this.options.image.ssh_password };
+    const o = this.options;
+    return {
+      host: "127.0.0.1",
+      port: o.ssh_port_base + node,
+      user: o.image.ssh_user,
+      ...(o.access?.private_key === undefined ? {} : { private_key: o.access.private_key }),
+      ...(o.access?.password === undefined ? {} : { password: o.access.password }),
+      // The default image's key is known in advance; a user image's is learned at its first login.
+      ...(o.image.kind === "initramfs"
+        ? { host_keys: { accepted: [o.image.host_key_public], source: `${o.image.dir}/image.json` } }
+        : { on_host_key: (line: string) => (this.learned_host_keys[node] ??= line) }),
+    };
+  }
+
+  /** Each node's host key ("ssh-ed25519 AAAA…"), or null while a user image's is not yet seen. */
+  hostKeys(): (string | null)[] {
+    const image = this.options.image;
+    return this.options.config.nodes.map((node) => (image.kind === "initramfs" ? image.host_key_public : this.learned_host_keys[node.id] ?? null));
   }
 
   /** Resolves when every VM answers SSH; for a user image, then configures its simulated NIC. */
@@ -112,14 +138,24 @@ export class VmCluster {
     rmSync(this.run_dir, { recursive: true, force: true });
   };
 
-  private vmSpec(node: number) {
+  /** The node's extra archive as a file in the private run dir (QEMU takes a path), or null. */
+  private writeExtraArchive(node: number): string | null {
+    const gz = this.options.extra_archives?.[node] ?? null;
+    if (gz === null) return null;
+    const file = path.join(this.run_dir, `node${node}.extra.cpio.gz`);
+    writeFileSync(file, gz, { mode: 0o600 });
+    return file;
+  }
+
+  private vmSpec(node: number, extra_initrd_path: string | null) {
     const o = this.options;
     const cfg = o.config.nodes[node]!;
+    const boot = bootSpec(o.image, { id: node, ip_cidr: `${cfg.ip}/16`, hostname: cfg.name, seed: o.config.seed, mgmt_cidr: guestMgmtCidr(this.mgmtNet(), node) }, o.boot_commands[node] ?? null);
     return {
       node,
       name: cfg.name,
       mac: cfg.mac,
-      boot: bootSpec(o.image, { id: node, ip_cidr: `${cfg.ip}/16`, hostname: cfg.name, seed: o.config.seed, mgmt_cidr: guestMgmtCidr(this.mgmtNet(), node) }, o.boot_commands[node] ?? null),
+      boot: boot.kind === "initramfs" && extra_initrd_path !== null ? { ...boot, extra_initrd_path } : boot,
       ssh_port: o.ssh_port_base + node,
       memory_mib: o.memory_mib,
       rtc_base: o.rtc_base,

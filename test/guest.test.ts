@@ -1,32 +1,47 @@
-// The default guest image: cache, byte-reproducible initramfs, and one real QEMU boot
-// checked over SSH (cmdline settings, NIC order, password, scp-style copy). Also the
-// user qcow2 image's errors and the SSH helpers' one-line errors.
+// The default guest image: cache, reproducible initramfs (all but its random host key), and
+// one real QEMU boot checked over SSH (cmdline settings, NIC order, key and password login,
+// host-key check, scp-style copy). Also the user qcow2 image's errors and the SSH helpers'
+// one-line errors.
 
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { InputError } from "../engine/errors.js";
 import { buildInitramfs, GUEST_MODULES, hasPvhNote, resolvePackages } from "../guest/build.js";
-import { buildDefaultImage, defaultCacheRoot, ensureDefaultImage, imageInputs, imageKey, type InitramfsImage, kernelCmdline, openUserImage } from "../guest/image.js";
+import { ensureClientKey } from "../cli/client_key.js";
+import { readCpioGz } from "../guest/cpio.js";
+import { accessEntries, buildArchive } from "../guest/extra.js";
+import { buildDefaultImage, defaultCacheRoot, ensureDefaultImage, imageInputs, type InitramfsImage, kernelCmdline, openUserImage } from "../guest/image.js";
 import { SshError, sshCopy, sshExec, waitForSsh, type SshTarget } from "../qmp/ssh.js";
 import { tapsim } from "./helpers/cli.js";
 import { freePort, startVm, stopVm, waitForSerial } from "./helpers/guest_vm.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "tapsim-guest-"));
+const HOST_KEY_FILE = "etc/dropbear/dropbear_ed25519_host_key";
 const quiet = () => {};
 let image: InitramfsImage;
 
+const home_before = process.env["TAPSIM_HOME"];
+
 test.before(async () => {
+  // The client key pair of these tests, not the user's (set here: uvu loads every test file first).
+  process.env["TAPSIM_HOME"] = path.join(tmp, "home");
   image = await ensureDefaultImage({ log: quiet });
 });
 
 test.after(() => {
+  restoreEnv("TAPSIM_HOME", home_before);
   rmSync(tmp, { recursive: true, force: true });
 });
+
+function restoreEnv(name: string, value: string | undefined): void {
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+}
 
 function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
@@ -48,6 +63,9 @@ test("default image: identity is sha256(kernel || initrd); the kernel is a PVH E
   assert.is(again.image.identity, image.identity);
   assert.is(again.manifest.packages.length, 10);
   assert.match(again.manifest.packages[0]!.name, /^linux-image-\d/);
+  assert.match(again.manifest.host_key.public, /^ssh-ed25519 [A-Za-z0-9+/]+=*$/);
+  assert.is(image.host_key_public, again.manifest.host_key.public);
+  assert.is((statSync(image.dir).mode & 0o777).toString(8), "700", "the image folder is private: its initramfs holds the host key");
 });
 
 test("a new password builds a new image (from the cached packages), then is a cache hit; an empty password is refused", async () => {
@@ -76,17 +94,30 @@ test("a new password builds a new image (from the cached packages), then is a ca
   }
 });
 
-test("initramfs: two builds from the same unpacked inputs are byte-identical, and equal the cached image's", () => {
+test("initramfs: two builds from the same inputs are byte-identical; the cached image's differs only in its random host key", () => {
   const cache_root = defaultCacheRoot();
   const pins = resolvePackages(cache_root);
-  const { inputs } = imageInputs(cache_root, imageKey(pins, "1234"), pins, "1234", quiet);
+  const { inputs, host_key } = imageInputs(cache_root, pins, "1234", quiet);
   const a = path.join(tmp, "a.cpio.gz");
   const b = path.join(tmp, "b.cpio.gz");
   buildInitramfs(inputs, a);
   buildInitramfs(inputs, b);
   const bytes_a = readFileSync(a);
   assert.ok(bytes_a.equals(readFileSync(b)), "same bytes");
-  assert.is(sha256(bytes_a), sha256(readFileSync(image.initrd_path)), "same as the cached image");
+  // The host key is made by dropbearkey at each build, never derived from the (public) inputs.
+  const again = imageInputs(cache_root, pins, "1234", quiet);
+  assert.not.ok(again.inputs.host_key.equals(inputs.host_key), "a new host key on every build");
+  assert.is.not(again.host_key.fingerprint, host_key.fingerprint);
+  const built = readCpioGz(bytes_a);
+  const cached = readCpioGz(readFileSync(image.initrd_path));
+  assert.equal(cached.map((e) => e.name), built.map((e) => e.name), "same entries in the same order");
+  for (let i = 0; i < built.length; i++) {
+    const [x, y] = [built[i]!, cached[i]!];
+    if (x.name === HOST_KEY_FILE) {
+      assert.ok(x.kind === "file" && y.kind === "file" && !x.data.equals(y.data), "the cached image has its own host key");
+      assert.equal([x.mode, y.mode], [0o600, 0o600]);
+    } else assert.equal(y, x, `${x.name} is the same in the cached image`);
+  }
   const listing = spawnSync("bash", ["-c", 'zcat "$1" | cpio -tv --quiet', "bash", a], { encoding: "utf8" }).stdout;
   for (const want of [" init\n", " etc/shadow\n", " usr/sbin/dropbear\n", " usr/lib/openssh/sftp-server\n", " bin/busybox\n", " etc/dropbear/dropbear_ed25519_host_key\n"]) {
     assert.ok(listing.includes(want), `initramfs has${want}`);
@@ -158,15 +189,20 @@ test("ssh: connection refused names the port, in one line", async () => {
   assert.ok(Date.now() - t0_ms < 3000, "waitForSsh stops at its deadline");
 });
 
-test("boot one VM: ready line, SSH, cmdline settings, NIC order, hostname, password, copy", async () => {
+test("boot one VM: ready line, SSH (key, password, host key), cmdline settings, NIC order, hostname, copy", async () => {
   const run_dir = mkdtempSync(path.join(tmp, "run-"));
   const t0_ms = Date.now();
-  const vm = await startVm(image, run_dir, { id: 0, ip_cidr: "10.0.0.1/16", hostname: "node0", sim_mac: "02:00:00:00:00:00" });
+  // What `tapsim run --password` appends: root's authorized_keys and the password-login switch.
+  const key = ensureClientKey();
+  const extra = buildArchive(accessEntries(key.public_line, true), new Map()).gz;
+  const vm = await startVm(image, run_dir, { id: 0, ip_cidr: "10.0.0.1/16", hostname: "node0", sim_mac: "02:00:00:00:00:00" }, extra);
   try {
     const ready = await waitForSerial(vm, /tapsim-guest: ready/, 90_000);
     const ready_ms = Date.now() - t0_ms;
     assert.match(ready, /^tapsim-guest: ready node=0 ip=10\.0\.0\.1 hostname=node0/);
-    const t: SshTarget = { host: "127.0.0.1", port: vm.port, user: "root", password: "1234" };
+    const host_keys = { accepted: [image.host_key_public], source: "image.json" };
+    // A string key, so the target survives JSON.stringify into the sshInteractive children below.
+    const t: SshTarget = { host: "127.0.0.1", port: vm.port, user: "root", private_key: key.private_key.toString(), host_keys };
     await waitForSsh(t, { timeout_ms: 60_000 });
     const ssh_ms = Date.now() - t0_ms;
     console.log(`  (boot: ready line after ${(ready_ms / 1000).toFixed(1)} s, SSH after ${(ssh_ms / 1000).toFixed(1)} s of wall time)`);
@@ -184,13 +220,24 @@ test("boot one VM: ready line, SSH, cmdline settings, NIC order, hostname, passw
     assert.is((await sh("[ ! -e /proc/net/if_inet6 ] && echo no-ipv6")).trim(), "no-ipv6");
     const echoed = await sshExec(t, "cat; exit 3", { stdin: "over stdin", timeout_ms: 30_000 });
     assert.equal([echoed.code, echoed.stdout.toString()], [3, "over stdin"]);
+    const by_password = await sshExec({ host: "127.0.0.1", port: vm.port, user: "root", password: "1234", host_keys }, "echo pw-ok", { timeout_ms: 30_000 });
+    assert.is(by_password.stdout.toString(), "pw-ok\n", "the password-login switch lets passwords in");
     try {
-      await sshExec({ ...t, password: "wrong" }, "true", { timeout_ms: 30_000 });
+      await sshExec({ host: "127.0.0.1", port: vm.port, user: "root", password: "wrong", host_keys }, "true", { timeout_ms: 30_000 });
       assert.unreachable("wrong password");
     } catch (err) {
       assert.instance(err, SshError);
       assert.is((err as SshError).kind, "auth");
       assert.is((err as Error).message, `ssh root@127.0.0.1:${vm.port}: authentication failed (password rejected for root)`);
+    }
+    const other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0wHTTMBF0LYvmWTjl2ApW/EpLIpDyB/zwwPAsHNVvu";
+    try {
+      await sshExec({ ...t, host_keys: { accepted: [other], source: "a stale known_hosts" } }, "true", { timeout_ms: 30_000 });
+      assert.unreachable("wrong host key");
+    } catch (err) {
+      assert.instance(err, SshError);
+      assert.is((err as SshError).kind, "hostkey");
+      assert.match((err as Error).message, new RegExp(`^ssh root@127\\.0\\.0\\.1:${vm.port}: host key SHA256:\\S+ is not the one in a stale known_hosts \\(refusing to connect\\)$`));
     }
     const local = path.join(run_dir, "random.bin");
     const data = randomBytes(1 << 20);
@@ -249,16 +296,20 @@ async function until(cond: () => boolean, timeout_ms: number, what: string, show
   }
 }
 
-test("tapsim image build --force rebuilds the same bytes; info prints the cached image; a bad --password is one line, exit 2", () => {
+test("tapsim image build --force rebuilds in place with a new host key; info prints the cached image; a bad --password is one line, exit 2", () => {
+  const before = readCpioGz(readFileSync(image.initrd_path));
   const forced = tapsim("image", "build", "--force");
   assert.is(forced.code, 0, forced.stderr);
   assert.match(forced.stdout, new RegExp(`^image: ${image.dir} \\(rebuilt\\)$`, "m"));
-  assert.match(forced.stdout, new RegExp(`^identity: ${image.identity}$`, "m"), "a rebuild from the same inputs has the same identity");
+  const identity = /^identity: ([0-9a-f]{64})$/m.exec(forced.stdout)?.[1];
+  assert.ok(identity !== undefined && identity !== image.identity, "a new host key, so a new identity");
   assert.match(forced.stderr, /^tapsim image: building /m);
+  const after = readCpioGz(readFileSync(image.initrd_path));
+  assert.equal(after.filter((e) => e.name !== HOST_KEY_FILE), before.filter((e) => e.name !== HOST_KEY_FILE), "everything but the host key is the same");
   const info = tapsim("image", "info");
   assert.is(info.code, 0, info.stderr);
   assert.match(info.stdout, new RegExp(`^image: ${image.dir} \\(cached\\)$`, "m"));
-  assert.match(info.stdout, new RegExp(`^identity: ${image.identity}$`, "m"));
+  assert.match(info.stdout, new RegExp(`^identity: ${identity}$`, "m"));
   const bad = tapsim("image", "build", "--password", "");
   assert.is(bad.code, 2);
   assert.is(bad.stderr, "tapsim: --password: must not be empty\n");

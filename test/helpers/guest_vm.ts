@@ -1,9 +1,10 @@
 // Boots one default-image VM with plain QEMU (no slice gate, no engine) for the guest and
 // SSH tests: two virtio-net NICs at fixed PCI slots (eth0 user-net with the SSH port
-// forward, eth1 the simulated NIC on an unconnected hub port), serial console to a file.
+// forward, eth1 the simulated NIC on an unconnected hub port), serial console to a file,
+// and optionally an extra initramfs archive appended (root's authorized_keys, say).
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import type { InitramfsImage } from "../../guest/image.js";
@@ -26,12 +27,12 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export function qemuArgs(image: InitramfsImage, o: { port: number; serial_path: string; id: number; ip_cidr: string; hostname: string; sim_mac: string }): string[] {
+export function qemuArgs(image: InitramfsImage, o: { port: number; serial_path: string; initrd_path: string; id: number; ip_cidr: string; hostname: string; sim_mac: string }): string[] {
   return [
     "-M", "pc", "-accel", "tcg", "-m", "256", "-smp", "1",
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
     "-serial", `file:${o.serial_path}`,
-    "-kernel", image.kernel_path, "-initrd", image.initrd_path,
+    "-kernel", image.kernel_path, "-initrd", o.initrd_path,
     "-append", kernelCmdline(image, { id: o.id, ip_cidr: o.ip_cidr, hostname: o.hostname }),
     "-netdev", `user,id=mgmt,net=10.255.0.0/24,host=10.255.0.2,restrict=on,hostfwd=tcp:127.0.0.1:${o.port}-10.255.0.15:22`,
     "-device", "virtio-net-pci,netdev=mgmt,addr=0x3,mac=52:54:00:00:ff:01",
@@ -40,10 +41,15 @@ export function qemuArgs(image: InitramfsImage, o: { port: number; serial_path: 
   ];
 }
 
-export async function startVm(image: InitramfsImage, run_dir: string, node: { id: number; ip_cidr: string; hostname: string; sim_mac: string }): Promise<GuestVm> {
+export async function startVm(image: InitramfsImage, run_dir: string, node: { id: number; ip_cidr: string; hostname: string; sim_mac: string }, extra_archive?: Buffer): Promise<GuestVm> {
   const port = await freePort();
   const serial_path = path.join(run_dir, `serial-${node.id}.log`);
-  const args = qemuArgs(image, { port, serial_path, ...node });
+  let initrd_path = image.initrd_path;
+  if (extra_archive !== undefined) {
+    initrd_path = path.join(run_dir, `initrd-${node.id}.cpio.gz`);
+    writeFileSync(initrd_path, Buffer.concat([readFileSync(image.initrd_path), extra_archive]));
+  }
+  const args = qemuArgs(image, { port, serial_path, initrd_path, ...node });
   const child = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "ignore", "pipe"] });
   child.stderr!.resume();
   await new Promise<void>((resolve, reject) => child.once("spawn", resolve).once("error", reject));

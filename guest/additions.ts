@@ -1,0 +1,63 @@
+// Everything a default-guest run adds to its VMs' initramfs, per node: the --packages
+// archive (shared, cached), then the node's own archive (its --add files and the SSH access
+// files, which come last so they win over an --add of the same path). Also what the trace
+// records of them.
+
+import { readFileSync } from "node:fs";
+import { InputError } from "../engine/errors.js";
+import type { VmAdditionsConfig } from "../engine/trace_records.js";
+import { readCpioGz, type CpioEntry } from "./cpio.js";
+import { accessEntries, buildArchive, existingTree, hostEntries, readArchive, type AddSpec, unpackedBytes } from "./extra.js";
+import type { InitramfsImage } from "./image.js";
+import { ensurePackagesArchive } from "./packages.js";
+
+export interface AdditionsInput {
+  readonly image: InitramfsImage;
+  readonly node_count: number;
+  readonly adds: readonly AddSpec[];
+  /** Sorted package names, or null for no --packages. */
+  readonly packages: readonly string[] | null;
+  /** "ssh-ed25519 AAAA…": root's authorized_keys in every node. */
+  readonly authorized_key: string;
+  readonly password_login: boolean;
+  /** An initramfs must fit in half the guest's memory. */
+  readonly memory_mib: number;
+  readonly cache_root: string;
+  readonly log: (line: string) => void;
+}
+
+export interface Additions {
+  /** Per node: the gzip'd archives to append to the image's initramfs, concatenated. */
+  readonly archives: Buffer[];
+  readonly record: VmAdditionsConfig;
+}
+
+export function buildAdditions(input: AdditionsInput): Additions {
+  const base = readArchive(input.image.initrd_path);
+  const pkgs = input.packages === null ? null : ensurePackagesArchive(input.packages, input.image, { cache_root: input.cache_root, log: input.log });
+  const pkg_gz = pkgs === null ? null : readFileSync(pkgs.path);
+  const pkg_entries = pkg_gz === null ? [] : readCpioGz(pkg_gz);
+  const below = existingTree(base, pkg_entries);
+  const hosts = input.adds.map((add) => ({ add, entries: hostEntries(add) }));
+  const access = accessEntries(input.authorized_key, input.password_login);
+  const archives: Buffer[] = [];
+  const nodes: VmAdditionsConfig["nodes"] = [];
+  for (let node = 0; node < input.node_count; node++) {
+    const mine = hosts.filter((h) => h.add.node === null || h.add.node === node);
+    const entries = [...mine.flatMap((h) => h.entries), ...access];
+    checkFits(node, [base, pkg_entries, entries], input.memory_mib);
+    const built = buildArchive(entries, below);
+    archives.push(pkg_gz === null ? built.gz : Buffer.concat([pkg_gz, built.gz]));
+    nodes.push({ sources: mine.map((h) => ({ host_path: h.add.host_path, guest_path: h.add.guest_path })), files: built.files, archive_sha256: built.sha256 });
+  }
+  return { archives, record: { nodes, packages: pkgs?.record ?? null, ssh_password_login: input.password_login } };
+}
+
+/** The kernel unpacks the initramfs into a RAM file system capped at half the memory. */
+function checkFits(node: number, archives: CpioEntry[][], memory_mib: number): void {
+  const bytes = archives.reduce((sum, a) => sum + unpackedBytes(a), 0);
+  const limit = (memory_mib * 1024 * 1024) / 2;
+  if (bytes > limit) {
+    throw new InputError(`--add/--packages: node ${node}'s initramfs would hold ${(bytes / 1e6).toFixed(1)} MB, more than half of --memory ${memory_mib} MiB; give the VMs more memory`);
+  }
+}
