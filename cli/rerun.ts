@@ -10,7 +10,8 @@ import type { Command } from "commander";
 import { InputError } from "../engine/errors.js";
 import { RecordKind, recordTimeNs, type TraceHeader } from "../engine/trace_records.js";
 import { formatVirtualNs, hostNowNs } from "../engine/units.js";
-import { ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
+import { buildAdditions } from "../guest/additions.js";
+import { defaultCacheRoot, ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
 import { checkQemu } from "../qmp/launcher.js";
 import type { MgmtPort } from "../qmp/mgmt.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
@@ -19,6 +20,7 @@ import { describeRecord } from "../recorder/describe.js";
 import { sameSimulation } from "../recorder/diff.js";
 import { TraceReader } from "../recorder/reader.js";
 import { checkAll, ReplayDriver, type RecordCursor, type ReplayOutcome } from "../recorder/replay.js";
+import { ensureClientKey } from "./client_key.js";
 import { EXIT_DIVERGED, EXIT_INCOMPLETE } from "./replay.js";
 
 /** Records one slice's inputs may span before the port stops looking (the cursor's own bound is larger). */
@@ -37,8 +39,9 @@ async function rerunCommand(path: string): Promise<number> {
   try {
     const header = reader.header;
     const image = await imageOf(path, header);
+    const extra_archives = additionsOf(path, header, image);
     const started = hostNowNs();
-    const outcome = await rerun(reader, header, image);
+    const outcome = await rerun(reader, header, image, extra_archives);
     report(outcome, (hostNowNs() - started) / 1e9);
     return !outcome.identical ? EXIT_DIVERGED : outcome.trace_incomplete ? EXIT_INCOMPLETE : 0;
   } finally {
@@ -58,7 +61,39 @@ async function imageOf(path: string, header: TraceHeader): Promise<GuestImage> {
   return image;
 }
 
-async function rerun(reader: TraceReader, header: TraceHeader, image: GuestImage): Promise<ReplayOutcome> {
+/**
+ * The recorded run's extra initramfs archives (--add files, --packages, SSH access), built
+ * again from the same sources and checked against the recorded hashes: a file changed
+ * since, or another user's key, would make a different guest.
+ */
+function additionsOf(path: string, header: TraceHeader, image: GuestImage): Buffer[] | null {
+  const recorded = header.config.vm!.additions;
+  if (recorded === undefined || image.kind !== "initramfs") return null;
+  const adds = recorded.nodes.flatMap((n, node) => n.sources.map((s) => ({ spec: `${node}:${s.host_path}:${s.guest_path}`, node, host_path: s.host_path, guest_path: s.guest_path })));
+  const built = buildAdditions({
+    image,
+    node_count: header.config.nodes.length,
+    adds,
+    packages: recorded.packages?.requested ?? null,
+    authorized_key: ensureClientKey().public_line,
+    password_login: recorded.ssh_password_login,
+    memory_mib: header.config.vm!.memory_mib,
+    cache_root: defaultCacheRoot(),
+    log: (line) => console.error(`tapsim image: ${line}`),
+  });
+  if ((built.record.packages?.archive_sha256 ?? null) !== (recorded.packages?.archive_sha256 ?? null)) {
+    throw new InputError(`${path}: the --packages archive built here differs from the recorded one (other package versions?)`);
+  }
+  for (const [node, rec] of recorded.nodes.entries()) {
+    const now = built.record.nodes[node]!;
+    if (now.archive_sha256 === rec.archive_sha256) continue;
+    const changed = rec.files.find((f, i) => JSON.stringify(f) !== JSON.stringify(now.files[i])) ?? rec.files[0];
+    throw new InputError(`${path}: node ${node}'s added files differ from the recording${changed ? ` (first: ${changed.path})` : ""}; a rerun needs the same files and the same user's SSH key`);
+  }
+  return built.archives;
+}
+
+async function rerun(reader: TraceReader, header: TraceHeader, image: GuestImage, extra_archives: Buffer[] | null): Promise<ReplayOutcome> {
   const vm = header.config.vm!;
   const ports = header.config.nodes.map((_, node) => new RecordedMgmtPort(node));
   let failure: string | null = null;
@@ -69,6 +104,7 @@ async function rerun(reader: TraceReader, header: TraceHeader, image: GuestImage
     memory_mib: vm.memory_mib,
     rtc_base: vm.rtc_base,
     boot_commands: vm.boot_commands,
+    ...(extra_archives === null ? {} : { extra_archives }),
     onCrash: (b: VmBackend) => (failure ??= b.crash),
     ...(vm.mgmt_net === undefined ? {} : { mgmt_net: vm.mgmt_net }),
     mgmt_live: false,
