@@ -113,7 +113,7 @@ test("rerun of a run with an interactive exec and an SFTP copy in the middle: id
     if (i !== big) writer.write(r);
     else {
       const bytes = Uint8Array.from(r[3] as Uint8Array);
-      bytes[bytes.length - 10] ^= 0x01;
+      bytes[bytes.length - 10] = bytes[bytes.length - 10]! ^ 0x01;
       writer.write([RecordKind.MgmtIn, r[1], r[2], bytes] as TraceRecord);
     }
   }
