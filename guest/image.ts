@@ -265,6 +265,8 @@ export function imageInputs(cache_root: string, key: string, pins: PackagePin[],
     kernel_version: kernel.version,
     init_script: readFileSync(path.join(REPO_ROOT, "guest/init.sh"), "utf8"),
     seed_rng_source: path.join(REPO_ROOT, "guest/seed_rng.c"),
+    vclock_source: path.join(REPO_ROOT, "guest/vclock.c"),
+    nohup_script: readFileSync(path.join(REPO_ROOT, "guest/nohup.sh"), "utf8"),
     root_password_hash: rootPasswordHash(src_dirs, password),
     host_key: host_key.file,
   };
@@ -310,16 +312,55 @@ function replaceDir(from: string, dir: string): void {
 const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
 /**
- * The kernel command line for one VM: the image's base plus sim.id, sim.ip, sim.hostname and
- * sim.seed (the run's seed: with the node id it seeds the guest's RNG, see guest/seed_rng.c).
+ * For a guest under `-icount` (every tapsim VM): its TSC is QEMU's virtual clock in ns, a
+ * 1 GHz counter exactly. Left to itself the kernel calibrates it against the HPET and
+ * truncates to 999.999 MHz, so its clocks gain 1 µs per virtual second (measured).
+ * tsc_early_khz gives the exact value; without an HPET or ACPI PM timer (pmtmr=0) the
+ * later refinement has no reference and keeps it; tsc=reliable: no clocksource watchdog
+ * (it would have no reference either). Guest time then advances exactly with virtual time.
  */
-export function kernelCmdline(image: InitramfsImage, node: { id: number; ip_cidr: string; hostname: string; seed?: number }): string {
+export const ICOUNT_CLOCK_CMDLINE = "tsc_early_khz=1000000 tsc=reliable hpet=disable pmtmr=0";
+
+export interface NodeCmdline {
+  id: number;
+  ip_cidr: string;
+  hostname: string;
+  seed?: number;
+  /** The run's RTC base in epoch seconds: init sets the clock to it + virtual time (sim.rtc_base). */
+  rtc_base_s?: number;
+  /** The VM runs under -icount: its TSC is the virtual clock (ICOUNT_CLOCK_CMDLINE). */
+  icount?: boolean;
+}
+
+/**
+ * The kernel command line for one VM: the image's base plus sim.id, sim.ip, sim.hostname and
+ * sim.seed (the run's seed: with the node id it seeds the guest's RNG, see guest/seed_rng.c),
+ * and for a VM under -icount the clock settings and sim.rtc_base (see guest/vclock.c).
+ */
+export function kernelCmdline(image: InitramfsImage, node: NodeCmdline): string {
   const seed = node.seed ?? 1;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new InputError(`node ${node.id} seed ${seed}: expected a non-negative integer`);
   if (!Number.isSafeInteger(node.id) || node.id < 0) throw new InputError(`node id ${node.id}: expected a non-negative integer`);
   if (!isIpv4Cidr(node.ip_cidr)) throw new InputError(`node ${node.id} ip ${JSON.stringify(node.ip_cidr)}: expected an IPv4 address with a prefix, like 10.0.0.1/16`);
   if (!HOSTNAME_RE.test(node.hostname)) throw new InputError(`node ${node.id} hostname ${JSON.stringify(node.hostname)}: expected letters, digits and '-' (at most 63)`);
-  return `${image.kernel_cmdline_base} sim.id=${node.id} sim.seed=${seed} sim.ip=${node.ip_cidr} sim.hostname=${node.hostname}`;
+  const rtc = node.rtc_base_s;
+  if (rtc !== undefined && !(Number.isSafeInteger(rtc) && rtc >= 0)) throw new InputError(`node ${node.id} rtc base ${rtc}: expected non-negative epoch seconds`);
+  let line = `${image.kernel_cmdline_base} sim.id=${node.id} sim.seed=${seed} sim.ip=${node.ip_cidr} sim.hostname=${node.hostname}`;
+  if (node.icount === true) line += ` ${ICOUNT_CLOCK_CMDLINE}`;
+  if (rtc !== undefined) line += ` sim.rtc_base=${rtc}`;
+  return line;
+}
+
+/**
+ * QEMU's `-rtc base=` value as epoch seconds, or null for `utc`/`localtime` (the host's
+ * clock at start: not known here to the nanosecond). QEMU reads a date as UTC.
+ */
+export function rtcBaseEpochS(rtc_base: string): number | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2}))?$/.exec(rtc_base);
+  if (!m) return null;
+  const [y, mo, d, h, mi, s] = m.slice(1).map((v) => Number(v ?? 0)) as [number, number, number, number, number, number];
+  const ms = Date.UTC(y, mo - 1, d, h, mi, s);
+  return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null;
 }
 
 function isIpv4Cidr(text: string): boolean {

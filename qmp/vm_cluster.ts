@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { InputError } from "../engine/errors.js";
 import type { RunConfig } from "../engine/trace_records.js";
-import { kernelCmdline, type GuestImage } from "../guest/image.js";
+import { kernelCmdline, rtcBaseEpochS, type GuestImage, type NodeCmdline } from "../guest/image.js";
 import { QemuVm, type BootSpec } from "./launcher.js";
 import { sshExec, waitForSsh, type SshTarget } from "./ssh.js";
 import { VmBackend } from "./vm_backend.js";
@@ -97,13 +97,21 @@ export class VmCluster {
       node,
       name: cfg.name,
       mac: cfg.mac,
-      boot: bootSpec(o.image, { id: node, ip_cidr: `${cfg.ip}/16`, hostname: cfg.name, seed: o.config.seed }, o.boot_commands[node] ?? null),
+      boot: bootSpec(o.image, this.cmdlineNode(node), o.boot_commands[node] ?? null),
       ssh_port: o.ssh_port_base + node,
       memory_mib: o.memory_mib,
       rtc_base: o.rtc_base,
       rng_seed: o.config.seed * 4096 + node,
       run_dir: this.run_dir,
     };
+  }
+
+  /** Every VM runs under -icount; a dated RTC base lets init set the clock to the nanosecond. */
+  private cmdlineNode(node: number): NodeCmdline {
+    const o = this.options;
+    const cfg = o.config.nodes[node]!;
+    const rtc_base_s = rtcBaseEpochS(o.rtc_base);
+    return { id: node, ip_cidr: `${cfg.ip}/16`, hostname: cfg.name, seed: o.config.seed, icount: true, ...(rtc_base_s === null ? {} : { rtc_base_s }) };
   }
 
   /** A user's image knows nothing of tapsim: find the NIC with the node's MAC and address it. */
@@ -118,7 +126,7 @@ export class VmCluster {
   }
 }
 
-function bootSpec(image: GuestImage, node: { id: number; ip_cidr: string; hostname: string; seed: number }, boot_command: string | null): BootSpec {
+function bootSpec(image: GuestImage, node: NodeCmdline, boot_command: string | null): BootSpec {
   if (image.kind === "qcow2") {
     if (boot_command !== null) throw new InputError(`--boot-cmd needs the default guest (a user image runs its own boot scripts)`);
     return { kind: "qcow2", base_path: image.path };
