@@ -10,6 +10,7 @@ import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig, VmRunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
 import { ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
+import { startBootLines } from "../qmp/boot_watch.js";
 import { GATE_PROTOCOL_VERSION } from "../qmp/gate_channel.js";
 import { checkQemu } from "../qmp/launcher.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
@@ -70,7 +71,9 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
   log(flags, `tapsim run: booting ${flags.vms} VMs (QEMU ${config.vm!.qemu_version}, image ${config.vm!.image.identity.slice(0, 12)}), topology ${config.topology.source}`);
   let cluster: VmCluster | null = null;
   let writer: TraceWriter | null = null;
+  let boot_lines: { stop(): void } | null = null;
   let summary: RunSummary;
+  const progress_line = flags.progress && process.stderr.isTTY === true && !flags.json;
   try {
     cluster = await VmCluster.start({
       config,
@@ -83,7 +86,8 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     });
     writer = TraceWriter.create(flags.trace, traceHeader(config));
     const engine = createEngine(config, cluster.backends, writer);
-    if (flags.progress && process.stderr.isTTY) control.onProgress = showProgress;
+    if (!flags.json) boot_lines = startBootLines({ console_paths: cluster.backends.map((b) => b.vm.console_path), clear_line: progress_line });
+    if (progress_line) control.onProgress = showProgress;
     const running = engine.run(control).catch((err: unknown) => {
       engine.finish("error");
       throw err;
@@ -92,12 +96,13 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     else log(flags, `READY (no SSH wait) run dir ${cluster.run_dir}; pids ${cluster.backends.map((b) => b.vm.pid).join(" ")}`);
     summary = await running;
   } finally {
+    boot_lines?.stop();
     aborter.abort();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await cluster?.stop();
     writer?.close();
-    if (flags.progress && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
+    if (progress_line) process.stderr.write("\r\x1b[K");
   }
   printSummary(flags, config, summary, cluster.backends);
   for (const crash of crashes) console.error(`tapsim: VM ${crash}; run stopped at t=${formatVirtualNs(summary.end_ns)}, trace finalised: ${flags.trace}`);
@@ -165,7 +170,10 @@ function vmRunConfig(flags: VmRunFlags, image: GuestImage, qemu_version: string,
 
 
 function log(flags: VmRunFlags, line: string): void {
-  if (!flags.json) console.error(line);
+  if (flags.json) return;
+  // Over the progress line, not after it.
+  if (flags.progress && process.stderr.isTTY === true) process.stderr.write("\r\x1b[K");
+  console.error(line);
 }
 
 function showProgress(engine: Engine): void {

@@ -68,8 +68,12 @@ export interface ImageManifest {
 }
 
 export const DEFAULT_PASSWORD = "1234";
-/** ipv6.disable=1: the simulated network is IPv4; no router solicitations or DAD traffic. */
-export const KERNEL_CMDLINE_BASE = "console=ttyS0 quiet panic=-1 ipv6.disable=1";
+/**
+ * ipv6.disable=1: the simulated network is IPv4; no router solicitations or DAD traffic.
+ * loglevel=6: notices and worse on the console (~18 lines, the "Linux version" banner
+ * first), so `tapsim run` can show a VM's kernel starting; the full log is in dmesg.
+ */
+export const KERNEL_CMDLINE_BASE = "console=ttyS0 loglevel=6 panic=-1 ipv6.disable=1";
 const MANIFEST = "image.json";
 const KERNEL_FILE = "kernel";
 const INITRD_FILE = "initrd.cpio.gz";

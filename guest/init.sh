@@ -15,8 +15,13 @@ mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run
 exec </dev/console >/dev/console 2>&1
+# Virtual time as seconds (vclock: the TSC, which is the virtual clock under -icount).
+vtime() {
+  ns=$(vclock)
+  printf '%d.%09ds' $((ns / 1000000000)) $((ns % 1000000000))
+}
 # First line on the console from userspace: `tapsim run` shows it as the "init" boot stage.
-echo "tapsim-guest: init"
+echo "tapsim-guest: init t=$(vtime)"
 
 fail() {
   echo "tapsim-guest: FAILED: $*"
@@ -89,7 +94,7 @@ while ! grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp && [ $
 done
 grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp || fail "dropbear is not listening on port 22"
 
-echo "tapsim-guest: ready node=$SIM_ID ip=${SIM_IP%/*} hostname=$SIM_HOSTNAME"
+echo "tapsim-guest: ready node=$SIM_ID ip=${SIM_IP%/*} hostname=$SIM_HOSTNAME t=$(vtime)"
 # sim.cmd: a base64 shell script run once at boot (tapsim run --boot-cmd). Unlike commands
 # over SSH it starts at the same virtual instant every run, so the run is reproducible.
 if [ -n "$SIM_CMD" ]; then
