@@ -355,18 +355,6 @@ export function kernelCmdline(image: InitramfsImage, node: NodeCmdline): string 
   return line;
 }
 
-/**
- * QEMU's `-rtc base=` value as epoch seconds, or null for `utc`/`localtime` (the host's
- * clock at start: not known here to the nanosecond). QEMU reads a date as UTC.
- */
-export function rtcBaseEpochS(rtc_base: string): number | null {
-  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2}))?$/.exec(rtc_base);
-  if (!m) return null;
-  const [y, mo, d, h, mi, s] = m.slice(1).map((v) => Number(v ?? 0)) as [number, number, number, number, number, number];
-  const ms = Date.UTC(y, mo - 1, d, h, mi, s);
-  return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null;
-}
-
 function isIpv4Cidr(text: string): boolean {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(text);
   if (!m) return false;
