@@ -141,6 +141,7 @@ test("guest clock: CLOCK_REALTIME = RTC base + virtual time (vclock) to within 1
     assert.ok(window_ns < 1000n, `the paired read took ${window_ns} ns`);
     const bound_ns = 1000n + window_ns;
     assert.ok(offset_ns < bound_ns && offset_ns > -bound_ns, `node ${node}: guest clock - (RTC base + virtual time) = ${offset_ns} ns`);
+    console.log(`  (node ${node}: guest clock - (RTC base + virtual time) = ${offset_ns} ns at ${uptime_s} s uptime, read window ${window_ns} ns)`);
   }
   // date's whole seconds agree (busybox date has no %N; vclock -r prints nanoseconds).
   const [v1, date_s, real_s, v2] = sh(2, "vclock; date +%s; vclock -r; vclock").trim().split("\n");
@@ -177,6 +178,7 @@ test("after the run: vclock is the trace's clock (each datagram leaves the NIC t
   assert.ok(delays_ns.every((d) => d === delays_ns[0]), `send path cost is the same every time: ${delays_ns.join(", ")} ns`);
   assert.ok(delays_ns[0]! > 0n && delays_ns[0]! < 20_000n, `a datagram leaves ${delays_ns[0]} ns after its stamp (sendto + the NIC's 1 µs TX timer)`);
   assert.ok(stamps.before_ns < emits[0]!.t_ns && emits[4]!.t_ns < stamps.after_ns, "vclock before and after brackets the datagrams' trace times");
+  console.log(`  (a datagram leaves the NIC ${delays_ns[0]} ns of virtual time after its TSC stamp, every time)`);
 
   const pcap = path.join(dir, "tools.pcapng");
   const ex = tapsim("export", trace, "--pcap", pcap);
