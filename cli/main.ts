@@ -5,6 +5,7 @@
 
 import { Command, CommanderError } from "commander";
 import { InputError } from "../engine/errors.js";
+import { registerCp } from "./cp.js";
 import { registerDebug } from "./debug.js";
 import { registerDiff } from "./diff.js";
 import { registerDump } from "./dump.js";
@@ -43,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
   registerExport(program, setExit);
   registerImage(program, setExit);
   registerSsh(program, setExit);
+  registerCp(program, setExit);
   registerView(program, setExit);
   registerDebug(program, setExit);
   try {

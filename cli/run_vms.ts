@@ -13,6 +13,7 @@ import { buildAdditions } from "../guest/additions.js";
 import { parseAddSpecs, type AddSpec } from "../guest/extra.js";
 import { defaultCacheRoot, ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
 import { parsePackageList } from "../guest/packages.js";
+import { startBootLines } from "../qmp/boot_watch.js";
 import { GATE_PROTOCOL_VERSION } from "../qmp/gate_channel.js";
 import { checkQemu } from "../qmp/launcher.js";
 import { parseMgmtNet } from "../qmp/mgmt.js";
@@ -127,8 +128,10 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
   let cluster: VmCluster | null = null;
   let state: RunState | null = null;
   let writer: TraceWriter | null = null;
+  let boot_lines: { stop(): void } | null = null;
   let summary: RunSummary;
   let pace_wait_ns = 0;
+  const progress_line = flags.progress && process.stderr.isTTY === true && !flags.json;
   try {
     cluster = await VmCluster.start({
       config,
@@ -146,7 +149,8 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     state = publishRunState(flags, cluster, image, access);
     writer = TraceWriter.create(flags.trace, traceHeader(config));
     const engine = createEngine(config, cluster.backends, writer);
-    if (flags.progress && process.stderr.isTTY) control.onProgress = showProgress;
+    if (!flags.json) boot_lines = startBootLines({ console_paths: cluster.backends.map((b) => b.vm.console_path), clear_line: progress_line });
+    if (progress_line) control.onProgress = showProgress;
     const running = engine.run(control).catch((err: unknown) => {
       engine.finish("error", (err as Error).message);
       throw err;
@@ -156,13 +160,14 @@ async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImag
     summary = await running;
     pace_wait_ns = engine.pace_wait_ns;
   } finally {
+    boot_lines?.stop();
     aborter.abort();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     if (state !== null) removeRunState(state.port_base);
     await cluster?.stop();
     writer?.close();
-    if (flags.progress && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
+    if (progress_line) process.stderr.write("\r\x1b[K");
   }
   printSummary(flags, config, summary, cluster.backends, pace, pace_wait_ns);
   for (const crash of crashes) console.error(`tapsim: ${crash}; run stopped at t=${formatVirtualNs(summary.end_ns)}, trace finalised: ${flags.trace}`);
@@ -251,7 +256,10 @@ function vmRunConfig(flags: VmRunFlags, image: GuestImage, qemu_version: string,
 
 
 function log(flags: VmRunFlags, line: string): void {
-  if (!flags.json) console.error(line);
+  if (flags.json) return;
+  // Over the progress line, not after it.
+  if (flags.progress && process.stderr.isTTY === true) process.stderr.write("\r\x1b[K");
+  console.error(line);
 }
 
 function showProgress(engine: Engine): void {

@@ -214,3 +214,16 @@ export function formatBandwidthBps(bps: number): string {
   if (bps === 0) return "0bit";
   return shortestForm(bps, [["bit", 1], ["Kbit", 1e3], ["Mbit", 1e6], ["Gbit", 1e9], ["Tbit", 1e12]]);
 }
+
+/**
+ * A run's RTC base (`--rtc-base`, QEMU's `-rtc base=`) as epoch seconds: a date
+ * YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, read as UTC as QEMU does. null for anything else
+ * (`utc`, `localtime`: the host's clock when QEMU started, not known to the nanosecond).
+ */
+export function rtcBaseEpochS(rtc_base: string): number | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2}))?$/.exec(rtc_base);
+  if (!m) return null;
+  const [y, mo, d, h, mi, s] = m.slice(1).map((v) => Number(v ?? 0)) as [number, number, number, number, number, number];
+  const ms = Date.UTC(y, mo - 1, d, h, mi, s);
+  return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null;
+}

@@ -15,6 +15,13 @@ mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run
 exec </dev/console >/dev/console 2>&1
+# Virtual time as seconds (vclock: the TSC, which is the virtual clock under -icount).
+vtime() {
+  ns=$(vclock)
+  printf '%d.%09ds' $((ns / 1000000000)) $((ns % 1000000000))
+}
+# First line on the console from userspace: `tapsim run` shows it as the "init" boot stage.
+echo "tapsim-guest: init t=$(vtime)"
 
 fail() {
   echo "tapsim-guest: FAILED: $*"
@@ -23,7 +30,7 @@ fail() {
 
 # init gets no dotted parameters in its environment: read them from the command line.
 # set -f: a word with a glob character must not expand against the root directory.
-SIM_ID=none SIM_IP= SIM_HOSTNAME=tapsim SIM_SEED=1 SIM_CMD=
+SIM_ID=none SIM_IP= SIM_HOSTNAME=tapsim SIM_SEED=1 SIM_CMD= SIM_RTC_BASE=
 set -f
 for word in $(cat /proc/cmdline); do
   case "$word" in
@@ -33,9 +40,17 @@ for word in $(cat /proc/cmdline); do
     sim.ip=*) SIM_IP=${word#*=} ;;
     sim.hostname=*) SIM_HOSTNAME=${word#*=} ;;
     sim.mgmt=*) SIM_MGMT=${word#*=} ;;
+    sim.rtc_base=*) SIM_RTC_BASE=${word#*=} ;;
   esac
 done
 set +f
+
+# The kernel set the clock from the CMOS RTC, whole seconds only: it runs behind the run's
+# clock (RTC base + virtual time) by the fraction of a second at which it read the RTC.
+# vclock sets it from the virtual clock (the TSC under -icount), to the nanosecond.
+if [ -n "$SIM_RTC_BASE" ]; then
+  vclock -s "$SIM_RTC_BASE" || fail "vclock -s $SIM_RTC_BASE"
+fi
 
 # The RNG gets a seed from the run seed and node id: nothing (dropbear first of all) waits
 # minutes of TCG time for timer-jitter entropy, and the same run draws the same numbers.
@@ -85,7 +100,7 @@ while ! grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp && [ $
 done
 grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp || fail "dropbear is not listening on port 22"
 
-echo "tapsim-guest: ready node=$SIM_ID ip=${SIM_IP%/*} hostname=$SIM_HOSTNAME"
+echo "tapsim-guest: ready node=$SIM_ID ip=${SIM_IP%/*} hostname=$SIM_HOSTNAME t=$(vtime)"
 # sim.cmd: a base64 shell script run once at boot (tapsim run --boot-cmd). Unlike commands
 # over SSH it starts at the same virtual instant every run, so the run is reproducible.
 if [ -n "$SIM_CMD" ]; then

@@ -1,10 +1,12 @@
-// SSH into guests (host side, over ssh2) through the user-net port QEMU forwards to the
-// guest's :22. This is the management path, not the simulated network: it runs on wall
-// time, so the timeouts here are wall-clock milliseconds. Authentication and host-key
-// checks are set by the target (qmp/ssh_auth.ts). Every failure is an SshError with a
-// one-line message.
+// SSH into guests (host side, over ssh2) through the forward tapsim runs from
+// 127.0.0.1:(port base + i) to the guest's :22 on its management network. This is the
+// management path, not the simulated network: it runs on wall time, so the timeouts here
+// are wall-clock milliseconds. Authentication and host-key checks are set by the target
+// (qmp/ssh_auth.ts). Every failure is an SshError with a one-line message.
 
 import { once } from "node:events";
+import { statSync } from "node:fs";
+import path from "node:path";
 import ssh2 from "ssh2";
 import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from "ssh2";
 import { authConfig, fingerprint, offeredMethods, type Credentials } from "./ssh_auth.js";
@@ -99,37 +101,81 @@ function hostKeyError(t: SshTarget, presented: string): SshError {
   return new SshError("hostkey", `${where(t)}: host key ${fingerprint(presented)} is not the one in ${t.host_keys?.source ?? "known_hosts"} (refusing to connect)`);
 }
 
-/** Runs one command; resolves with its exit status and output (a non-zero exit is not an error). */
-export async function sshExec(t: SshTarget, command: string, opts: { timeout_ms?: number; stdin?: Buffer | string; signal?: AbortSignal } = {}): Promise<ExecResult> {
-  const timeout_ms = opts.timeout_ms ?? EXEC_TIMEOUT_MS_DEFAULT;
-  if (!(timeout_ms > 0)) throw new Error(`sshExec: timeout_ms must be positive, got ${timeout_ms}`);
-  const deadline_ms = Date.now() + timeout_ms;
-  const conn = await connect(t, timeout_ms, opts.signal);
-  try {
-    return await withDeadline(t, conn, deadline_ms, opts.signal, `running ${JSON.stringify(command)}`, (done, fail) => {
-      conn.exec(command, (err, stream) => {
-        if (err) return fail(sshError(t, err));
-        collect(stream, done);
-        stream.end(opts.stdin ?? "");
-      });
-    });
-  } finally {
-    conn.end();
-  }
+export interface ExitStatus {
+  code: number | null;
+  signal: string | null;
 }
 
-function collect(stream: ClientChannel, done: (r: ExecResult) => void): void {
+/** A command started in the guest: its stdin to write to, and its end. */
+export interface RemoteCommand {
+  /** The command's stdin: write to it (or pipe into it), end() it for EOF. */
+  readonly stdin: ClientChannel;
+  /** Settles when the command is over and its output has been handed on; the connection is closed then. */
+  readonly finished: Promise<ExitStatus>;
+  /** Ends the command's channel and connection now. */
+  close(): void;
+}
+
+export interface StartOptions {
+  /** Wall-clock limit from connecting to the command's end. */
+  timeout_ms?: number;
+  signal?: AbortSignal;
+  onStdout: (chunk: Buffer) => void;
+  onStderr: (chunk: Buffer) => void;
+}
+
+/**
+ * Starts one command and streams its output to the callbacks. Resolves once the command
+ * runs (its stdin open); `finished` resolves with its exit status (a non-zero exit is not
+ * an error) and rejects with an SshError (timeout, abort, connection lost).
+ */
+export async function sshStart(t: SshTarget, command: string, opts: StartOptions): Promise<RemoteCommand> {
+  const timeout_ms = opts.timeout_ms ?? EXEC_TIMEOUT_MS_DEFAULT;
+  if (!(timeout_ms > 0)) throw new Error(`sshStart: timeout_ms must be positive, got ${timeout_ms}`);
+  const deadline_ms = Date.now() + timeout_ms;
+  const conn = await connect(t, timeout_ms, opts.signal);
+  let ready!: (channel: ClientChannel) => void;
+  const started = new Promise<ClientChannel>((resolve) => (ready = resolve));
+  const finished = withDeadline<ExitStatus>(t, conn, deadline_ms, opts.signal, `running ${JSON.stringify(command)}`, (done, fail) => {
+    conn.exec(command, (err, channel) => {
+      if (err) return fail(sshError(t, err));
+      // Listeners now, in this callback: ssh2 may parse the output, exit status and close
+      // from the same packet batch, before an awaiting caller would get to attach them.
+      let status: ExitStatus = { code: null, signal: null };
+      channel.on("data", opts.onStdout);
+      channel.stderr.on("data", opts.onStderr);
+      channel.on("exit", (code: number | null, signal?: string) => (status = { code: code ?? null, signal: signal ?? null }));
+      channel.on("close", () => done(status));
+      // A write after the command has gone is not worth a crash; its end is reported by close.
+      channel.on("error", () => {});
+      ready(channel);
+    });
+  }).finally(() => conn.end());
+  // Rejects only if the command never started; once it has, `finished` carries the outcome.
+  const failed_to_start = finished.then(() => new Promise<never>(() => {}));
+  failed_to_start.catch(() => {});
+  const channel = await Promise.race([started, failed_to_start]);
+  return {
+    stdin: channel,
+    finished,
+    close: () => {
+      channel.close();
+      conn.end();
+    },
+  };
+}
+
+/** Runs one command; resolves with its exit status and output (a non-zero exit is not an error). */
+export async function sshExec(t: SshTarget, command: string, opts: { timeout_ms?: number; stdin?: Buffer | string; signal?: AbortSignal } = {}): Promise<ExecResult> {
   const out: Buffer[] = [];
   const err: Buffer[] = [];
-  let code: number | null = null;
-  let signal: string | null = null;
-  stream.on("data", (d: Buffer) => out.push(d));
-  stream.stderr.on("data", (d: Buffer) => err.push(d));
-  stream.on("exit", (c: number | null, s?: string) => {
-    code = c ?? null;
-    signal = s ?? null;
-  });
-  stream.on("close", () => done({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
+  const start: StartOptions = { onStdout: (d) => out.push(d), onStderr: (d) => err.push(d) };
+  if (opts.timeout_ms !== undefined) start.timeout_ms = opts.timeout_ms;
+  if (opts.signal !== undefined) start.signal = opts.signal;
+  const cmd = await sshStart(t, command, start);
+  cmd.stdin.end(opts.stdin ?? "");
+  const status = await cmd.finished;
+  return { ...status, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
 }
 
 /** Runs body on an open connection with a wall-clock deadline and abort; the connection dying fails it. */
@@ -251,21 +297,73 @@ async function pump(stream: ClientChannel, tty: boolean): Promise<number> {
   return code ?? 255;
 }
 
-/** Copies a local file to the guest over SFTP (dropbear runs the image's sftp-server). */
-export async function sshCopy(t: SshTarget, local_path: string, remote_path: string): Promise<void> {
-  const conn = await connect(t, CONNECT_TIMEOUT_MS_DEFAULT);
+export interface CopyOptions {
+  /** Wall-clock limit for the whole copy (default 5 min). */
+  timeout_ms?: number;
+  /** Called as bytes go across: bytes so far, bytes in all. */
+  onProgress?: (done_bytes: number, total_bytes: number) => void;
+}
+
+const COPY_TIMEOUT_MS_DEFAULT = EXEC_TIMEOUT_MS_DEFAULT * 5;
+
+type Sftp = Parameters<Parameters<Connection["sftp"]>[0]>[1];
+
+/** Runs body with an SFTP session on a new connection (dropbear runs the image's sftp-server). */
+async function withSftp<T>(t: SshTarget, opts: CopyOptions, what: string, body: (sftp: Sftp) => Promise<T>): Promise<T> {
+  const timeout_ms = opts.timeout_ms ?? COPY_TIMEOUT_MS_DEFAULT;
+  const conn = await connect(t, Math.min(timeout_ms, CONNECT_TIMEOUT_MS_DEFAULT));
   try {
-    await withDeadline<void>(t, conn, Date.now() + EXEC_TIMEOUT_MS_DEFAULT * 5, undefined, `copying ${local_path} to ${remote_path}`, (done, fail) => {
+    return await withDeadline<T>(t, conn, Date.now() + timeout_ms, undefined, what, (done, fail) => {
       conn.sftp((err, sftp) => {
         if (err) return fail(new SshError("other", `${where(t)}: no SFTP (${err.message})`));
-        sftp.fastPut(local_path, remote_path, (e?: Error | null) => {
-          sftp.end();
-          if (e) fail(new SshError("other", `${where(t)}: copying ${local_path} to ${remote_path}: ${e.message}`));
-          else done();
-        });
+        body(sftp).then(done, (e: Error) => fail(e instanceof SshError ? e : new SshError("other", `${where(t)}: ${what}: ${e.message}`)));
       });
     });
   } finally {
     conn.end();
   }
+}
+
+function sftpStat(sftp: Sftp, remote_path: string): Promise<{ mode: number; size: number; isDirectory(): boolean } | null> {
+  return new Promise((resolve) => sftp.stat(remote_path, (err, st) => resolve(err ? null : st)));
+}
+
+/**
+ * Copies a local file to the guest over SFTP, with the local file's permission bits.
+ * A remote path naming a folder gets the file under its local name. Resolves with the
+ * remote path written.
+ */
+export async function sshCopy(t: SshTarget, local_path: string, remote_path: string, opts: CopyOptions = {}): Promise<string> {
+  const mode = statSync(local_path).mode & 0o777;
+  return await withSftp(t, opts, `copying ${local_path} to ${remote_path}`, async (sftp) => {
+    const st = await sftpStat(sftp, remote_path);
+    const target = st?.isDirectory() ? path.posix.join(remote_path, path.basename(local_path)) : remote_path;
+    await new Promise<void>((resolve, reject) => {
+      const step = opts.onProgress ? (done_bytes: number, _chunk: number, total: number) => opts.onProgress!(done_bytes, total) : undefined;
+      sftp.fastPut(local_path, target, { mode, ...(step ? { step } : {}) }, (e?: Error | null) => (e ? reject(e) : resolve()));
+    });
+    // fastPut's mode applies only to a file it creates; an existing one keeps its own.
+    await new Promise<void>((resolve, reject) => sftp.chmod(target, mode, (e?: Error | null) => (e ? reject(e) : resolve())));
+    return target;
+  });
+}
+
+/**
+ * Copies a guest file to the host over SFTP (mode bits from the guest's file, less the
+ * umask, as for any new file). A local path naming a folder gets the file under its
+ * remote name. Resolves with the local path written.
+ */
+export async function sshFetch(t: SshTarget, remote_path: string, local_path: string, opts: CopyOptions = {}): Promise<string> {
+  const local_is_dir = statSync(local_path, { throwIfNoEntry: false })?.isDirectory() === true;
+  const target = local_is_dir ? path.join(local_path, path.posix.basename(remote_path)) : local_path;
+  return await withSftp(t, opts, `copying ${remote_path} to ${target}`, async (sftp) => {
+    const st = await sftpStat(sftp, remote_path);
+    if (st === null) throw new SshError("other", `${where(t)}: ${remote_path}: no such file in the guest`);
+    if (st.isDirectory()) throw new SshError("other", `${where(t)}: ${remote_path}: is a directory (copy files one at a time)`);
+    await new Promise<void>((resolve, reject) => {
+      const step = opts.onProgress ? (done_bytes: number, _chunk: number, total: number) => opts.onProgress!(done_bytes, total) : undefined;
+      sftp.fastGet(remote_path, target, { mode: st.mode & 0o777, ...(step ? { step } : {}) }, (e?: Error | null) => (e ? reject(e) : resolve()));
+    });
+    return target;
+  });
 }

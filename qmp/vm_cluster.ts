@@ -8,7 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { InputError } from "../engine/errors.js";
 import type { RunConfig } from "../engine/trace_records.js";
-import { kernelCmdline, type GuestImage } from "../guest/image.js";
+import { rtcBaseEpochS } from "../engine/units.js";
+import { kernelCmdline, type GuestImage, type NodeCmdline } from "../guest/image.js";
 import { QemuVm, type BootSpec } from "./launcher.js";
 import { guestMgmtCidr, MGMT_NET_DEFAULT, MgmtNet, type MgmtPort } from "./mgmt.js";
 import { sshExec, waitForSsh, type SshTarget } from "./ssh.js";
@@ -150,7 +151,7 @@ export class VmCluster {
   private vmSpec(node: number, extra_initrd_path: string | null) {
     const o = this.options;
     const cfg = o.config.nodes[node]!;
-    const boot = bootSpec(o.image, { id: node, ip_cidr: `${cfg.ip}/16`, hostname: cfg.name, seed: o.config.seed, mgmt_cidr: guestMgmtCidr(this.mgmtNet(), node) }, o.boot_commands[node] ?? null);
+    const boot = bootSpec(o.image, this.cmdlineNode(node), o.boot_commands[node] ?? null);
     return {
       node,
       name: cfg.name,
@@ -162,6 +163,14 @@ export class VmCluster {
       rng_seed: o.config.seed * 4096 + node,
       run_dir: this.run_dir,
     };
+  }
+
+  /** Every VM runs under -icount; a dated RTC base lets init set the clock to the nanosecond. */
+  private cmdlineNode(node: number): NodeCmdline {
+    const o = this.options;
+    const cfg = o.config.nodes[node]!;
+    const rtc_base_s = rtcBaseEpochS(o.rtc_base);
+    return { id: node, ip_cidr: `${cfg.ip}/16`, hostname: cfg.name, seed: o.config.seed, icount: true, mgmt_cidr: guestMgmtCidr(this.mgmtNet(), node), ...(rtc_base_s === null ? {} : { rtc_base_s }) };
   }
 
   /** A user's image knows nothing of tapsim: find the NIC with the node's MAC and address it. */
@@ -181,7 +190,7 @@ function runId(run_dir: string): string {
   return path.basename(run_dir).slice(-6).toLowerCase().replace(/[^a-z0-9]/g, "0");
 }
 
-function bootSpec(image: GuestImage, node: { id: number; ip_cidr: string; hostname: string; seed: number; mgmt_cidr: string }, boot_command: string | null): BootSpec {
+function bootSpec(image: GuestImage, node: NodeCmdline, boot_command: string | null): BootSpec {
   if (image.kind === "qcow2") {
     if (boot_command !== null) throw new InputError(`--boot-cmd needs the default guest (a user image runs its own boot scripts)`);
     return { kind: "qcow2", base_path: image.path };

@@ -27,25 +27,34 @@ interface Expected {
   comment: string;
 }
 
-/** What tshark should print per packet, derived from the trace records. */
-function expectedPackets(trace: string): Expected[] {
+/**
+ * What tshark should print per packet, derived from the trace records: by default each
+ * delivery on the receiver's interface and each drop on the sender's; with both_ends also
+ * each send on the sender's and drops on the receiver's. In time order (ties: record order).
+ */
+function expectedPackets(trace: string, both_ends = false): Expected[] {
   const reader = TraceReader.open(trace);
   const names = reader.header.config.nodes.map((n) => n.name);
   const bytes = new Map<number, Uint8Array>();
-  const out: Expected[] = [];
+  const out: (Expected & { t_ns: number })[] = [];
   const t = (ns: number) => formatVirtualNs(ns).replace(/s$/, "");
+  const add = (iface: number, t_ns: number, direction: number, frame: Uint8Array, comment: string) =>
+    out.push({ iface: names[iface]!, t: t(t_ns), t_ns, direction: `0x0000000${direction}`, src_ip: decodeFrame(frame).src_ip ?? "", comment });
   for (const r of reader.records()) {
     if (r[0] === RecordKind.FrameEmit) {
       bytes.set(r[3], r[4]);
-      out.push({ iface: names[r[1]]!, t: t(r[2]), direction: "0x00000002", src_ip: decodeFrame(r[4]).src_ip ?? "", comment: "" });
+      if (both_ends) add(r[1], r[2], 2, r[4], "");
     } else if (r[0] === RecordKind.FrameDeliver) {
-      out.push({ iface: names[r[1]]!, t: t(r[2]), direction: "0x00000001", src_ip: decodeFrame(bytes.get(r[3])!).src_ip ?? "", comment: "" });
+      add(r[1], r[2], 1, bytes.get(r[3])!, "");
     } else if (r[0] === RecordKind.FrameDrop) {
-      out.push({ iface: names[r[1] >= 0 ? r[1] : r[4]]!, t: t(r[2]), direction: "0x00000001", src_ip: decodeFrame(bytes.get(r[3])!).src_ip ?? "", comment: `tapsim drop: ${r[5]}` });
+      const [, to, t_ns, frame_id, from, reason] = r;
+      if (both_ends) add(to >= 0 ? to : from, t_ns, 1, bytes.get(frame_id)!, `tapsim drop: ${reason}`);
+      else add(from, t_ns, 2, bytes.get(frame_id)!, `tapsim drop: ${reason}, to ${to >= 0 ? names[to] : "no one"}`);
     }
   }
   reader.close();
-  return out;
+  // Array.prototype.sort is stable: equal times keep the trace's order.
+  return out.sort((a, b) => a.t_ns - b.t_ns).map(({ t_ns: _, ...p }) => p);
 }
 
 function tsharkPackets(pcap: string): Expected[] {
@@ -57,19 +66,30 @@ function tsharkPackets(pcap: string): Expected[] {
   });
 }
 
-test("pcapng of an example trace: tshark reads every send and delivery on the right interface at the exact ns", () => {
+test("pcapng of an example trace: by default each frame once, on the receiver's interface at its delivery, in time order; --pcap-both-ends adds each send", () => {
   const trace = path.join(REPO_ROOT, "traces/bracha_3x3.trace");
   const pcap = path.join(dir, "b.pcapng");
   const r = tapsim("export", trace, "--pcap", pcap);
   assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^pcapng: .*: 210 packets \(210 sent, 210 delivered, 0 dropped; each frame once, at delivery\), timestamps virtual time\n$/);
   const want = expectedPackets(trace);
-  assert.ok(want.length > 100);
-  assert.equal(tsharkPackets(pcap), want);
+  assert.is(want.length, 210);
+  const got = tsharkPackets(pcap);
+  assert.equal(got, want);
+  assert.ok(got.every((p) => p.direction === "0x00000001"), "every packet is a delivery (inbound)");
+  assertTimeOrdered(got.map((p) => p.t));
   const ifaces = execFileSync("tshark", ["-r", pcap, "-T", "fields", "-e", "frame.interface_name"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
   assert.equal([...new Set(ifaces.trim().split("\n"))].sort(), ["n0", "n1", "n2"]);
+  const both = path.join(dir, "b2.pcapng");
+  const r2 = tapsim("export", trace, "--pcap", both, "--pcap-both-ends");
+  assert.is(r2.code, 0, r2.stderr);
+  assert.match(r2.stdout, /: 420 packets \(210 sent, 210 delivered, 0 dropped; each frame at send and at delivery\)/);
+  const got_both = tsharkPackets(both);
+  assert.equal(got_both, expectedPackets(trace, true));
+  assertTimeOrdered(got_both.map((p) => p.t));
 });
 
-test("pcapng of a run with queue drops: each drop is a packet with its reason as a comment", () => {
+test("pcapng of a run with queue drops: each drop once, on the sender's interface, with its reason and receiver as a comment", () => {
   const trace = path.join(dir, "auction.trace");
   const run = tapsim("run", "--latency", "latency_configs/auction_10.yaml", "--payload-bytes", "1200", "--messages", "3", "--trace", trace, "--json");
   assert.is(run.code, 0, run.stderr);
@@ -77,8 +97,15 @@ test("pcapng of a run with queue drops: each drop is a packet with its reason as
   assert.is(tapsim("export", trace, "--pcap", pcap).code, 0);
   const want = expectedPackets(trace);
   const got = tsharkPackets(pcap);
-  assert.ok(want.some((p) => p.comment.startsWith("tapsim drop: ")), "the run dropped frames");
+  const drops = got.filter((p) => p.comment !== "");
+  assert.ok(drops.length > 0, "the run dropped frames");
+  for (const d of drops) assert.match(d.comment, /^tapsim drop: queue_full, to \S+$/);
+  assert.ok(drops.every((d) => d.direction === "0x00000002"), "a drop is shown where it was sent (outbound)");
   assert.equal(got, want);
+  assertTimeOrdered(got.map((p) => p.t));
+  const both = path.join(dir, "a2.pcapng");
+  assert.is(tapsim("export", trace, "--pcap", both, "--pcap-both-ends").code, 0);
+  assert.equal(tsharkPackets(both), expectedPackets(trace, true));
 });
 
 test("Perfetto JSON: a named track per node, every slice, a flow per delivery with matching ends", () => {
@@ -136,8 +163,11 @@ test("Perfetto JSON of a VM-like trace: console output on the node's track, mana
   assert.is(ev.filter((e) => e.ph === "s").length, 2, "management frames have no flow arrows");
 });
 
-test("export errors are one line: no output chosen, missing trace, unwritable output", () => {
+test("export errors are one line: no output chosen, missing trace, unwritable output, --pcap-both-ends alone", () => {
   assert.match(tapsim("export", "traces/bracha_3x3.trace").stderr, /^tapsim: tapsim export: give --pcap FILE and\/or --perfetto FILE\n$/);
+  const alone = tapsim("export", "traces/bracha_3x3.trace", "--perfetto", path.join(dir, "x.json"), "--pcap-both-ends");
+  assert.is(alone.code, 2);
+  assert.match(alone.stderr, /^tapsim: tapsim export: --pcap-both-ends needs --pcap FILE\n$/);
   const missing = tapsim("export", "nope.trace", "--pcap", path.join(dir, "x.pcapng"));
   assert.is(missing.code, 2);
   assert.match(missing.stderr, /^tapsim: nope\.trace: .*\n$/);
@@ -145,5 +175,11 @@ test("export errors are one line: no output chosen, missing trace, unwritable ou
   assert.is(unwritable.code, 2);
   assert.match(unwritable.stderr, /^tapsim: \/nonexistent-dir\/x\.pcapng: /);
 });
+
+/** tshark's epoch times ("s.nnnnnnnnn") never go back. */
+export function assertTimeOrdered(times: string[]): void {
+  const ns = times.map((t) => BigInt(t.replace(".", "")));
+  for (let i = 1; i < ns.length; i++) assert.ok(ns[i]! >= ns[i - 1]!, `packet ${i + 1} at ${times[i]} comes after one at ${times[i - 1]}`);
+}
 
 test.run();
