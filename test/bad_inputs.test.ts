@@ -12,6 +12,7 @@ import ssh2 from "ssh2";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { InputError } from "../engine/errors.js";
+import { writeRunState } from "../cli/run_state.js";
 import { qemuArgs, QemuVm, type VmSpec } from "../qmp/launcher.js";
 import { REPO_ROOT, tapsim, tapsimWith, type CliResult } from "./helpers/cli.js";
 import { rewriteTrace } from "./helpers/recorder_fixtures.js";
@@ -192,8 +193,8 @@ async function freePort(): Promise<number> {
 }
 
 /** The CLI as a child process without blocking this one (an SSH server runs here). */
-function tapsimAsync(...args: string[]): Promise<CliResult> {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin/tapsim.js"), ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+function tapsimAsync(env: Record<string, string>, ...args: string[]): Promise<CliResult> {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin/tapsim.js"), ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -207,24 +208,37 @@ function tapsimAsync(...args: string[]): Promise<CliResult> {
   );
 }
 
-test("ssh and exec --node with no VM listening: one line, exit 1", async () => {
-  const port = String(await freePort());
-  oneLine(await tapsimAsync("exec", "--node", "0", "--ssh-port-base", port, "--", "true"), 1, new RegExp(`ssh root@127\\.0\\.0\\.1:${port}: connection refused`));
-  oneLine(await tapsimAsync("ssh", "0", "--ssh-port-base", port, "true"), 1, /connection refused/);
+test("ssh and exec with no run on that --ssh-port-base: one line, exit 2; a run whose VM refuses: one line, exit 1", async () => {
+  const home = mkdtempSync(path.join(tmpdir(), "tsA-home-"));
+  try {
+    const port = await freePort();
+    const none = await tapsimAsync({ TAPSIM_HOME: home }, "exec", "--node", "0", "--ssh-port-base", String(port), "--", "true");
+    oneLine(none, 2, new RegExp(`no running \`tapsim run --vms\` with --ssh-port-base ${port}`));
+    oneLine(await tapsimAsync({ TAPSIM_HOME: home }, "ssh", "0", "--ssh-port-base", String(port), "true"), 2, /no running `tapsim run --vms`/);
+    // A run-state file of a live process (this one) whose VM does not listen.
+    writeRunState({ pid: process.pid, run_dir: home, port_base: port, ports: [port], image_kind: "initramfs", password_login: false, user: "root" }, [null], home);
+    oneLine(await tapsimAsync({ TAPSIM_HOME: home }, "exec", "--node", "0", "--ssh-port-base", String(port), "--", "true"), 1, new RegExp(`ssh root@127\\.0\\.0\\.1:${port}: connection refused`));
+    oneLine(await tapsimAsync({ TAPSIM_HOME: home }, "ssh", "0", "--ssh-port-base", String(port), "true"), 1, /connection refused/);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 });
 
-test("exec with a wrong password: one line, exit 1", async () => {
-  const host_key = ssh2.utils.generateKeyPairSync("ed25519").private;
-  const server = new ssh2.Server({ hostKeys: [host_key] }, (client) => {
-    client.on("authentication", (ctx) => ctx.reject(["password"]));
+test("exec with a wrong password (key refused too): one line, exit 1", async () => {
+  const home = mkdtempSync(path.join(tmpdir(), "tsA-home-"));
+  const host_key = ssh2.utils.generateKeyPairSync("ed25519");
+  const server = new ssh2.Server({ hostKeys: [host_key.private] }, (client) => {
+    client.on("authentication", (ctx) => ctx.reject(["publickey", "password"]));
     client.on("error", () => {});
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as { port: number }).port;
   try {
-    oneLine(await tapsimAsync("exec", "--node", "0", "--ssh-port-base", String(port), "--password", "wrong", "--", "true"), 1, /authentication failed \(password rejected for root\)/);
+    writeRunState({ pid: process.pid, run_dir: home, port_base: port, ports: [port], image_kind: "initramfs", password_login: true, user: "root" }, [host_key.public], home);
+    oneLine(await tapsimAsync({ TAPSIM_HOME: home }, "exec", "--node", "0", "--ssh-port-base", String(port), "--password", "wrong", "--", "true"), 1, /authentication failed \(.*password.* rejected for root\)/);
   } finally {
     server.close();
+    rmSync(home, { recursive: true, force: true });
   }
 });
 
