@@ -30,7 +30,7 @@ export function registerExport(program: Command, setExit: (code: number) => void
         const s = exportPcapng(trace, flags.pcap, { both_ends: flags.pcapBothEnds });
         const layout = flags.pcapBothEnds ? "each frame at send and at delivery" : "each frame once, at delivery";
         const base = s.time_base_s === 0 ? "virtual time" : `${new Date(s.time_base_s * 1000).toISOString().replace(".000Z", "Z")} + virtual time`;
-        console.log(`pcapng: ${flags.pcap}: ${s.packets} packets (${s.emitted} sent, ${s.delivered} delivered, ${s.dropped} dropped; ${layout}), timestamps ${base}`);
+        console.log(`pcapng: ${flags.pcap}: ${s.packets} packets (${s.emitted} sent, ${s.delivered} delivered, ${s.dropped} dropped; ${layout}${s.mgmt > 0 ? `; ${s.mgmt} management frames on the <node>-mgmt interfaces` : ""}), timestamps ${base}`);
         if (s.late > 0) console.error(`tapsim: pcapng: ${s.late} packets came later than the reorder window and are out of time order`);
       }
       if (flags.perfetto !== undefined) {

@@ -55,6 +55,8 @@ export interface PcapExportStats {
   time_base_s: number;
   /** Packets that arrived later than the reorder window allowed (written anyway; 0 unless the trace breaks the slice bound). */
   late: number;
+  /** Management frames (host <-> guest, never on simulated links), on the "<node>-mgmt" interfaces of a VM run. */
+  mgmt: number;
 }
 
 interface InFlight {
@@ -77,14 +79,14 @@ export function exportPcapng(trace_path: string, out_path: string, opts: PcapExp
   const out = new BlockWriter(out_path);
   const rtc_base = reader.header.config.vm?.rtc_base;
   const time_base_s = (rtc_base === undefined ? null : rtcBaseEpochS(rtc_base)) ?? 0;
-  const stats: PcapExportStats = { packets: 0, emitted: 0, delivered: 0, dropped: 0, time_base_s, late: 0 };
+  const stats: PcapExportStats = { packets: 0, emitted: 0, delivered: 0, dropped: 0, time_base_s, late: 0, mgmt: 0 };
   try {
     writeHeaderBlocks(out, reader.header, time_base_s);
     const sorter = new TimeSorter(reader.header.config.slice_len_max_ns ?? REORDER_WINDOW_NS_DEFAULT, (p) => {
       packet(out, p, BigInt(time_base_s) * 1_000_000_000n);
       stats.packets++;
     });
-    const state: ExportState = { in_flight: new Map(), node_names: reader.header.config.nodes.map((n) => n.name), both_ends: opts.both_ends === true, stats, sorter };
+    const state: ExportState = { in_flight: new Map(), node_names: reader.header.config.nodes.map((n) => n.name), both_ends: opts.both_ends === true, stats, sorter, mgmt_ifaces: hasMgmtIfaces(reader.header) };
     for (const r of reader.records()) exportRecord(state, r);
     sorter.drain();
     stats.late = sorter.late;
@@ -111,6 +113,18 @@ function writeHeaderBlocks(out: BlockWriter, header: TraceHeader, time_base_s: n
     idb.setUint32(4, 0, true); // snaplen: no limit
     out.block(BLOCK_IDB, new Uint8Array(idb.buffer), [[IF_NAME, utf8(node.name)], [IF_TSRESOL, new Uint8Array([9])]]);
   }
+  if (!hasMgmtIfaces(header)) return;
+  // A VM's management NIC: interface N + node, so the simulated interfaces keep their numbers.
+  for (const node of header.config.nodes) {
+    const idb = new DataView(new ArrayBuffer(8));
+    idb.setUint16(0, LINKTYPE_ETHERNET, true);
+    out.block(BLOCK_IDB, new Uint8Array(idb.buffer), [[IF_NAME, utf8(`${node.name}-mgmt`)], [IF_TSRESOL, new Uint8Array([9])]]);
+  }
+}
+
+/** VM runs have a management NIC per node (trace format 2: management frames are recorded). */
+function hasMgmtIfaces(header: TraceHeader): boolean {
+  return header.config.vm !== undefined && header.format_version >= 2;
 }
 
 interface ExportState {
@@ -119,6 +133,7 @@ interface ExportState {
   readonly both_ends: boolean;
   readonly stats: PcapExportStats;
   readonly sorter: TimeSorter;
+  readonly mgmt_ifaces: boolean;
 }
 
 function exportRecord(s: ExportState, r: TraceRecord): void {
@@ -139,6 +154,10 @@ function exportRecord(s: ExportState, r: TraceRecord): void {
     if (f && s.both_ends) s.sorter.push(t_ns, to >= 0 ? to : from, f.bytes, DIRECTION_INBOUND, `tapsim drop: ${reason}`);
     else if (f) s.sorter.push(t_ns, from, f.bytes, DIRECTION_OUTBOUND, `tapsim drop: ${reason}, to ${to >= 0 ? s.node_names[to] : "no one"}`);
     s.stats.dropped++;
+  } else if ((r[0] === RecordKind.MgmtIn || r[0] === RecordKind.MgmtOut) && s.mgmt_ifaces) {
+    const [kind, node, t_ns, bytes] = r;
+    s.sorter.push(t_ns, s.node_names.length + node, bytes, kind === RecordKind.MgmtIn ? DIRECTION_INBOUND : DIRECTION_OUTBOUND, null);
+    s.stats.mgmt++;
   }
 }
 

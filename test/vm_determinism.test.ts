@@ -3,6 +3,7 @@
 // are not compared), and `tapsim rerun` re-executes a recorded run, interactive SSH and an
 // SFTP copy included, and finds a changed input at the first record it affects.
 
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -102,6 +103,15 @@ test("rerun of a run with an interactive exec and an SFTP copy in the middle: id
   const rerun = tapsim("rerun", trace);
   assert.is(rerun.code, 0, rerun.stdout + rerun.stderr);
   assert.match(rerun.stdout, /^rerun: identical: \d+ records/);
+
+  // The management traffic is in the pcapng export, on interfaces of its own.
+  const pcap = path.join(dir, "interactive.pcapng");
+  const exported = tapsim("export", trace, "--pcap", pcap);
+  assert.is(exported.code, 0, exported.stderr);
+  const shark = spawnSync("tshark", ["-r", pcap, "-T", "fields", "-e", "frame.interface_name", "-e", "_ws.col.Protocol"], { encoding: "utf8" });
+  const rows = shark.stdout.trim().split("\n").map((l) => l.split("\t"));
+  assert.is(rows.filter((x) => x[0] === "n1-mgmt" && /SSH/.test(x[1] ?? "")).length > 10, true, "the SFTP session is on n1-mgmt");
+  assert.is(rows.filter((x) => x[0] === "n0" || x[0] === "n1" || x[0] === "n2").every((x) => !/SSH/.test(x[1] ?? "")), true, "no management traffic on the simulated interfaces");
 
   // One byte of one host->guest frame changed (a TCP payload byte of the copy, mid-run).
   const tampered = path.join(dir, "tampered.trace");
