@@ -118,11 +118,64 @@ export async function buildDefaultImage(opts: ImageOptions & { force?: boolean }
     const cached = readCachedImage(dir, key, password);
     if (cached) return { ...cached, rebuilt: false };
   }
-  log(`building ${dir}`);
-  const t0_ms = Date.now();
-  const manifest = buildInto(cache_root, dir, key, pins, password, log);
-  log(`built in ${((Date.now() - t0_ms) / 1000).toFixed(1)} s: initramfs ${(manifest.initrd.bytes / 1e6).toFixed(1)} MB, kernel ${manifest.kernel.version}`);
-  return { image: imageFrom(dir, manifest, password), manifest, rebuilt: true };
+  // Two runs starting together would each build (and each draw its own random host key):
+  // one builds, the other waits and then takes the cached image.
+  return await withBuildLock(cache_root, log, () => {
+    if (!opts.force) {
+      const cached = readCachedImage(dir, key, password);
+      if (cached) return { ...cached, rebuilt: false };
+    }
+    log(`building ${dir}`);
+    const t0_ms = Date.now();
+    const manifest = buildInto(cache_root, dir, key, pins, password, log);
+    log(`built in ${((Date.now() - t0_ms) / 1000).toFixed(1)} s: initramfs ${(manifest.initrd.bytes / 1e6).toFixed(1)} MB, kernel ${manifest.kernel.version}`);
+    return { image: imageFrom(dir, manifest, password), manifest, rebuilt: true };
+  });
+}
+
+const BUILD_LOCK_WAIT_MS_MAX = 600_000;
+
+/** mkdir is atomic: the lock is a folder holding the builder's pid; a dead builder's lock is taken over. */
+async function withBuildLock<T>(cache_root: string, log: (line: string) => void, build: () => T): Promise<T> {
+  mkdirSync(cache_root, { recursive: true });
+  const lock = path.join(cache_root, "build.lock");
+  const deadline_ms = Date.now() + BUILD_LOCK_WAIT_MS_MAX;
+  for (let waited = false; ; waited = true) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(path.join(lock, "pid"), String(process.pid));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      if (lockOwnerGone(lock)) rmSync(lock, { recursive: true, force: true });
+      else if (Date.now() > deadline_ms) throw new InputError(`${lock}: another tapsim has been building the image for ${BUILD_LOCK_WAIT_MS_MAX / 1000} s; remove the folder if no build is running`);
+      else {
+        if (!waited) log(`waiting for another tapsim building the image (${lock})`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+  }
+  try {
+    return build();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function lockOwnerGone(lock: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(path.join(lock, "pid"), "utf8"));
+  } catch {
+    return false; // just created; its pid file follows
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return true;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ESRCH";
+  }
 }
 
 /** Looks up the cached default image for a password without building; null when absent. */
