@@ -6,7 +6,7 @@ import { formatVirtualNs } from "../engine/units.js";
 import { recordTimeNs, type TraceRecord } from "../engine/trace_records.js";
 import { describeRecord } from "../recorder/describe.js";
 import { TraceReader } from "../recorder/reader.js";
-import { replayTrace, type ReplayOutcome } from "../recorder/replay.js";
+import { replayTrace, type Divergence, type ReplayOutcome } from "../recorder/replay.js";
 import { incompleteText } from "./incomplete.js";
 import { hostNowNs } from "../engine/units.js";
 
@@ -29,12 +29,7 @@ export function registerReplay(program: Command, setExit: (code: number) => void
         const rate = outcome.records_checked / Math.max(wall_s, 1e-9);
         console.log(`replay: identical: ${outcome.records_checked} records re-derived and checked in ${wall_s.toFixed(2)} s (${(rate / 1e6).toFixed(2)}M records/s)`);
       } else {
-        const d = outcome.divergence!;
-        const at = d.expected ?? d.actual;
-        console.log(`replay: DIVERGED at record #${d.index}${at ? ` (t=${formatVirtualNs(recordTimeNs(at))})` : ""}: ${d.why}`);
-        for (const r of d.context) console.log(`  same    ${describeRecord(r)}`);
-        console.log(`  trace   ${describe(d.expected)}`);
-        console.log(`  replay  ${describe(d.actual)}`);
+        printDivergence("replay", outcome.divergence!);
       }
       setExit(!outcome.identical ? EXIT_DIVERGED : outcome.trace_incomplete ? EXIT_INCOMPLETE : 0);
     });
@@ -51,6 +46,15 @@ function incompleteLine(path: string, outcome: ReplayOutcome): string {
   reader.close();
   if (outcome.slices_checked === 0) return `replay: INCOMPLETE trace, nothing checked: no complete slice in it (${where})`;
   return `replay: INCOMPLETE trace, consistent so far: ${outcome.slices_checked} complete slices, ${outcome.records_checked} records re-derived and identical; ${where}`;
+}
+
+/** The first divergent record, the records before it, and both versions (replay and rerun). */
+export function printDivergence(tool: "replay" | "rerun", d: Divergence): void {
+  const at = d.expected ?? d.actual;
+  console.log(`${tool}: DIVERGED at record #${d.index}${at ? ` (t=${formatVirtualNs(recordTimeNs(at))})` : ""}: ${d.why}`);
+  for (const r of d.context) console.log(`  same    ${describeRecord(r)}`);
+  console.log(`  trace   ${describe(d.expected)}`);
+  console.log(`  ${tool.padEnd(6)}  ${describe(d.actual)}`);
 }
 
 function describe(r: TraceRecord | null): string {

@@ -8,20 +8,19 @@
 
 import type { Command } from "commander";
 import { InputError } from "../engine/errors.js";
-import { RecordKind, recordTimeNs, type TraceHeader } from "../engine/trace_records.js";
-import { formatVirtualNs, hostNowNs } from "../engine/units.js";
+import { RecordKind, type TraceHeader } from "../engine/trace_records.js";
+import { hostNowNs } from "../engine/units.js";
 import { buildAdditions } from "../guest/additions.js";
 import { defaultCacheRoot, ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
 import { checkQemu } from "../qmp/launcher.js";
 import type { MgmtPort } from "../qmp/mgmt.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
-import { describeRecord } from "../recorder/describe.js";
 import { sameSimulation } from "../recorder/diff.js";
 import { TraceReader } from "../recorder/reader.js";
 import { checkAll, ReplayDriver, type RecordCursor, type ReplayOutcome } from "../recorder/replay.js";
 import { ensureClientKey } from "./client_key.js";
-import { EXIT_DIVERGED, EXIT_INCOMPLETE } from "./replay.js";
+import { EXIT_DIVERGED, EXIT_INCOMPLETE, printDivergence } from "./replay.js";
 
 /** Records one slice's inputs may span before the port stops looking (the cursor's own bound is larger). */
 const SLICE_RECORDS_SCAN_MAX = 1_000_000;
@@ -158,11 +157,6 @@ function report(outcome: ReplayOutcome, wall_s: number): void {
   } else if (outcome.identical) {
     console.log(`rerun: identical: ${outcome.records_checked} records (${outcome.slices_checked} slices) re-executed on ${outcome.header.config.nodes.length} VMs and checked in ${wall_s.toFixed(2)} s`);
   } else {
-    const d = outcome.divergence!;
-    const at = d.expected ?? d.actual;
-    console.log(`rerun: DIVERGED at record #${d.index}${at ? ` (t=${formatVirtualNs(recordTimeNs(at))})` : ""}: ${d.why}`);
-    for (const r of d.context) console.log(`  same    ${describeRecord(r)}`);
-    console.log(`  trace   ${d.expected === null ? "(no record)" : describeRecord(d.expected)}`);
-    console.log(`  rerun   ${d.actual === null ? "(no record)" : describeRecord(d.actual)}`);
+    printDivergence("rerun", outcome.divergence!);
   }
 }

@@ -11,7 +11,7 @@ import * as assert from "uvu/assert";
 import { RecordKind, type TraceRecord } from "../engine/trace_records.js";
 import { TraceReader } from "../recorder/reader.js";
 import { REPO_ROOT, tapsim } from "./helpers/cli.js";
-import { isAlive, leftovers, runResources, startRun } from "./helpers/vm.js";
+import { isAlive, leftovers, runResources, startRun, stopRun } from "./helpers/vm.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-vmfaults-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -80,15 +80,6 @@ test("tapsim SIGKILLed mid-run: the records of the run so far are on disk, no QE
   }
 });
 
-/** On a failed assertion the run is still going: Ctrl+C lets it clean up; SIGKILL if it hangs. */
-async function stopRun(run: ReturnType<typeof startRun>): Promise<void> {
-  if (run.child.exitCode !== null || run.child.signalCode !== null) return;
-  run.child.kill("SIGINT");
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([run.done, new Promise((resolve) => (timer = setTimeout(resolve, 30_000)))]);
-  clearTimeout(timer);
-  run.child.kill("SIGKILL");
-}
 
 async function eventually(ok: () => boolean, timeout_ms: number): Promise<boolean> {
   const deadline = Date.now() + timeout_ms;

@@ -11,7 +11,7 @@ import { loadTopologyFile } from "../engine/topology_parse.js";
 import { RecordKind } from "../engine/trace_records.js";
 import { TraceReader } from "../recorder/reader.js";
 import { tapsim, REPO_ROOT } from "./helpers/cli.js";
-import { leftovers, runResources, startRun } from "./helpers/vm.js";
+import { leftovers, runResources, startRun, stopRun } from "./helpers/vm.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-vmtest-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -113,15 +113,6 @@ test("a QEMU killed mid-run: clear message naming the VM, trace finalised, nothi
   }
 });
 
-/** On a failed assertion the run is still going: Ctrl+C lets it clean up; SIGKILL if it hangs. */
-async function stopRun(run: ReturnType<typeof startRun>): Promise<void> {
-  if (run.child.exitCode !== null || run.child.signalCode !== null) return;
-  run.child.kill("SIGINT");
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([run.done, new Promise((resolve) => (timer = setTimeout(resolve, 30_000)))]);
-  clearTimeout(timer);
-  run.child.kill("SIGKILL");
-}
 
 function summarise(trace: string): { slices: string[]; emits: number } {
   const reader = TraceReader.open(trace);

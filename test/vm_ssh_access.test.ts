@@ -14,7 +14,7 @@ import { findDefaultImage } from "../guest/image.js";
 import { SshError, sshExec, type SshTarget } from "../qmp/ssh.js";
 import { TraceReader } from "../recorder/reader.js";
 import { tapsim } from "./helpers/cli.js";
-import { leftovers, runResources, startRun, type BackgroundRun } from "./helpers/vm.js";
+import { leftovers, runResources, startRun, stopRun } from "./helpers/vm.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tsE-ssh-"));
 const home = path.join(dir, "home");
@@ -185,14 +185,5 @@ function processesShowing(text: string): number[] {
     .map(Number);
 }
 
-/** On a failed assertion the run is still going: Ctrl+C lets it clean up; SIGKILL if it hangs. */
-async function stopRun(run: BackgroundRun): Promise<void> {
-  if (run.child.exitCode !== null || run.child.signalCode !== null) return;
-  run.child.kill("SIGINT");
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([run.done, new Promise((resolve) => (timer = setTimeout(resolve, 30_000)))]);
-  clearTimeout(timer);
-  run.child.kill("SIGKILL");
-}
 
 test.run();

@@ -70,3 +70,13 @@ export function leftovers(resources: { pids: number[]; run_dir: string }): strin
   if (existsSync(resources.run_dir)) left.push(`run dir ${resources.run_dir} still exists`);
   return left;
 }
+
+/** On a failed assertion the run is still going: Ctrl+C lets it clean up; SIGKILL if it hangs. */
+export async function stopRun(run: BackgroundRun): Promise<void> {
+  if (run.child.exitCode !== null || run.child.signalCode !== null) return;
+  run.child.kill("SIGINT");
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([run.done, new Promise((resolve) => (timer = setTimeout(resolve, 30_000)))]);
+  clearTimeout(timer);
+  run.child.kill("SIGKILL");
+}
