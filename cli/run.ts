@@ -53,7 +53,7 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("--json", "print the summary as JSON", false)
     .option("--no-progress", "no progress line on stderr")
     .option("--vms <n>", "VMs: boot N QEMU VMs (default guest, or --image) instead of in-process nodes", integerOption("--vms", 1, 256))
-    .option("--image <qcow2>", "VMs: your own qcow2 base image (SSH on the user-net NIC; never written)")
+    .option("--image <qcow2>", "VMs: your own qcow2 base image (SSH on the management NIC, which it must configure itself; never written; not deterministic)")
     .option("--password <p>", "VMs: root password; the default guest then accepts passwords too (else keys only: ~/.tapsim/id_ed25519); also $TAPSIM_GUEST_PASSWORD")
     .option("--password-file <file>", "VMs: read --password from this file (keeps it out of ps)")
     .option("--add <spec>", "VMs: HOST_PATH:GUEST_PATH (every VM) or N:HOST_PATH:GUEST_PATH, a file or folder put into the initramfs, modes kept (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])

@@ -1,8 +1,8 @@
 // Starts one QEMU per node behind the slice gate: a private run directory (0700) holds the
 // gate and QMP sockets, the console log and, for a qcow2 guest, the per-VM copy-on-write
 // overlay (the base image is opened read-only through it and never written). The simulated
-// NIC is a virtio-net on a `hubport` netdev that the gate hooks; the management NIC is
-// user-net with SSH forwarded from 127.0.0.1 only.
+// NIC is a virtio-net on a `hubport` netdev that the gate hooks; so is the management NIC,
+// which the host reaches through a TAP of tapsim's (qmp/mgmt.ts), never slirp.
 
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
