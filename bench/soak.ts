@@ -57,7 +57,9 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   const log = o.log ?? (() => {});
   const env = { ...process.env, ...(o.gate_plugin ? { TAPSIM_GATE_PLUGIN: o.gate_plugin } : {}) };
   const bin = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../bin/tapsim.js");
-  const args = ["run", "--vms", String(o.vms), "--trace", trace, "--ssh-port-base", String(o.ssh_port_base), "--no-progress"];
+  // --pace off: idle guests race ahead, so they go in and out of HLT far more often per
+  // second of wall time than a paced run (the measurements in BENCHMARKS.md were unpaced).
+  const args = ["run", "--vms", String(o.vms), "--trace", trace, "--ssh-port-base", String(o.ssh_port_base), "--pace", "off", "--no-progress"];
   const child = spawn(process.execPath, [bin, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
