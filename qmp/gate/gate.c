@@ -353,9 +353,10 @@ static void arm_injection(int64_t due_ns, uint32_t iface, const uint8_t *bytes, 
 
 // ---- the gate's own timers: run only in the vCPU thread ----
 //
-// Root cause of deadlines overrun by 107-805 ns (issue #8): under -icount, QEMU's *main loop*
-// also runs expired QEMU_CLOCK_VIRTUAL timers of the default timer list group, and it reads
-// the virtual clock from the instruction count the vCPU last flushed. Timers of a private
+// Under -icount, QEMU's *main loop* also runs expired QEMU_CLOCK_VIRTUAL timers of the
+// default timer list group, reading the virtual clock from the instruction count the vCPU
+// last flushed (issue #8; the overruns themselves came from the idle warp below, but a gate
+// or injection run by the main loop could meet the same stale clock). Timers of a private
 // group are never run by the main loop; QEMU only calls the group's notify callback, from
 // any thread, whenever a virtual timer may be due (the vCPU thread calls it at exactly the
 // deadline its instruction budget stopped at, via icount_handle_deadline ->
@@ -371,7 +372,8 @@ static void timers_notify(void *opaque, int type) {
   g.timers_running = false;
 }
 
-// The second half of the same root cause: an idle guest's clock is advanced ("warped") by
+// The root cause of deadlines overrun by 107-812 ns (issue #8; compiling this flush out makes
+// bench/soak.ts fail again within seconds): an idle guest's clock is advanced ("warped") by
 // the main loop when every vCPU is halted, by the distance from the clock it reads to the
 // next timer. HLT sets cpu->halted in the vCPU thread *before* the vCPU flushes the
 // instructions of its current execution into the clock (icount_process_data, after
