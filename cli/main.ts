@@ -4,7 +4,7 @@
 // the stack.
 
 import { Command, CommanderError } from "commander";
-import { InputError } from "../engine/errors.js";
+import { InputError, oneLine } from "../engine/errors.js";
 import { registerCp } from "./cp.js";
 import { registerDebug } from "./debug.js";
 import { registerDiff } from "./diff.js";
@@ -65,8 +65,4 @@ function report(err: Error, code: number): number {
   process.stderr.write(`tapsim: ${oneLine(err.message)}\n`);
   if (process.env["TAPSIM_DEBUG"] === "1") process.stderr.write(`${err.stack}\n`);
   return code;
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, " ");
 }

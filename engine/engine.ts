@@ -4,7 +4,7 @@
 
 import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "./backend.js";
 import { SLICE_OUTPUTS_MAX } from "./backend.js";
-import { InputError, SliceResultError } from "./errors.js";
+import { InputError, oneLine, SliceResultError } from "./errors.js";
 import { FramePool, Inbox } from "./inbox.js";
 import { LinkState, type LinkBacklog } from "./link.js";
 import { frameDstMac, isGroupMac, ETH_HEADER_BYTES } from "./net/ethernet.js";
@@ -357,8 +357,4 @@ function checkSliceResult(grant: SliceGrant, deliveries: number, result: SliceRe
     }
     last_ns = out.t_ns;
   }
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, " ");
 }

@@ -64,3 +64,8 @@ export function errnoText(err: unknown): string {
   if (code === undefined || text.startsWith(code)) return text;
   return `${code} (${text})`;
 }
+
+/** An error message as one line (for the CLI's output and the trace's run_end reason). */
+export function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ");
+}

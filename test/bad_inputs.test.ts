@@ -134,8 +134,9 @@ test("--rtc-base tomorrow and a node name with a comma are refused before any VM
   assert.ok(Date.now() - started < 30_000, "refused without booting anything");
 });
 
-test("qemuArgs refuses values that would inject QEMU options", () => {
-  const spec: VmSpec = {
+/** A VM spec that never boots (the tests stop at argument checks or a fake QEMU). */
+function vmSpec(run_dir: string): VmSpec {
+  return {
     node: 0,
     name: "node0",
     mac: "02:00:00:00:00:01",
@@ -144,8 +145,12 @@ test("qemuArgs refuses values that would inject QEMU options", () => {
     memory_mib: 64,
     rtc_base: "2025-01-01",
     rng_seed: 1,
-    run_dir: tmp,
+    run_dir,
   };
+}
+
+test("qemuArgs refuses values that would inject QEMU options", () => {
+  const spec = vmSpec(tmp);
   assert.ok(qemuArgs(spec, "/r/g", "/r/q", "/r/c", null).includes("base=2025-01-01,clock=vm"));
   const bad: Partial<VmSpec>[] = [{ rtc_base: "2025-01-01,clock=host" }, { rtc_base: "tomorrow" }, { name: "n,debug-threads=on" }, { name: "a b" }, { mac: "02:00:00:00:00:01,romfile=/x" }];
   for (const change of bad) {
@@ -159,18 +164,7 @@ test("a QEMU that dies at start-up is reported by what it said, without its hub 
   writeFileSync(fake, '#!/bin/sh\necho "qemu-system-x86_64: warning: hub 0 is not connected to host network" >&2\necho "qemu-system-x86_64: something real broke" >&2\nexit 1\n');
   chmodSync(fake, 0o755);
   const run_dir = mkdtempSync(path.join(tmp, "run-"));
-  const spec: VmSpec = {
-    node: 0,
-    name: "node0",
-    mac: "02:00:00:00:00:01",
-    boot: { kind: "initramfs", kernel_path: "/k", initrd_path: "/i", append: "" },
-    ssh_port: 2400,
-    memory_mib: 64,
-    rtc_base: "2025-01-01",
-    rng_seed: 1,
-    run_dir,
-    qemu_binary: fake,
-  };
+  const spec: VmSpec = { ...vmSpec(run_dir), qemu_binary: fake };
   let message = "";
   try {
     (await QemuVm.start(spec)).killNow();
