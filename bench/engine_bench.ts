@@ -6,8 +6,9 @@
 
 import { rmSync, statSync } from "node:fs";
 import { traceHeader } from "../cli/version.js";
-import { brachaConfig } from "../engine/inprocess/workloads.js";
-import { createInProcessRun, makeRunConfig } from "../engine/run.js";
+import { brachaConfig } from "../nodes/inprocess/workloads.js";
+import { makeRunConfig } from "../engine/run.js";
+import { createInProcessRun } from "../nodes/inprocess/run.js";
 import type { RecordSink, RunConfig } from "../engine/trace_records.js";
 import { TraceWriter } from "../recorder/writer.js";
 import { awsLikeTopology, collectGarbage, fmtM, fmtRatio, median, note, printTable, progress, QUICK, REPEATS, tempDir, timeIt } from "./common.js";

@@ -6,7 +6,7 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { TapDevice } from "../engine/tap/tapio.js";
+import { TapDevice } from "../nodes/tap/tapio.js";
 import { deleteNamespace, icmpEcho, ip, joinNamespace } from "../test/helpers/netns.js";
 import { fmtRatio, median, note, printTable, QUICK, REPEATS, tempDir } from "./common.js";
 

@@ -9,8 +9,9 @@
 import { copyFileSync, statSync } from "node:fs";
 import { Packr, Unpackr } from "msgpackr";
 import { traceHeader } from "../cli/version.js";
-import { brachaConfig } from "../engine/inprocess/workloads.js";
-import { createInProcessRun, makeRunConfig } from "../engine/run.js";
+import { brachaConfig } from "../nodes/inprocess/workloads.js";
+import { makeRunConfig } from "../engine/run.js";
+import { createInProcessRun } from "../nodes/inprocess/run.js";
 import type { TraceHeader, TraceRecord } from "../engine/trace_records.js";
 import { diffTraces } from "../recorder/diff.js";
 import { TraceReader } from "../recorder/reader.js";

@@ -1,17 +1,17 @@
 // `tapsim run --netns N`: N network namespaces, each joined to the simulated network by a
 // TAP device (tapio-rs) with the node's MAC and address, run on wall-clock time
-// (engine/tap/backend.ts) until --duration or Ctrl+C; `--netns-cmd 'N:CMD'` runs a command
+// (nodes/tap/backend.ts) until --duration or Ctrl+C; `--netns-cmd 'N:CMD'` runs a command
 // inside node N's namespace. Namespaces, TAP devices and commands are removed on every exit;
-// after a SIGKILL, a watchdog process removes them (engine/tap/netns.ts).
+// after a SIGKILL, a watchdog process removes them (nodes/tap/netns.ts).
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { statSync } from "node:fs";
 import type { RunControl, RunSummary } from "../engine/engine.js";
 import { InputError } from "../engine/errors.js";
 import { createEngine, makeRunConfig } from "../engine/run.js";
-import { RealtimeClock, TapBackend } from "../engine/tap/backend.js";
-import { deleteNamespace, joinNamespace, namespaceName, NamespaceWatchdog, sweepStaleNamespaces } from "../engine/tap/netns.js";
-import { TapDevice } from "../engine/tap/tapio.js";
+import { RealtimeClock, TapBackend } from "../nodes/tap/backend.js";
+import { deleteNamespace, joinNamespace, namespaceName, NamespaceWatchdog, sweepStaleNamespaces } from "../nodes/tap/netns.js";
+import { TapDevice } from "../nodes/tap/tapio.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs, type NodeId } from "../engine/units.js";

@@ -4,7 +4,7 @@
 // gets back what the node did; it never knows what a node is.
 
 import type { NodeId } from "./units.js";
-import type { LifecycleEvent } from "./trace_records.js";
+import type { CommandEvent, LifecycleEvent, NodeFault } from "./trace_records.js";
 
 export interface Delivery {
   /** Virtual time at which the frame reaches the node's NIC. */
@@ -31,7 +31,9 @@ export type SliceOutput =
   | { readonly kind: "guest_output"; readonly t_ns: number; readonly text: string }
   /** Management frames: host -> guest (injected at t) and guest -> host (sent at t). Never on simulated links. */
   | { readonly kind: "mgmt_in"; readonly t_ns: number; readonly bytes: Uint8Array }
-  | { readonly kind: "mgmt_out"; readonly t_ns: number; readonly bytes: Uint8Array };
+  | { readonly kind: "mgmt_out"; readonly t_ns: number; readonly bytes: Uint8Array }
+  /** A scenario command started or exited in the node (a VM's guest agent said so). */
+  | { readonly kind: "command"; readonly t_ns: number; readonly event: CommandEvent; readonly id: string; readonly detail: string };
 
 export interface SliceResult {
   /** Where the node stopped: the requested end, or earlier if it exited or crashed. */
@@ -44,9 +46,17 @@ export interface SliceResult {
   readonly deliveries_taken?: number;
 }
 
+/** A scheduled node fault (RunConfig.faults), handed to the backend when the node's clock is exactly t_ns. */
+export interface NodeControl {
+  readonly t_ns: number;
+  readonly action: NodeFault["action"];
+}
+
 export interface NodeBackend {
   readonly kind: "inprocess" | "vm" | "tap" | "replay";
   runSlice(request: SliceRequest): SliceResult | Promise<SliceResult>;
+  /** Applies a node fault between slices (absent: the node kind has no such fault; the engine refuses the plan up front). */
+  control?(c: NodeControl): void | Promise<void>;
   close?(): void | Promise<void>;
 }
 

@@ -251,6 +251,8 @@ export class Engine {
         this.write([RecordKind.MgmtIn, node, out.t_ns, out.bytes]);
       } else if (out.kind === "mgmt_out") {
         this.write([RecordKind.MgmtOut, node, out.t_ns, out.bytes]);
+      } else if (out.kind === "command") {
+        this.write([RecordKind.Command, node, out.t_ns, out.event, out.id, out.detail]);
       } else {
         exited ||= out.event !== "boot";
         this.write([RecordKind.Lifecycle, node, out.t_ns, out.event, out.detail]);

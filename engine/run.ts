@@ -3,12 +3,9 @@
 
 import type { NodeBackend } from "./backend.js";
 import { Engine, INFLIGHT_FRAMES_MAX_DEFAULT } from "./engine.js";
-import { InProcessBackend } from "./inprocess/backend.js";
-import { createWorkload, type Workload } from "./inprocess/workloads.js";
 import { formatIpv4, formatMac, nodeIpv4, nodeMac, parseMac } from "./net/ethernet.js";
 import { Topology, type TopologySpec } from "./topology.js";
 import type { NodeConfig, RecordSink, RunConfig, WorkloadConfig } from "./trace_records.js";
-import type { NodeId } from "./units.js";
 
 export const SLICE_LEN_MAX_DEFAULT_NS = 1_000_000_000;
 
@@ -53,13 +50,4 @@ export function createEngine(config: RunConfig, backends: readonly NodeBackend[]
     inflight_frames_max: config.inflight_frames_max,
     wall_check_slices: backends.some((b) => b.kind === "vm") ? 1 : undefined,
   });
-}
-
-/** An engine whose every node runs the configured in-process workload. */
-export function createInProcessRun(config: RunConfig, sink: RecordSink): { engine: Engine; workload: Workload } {
-  if (config.workload === null) throw new Error("an in-process run needs a workload");
-  const n = config.nodes.length;
-  const workload = createWorkload(config.workload, n);
-  const backends = workload.nodes.map((node, id) => new InProcessBackend(id as NodeId, n, node, config.seed));
-  return { engine: createEngine(config, backends, sink), workload };
 }

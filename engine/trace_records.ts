@@ -28,10 +28,14 @@ export const RecordKind = {
   MgmtIn: 10,
   /** input: [11, node, t_ns, bytes] — a frame the guest sent on its management NIC at t (handed to the host's TAP). */
   MgmtOut: 11,
+  /** decision: [12, node, t_ns, action, detail] — a scheduled fault or network change took effect at t (node -1: the network). */
+  Fault: 12,
+  /** input: [13, node, t_ns, event, id, detail] — a scenario command started (detail: its command line) or exited (detail: "0", "1", "signal 9", "timeout"). */
+  Command: 13,
 } as const;
 export type RecordKindValue = (typeof RecordKind)[keyof typeof RecordKind];
 /** The highest record kind this version writes and reads. */
-export const RECORD_KIND_MAX = 11;
+export const RECORD_KIND_MAX = 13;
 
 export const RECORD_KIND_NAMES: Readonly<Record<number, string>> = Object.freeze({
   1: "slice_grant",
@@ -45,16 +49,25 @@ export const RECORD_KIND_NAMES: Readonly<Record<number, string>> = Object.freeze
   9: "guest_output",
   10: "mgmt_in",
   11: "mgmt_out",
+  12: "fault",
+  13: "command",
 });
 
 // The values of the string fields, once: the types come from them, and the trace reader
 // checks decoded strings against them.
-export const DROP_REASONS = ["loss", "queue_full", "no_route", "node_exited"] as const;
+// New values are appended (readers of older traces see only older values).
+export const DROP_REASONS = ["loss", "queue_full", "no_route", "node_exited", "link_down", "node_down"] as const;
 export const LIFECYCLE_EVENTS = ["boot", "exit", "crash"] as const;
-export const RUN_END_REASONS = ["quiescent", "duration", "interrupted", "error"] as const;
+/** "condition": a scenario's `until:` condition was met. */
+export const RUN_END_REASONS = ["quiescent", "duration", "interrupted", "error", "condition"] as const;
+/** What a fault record says happened (NodeFault actions, then NetworkChange actions). */
+export const FAULT_ACTIONS = ["poweroff", "restart", "pause", "resume", "partition", "heal", "link_down", "link_up", "link_change"] as const;
+export const COMMAND_EVENTS = ["start", "exit"] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 export type LifecycleEvent = (typeof LIFECYCLE_EVENTS)[number];
 export type RunEndReason = (typeof RUN_END_REASONS)[number];
+export type FaultAction = (typeof FAULT_ACTIONS)[number];
+export type CommandEvent = (typeof COMMAND_EVENTS)[number];
 
 export type SliceGrantRecord = [1, number, number, number];
 export type SliceEndRecord = [2, number, number, number];
@@ -67,6 +80,8 @@ export type RunEndRecord = [8, number, RunEndReason] | [8, number, RunEndReason,
 export type GuestOutputRecord = [9, number, number, string];
 export type MgmtInRecord = [10, number, number, Uint8Array];
 export type MgmtOutRecord = [11, number, number, Uint8Array];
+export type FaultRecord = [12, number, number, FaultAction, string];
+export type CommandRecord = [13, number, number, CommandEvent, string, string];
 
 export type TraceRecord =
   | SliceGrantRecord
@@ -79,7 +94,9 @@ export type TraceRecord =
   | RunEndRecord
   | GuestOutputRecord
   | MgmtInRecord
-  | MgmtOutRecord;
+  | MgmtOutRecord
+  | FaultRecord
+  | CommandRecord;
 
 /** Virtual time of a record (every record has one). */
 export function recordTimeNs(r: TraceRecord): number {
@@ -115,6 +132,90 @@ export interface RunConfig {
   inflight_frames_max: number;
   /** How the VMs were run (VM runs only): what a re-run needs to boot the same guests. */
   vm?: VmRunConfig;
+  /** Faults and network changes at virtual times (absent: none). */
+  faults?: FaultPlan;
+  /** The experiment file the run came from (tapsim run SCENARIO.yaml): commands, until, collect, metrics. */
+  scenario?: ScenarioRunConfig;
+}
+
+/**
+ * Everything scheduled to go wrong in a run, compiled from a scenario: plain JSON in the
+ * header, so replay and rerun apply the same faults at the same virtual times.
+ */
+export interface FaultPlan {
+  /** Applied to the node exactly at t_ns, between two of its slices; sorted by (t_ns, node). */
+  nodes: NodeFault[];
+  /** Applied to frames sent at or after t_ns on the listed links; sorted by t_ns (stable). */
+  network: NetworkChange[];
+}
+
+export interface NodeFault {
+  t_ns: number;
+  node: number;
+  /**
+   * poweroff: the node stops (a VM's QEMU is killed); frames to it are dropped (node_down).
+   * restart: a powered-off node boots again (a VM cold-boots, clock = RTC base + t).
+   * pause / resume: the node is frozen (a stalled host, a long GC pause); frames that
+   * reach it meanwhile wait in its NIC and are delivered at resume. A VM's clock stands
+   * still while frozen, as under a hypervisor's pause.
+   */
+  action: "poweroff" | "restart" | "pause" | "resume";
+}
+
+export interface NetworkChange {
+  t_ns: number;
+  action: "partition" | "heal" | "link_down" | "link_up" | "link_change";
+  /** What the fault record's detail says ("n0,n1 | n2"). */
+  label: string;
+  /** Directed links (to, from) the change applies to. */
+  links: { to: number; from: number }[];
+  /** New values; absent fields keep their current value. down: frames sent are dropped (link_down). */
+  set: LinkChange;
+}
+
+export interface LinkChange {
+  down?: boolean;
+  latency_ns?: number;
+  jitter_ns?: number;
+  bandwidth_bps?: number;
+  loss_rate?: number;
+  queue_packets_max?: number;
+  queue_bytes_max?: number;
+}
+
+/** A scenario as the run used it (compiled: node names resolved to ids, times in ns). */
+export interface ScenarioRunConfig {
+  /** The file as given, and the sha256 of its bytes. */
+  source: string;
+  sha256: string;
+  commands: ScenarioCommand[];
+  until: { duration_ns: number | null; all_exited: boolean; output: { node: number; pattern: string }[] };
+  collect: { node: number; guest_path: string }[];
+  metrics: ScenarioMetric[];
+}
+
+export interface ScenarioCommand {
+  /** Unique in the scenario: "<node name>.<name or index>". */
+  id: string;
+  node: number;
+  /** Shell command line (sh -c), run by the guest agent. */
+  run: string;
+  /** Start at this virtual time, or after another command's exit (+ delay_ns). */
+  at_ns: number | null;
+  after: string | null;
+  delay_ns: number;
+  /** Exit codes that count as success. */
+  ok_exit: number[];
+  /** Killed (and failed) after this long; null: never. */
+  timeout_ns: number | null;
+}
+
+export interface ScenarioMetric {
+  name: string;
+  /** The first capture group of `pattern` over each output line of these nodes (null: all). */
+  nodes: number[] | null;
+  pattern: string;
+  unit: string;
 }
 
 export interface VmRunConfig {

@@ -5,7 +5,7 @@
 // virtual time it left the NIC. Message layout is documented at the top of gate.c.
 
 import type { Socket } from "node:net";
-import { fdReadExact, fdWriteAll } from "../engine/tap/tapio.js";
+import { fdReadExact, fdWriteAll } from "../nodes/tap/tapio.js";
 
 export const GATE_PROTOCOL_VERSION = 2;
 /** Which NIC a frame is for or came from. */

@@ -9,7 +9,7 @@
 import { execFileSync } from "node:child_process";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { InputError } from "../engine/errors.js";
-import { TapDevice } from "../engine/tap/tapio.js";
+import { TapDevice } from "../nodes/tap/tapio.js";
 
 /** Default first two octets of the management network: node i is 10.254.i.0/24. */
 export const MGMT_NET_DEFAULT = "10.254";

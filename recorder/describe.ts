@@ -29,6 +29,10 @@ export function describeRecord(r: TraceRecord): string {
     case RecordKind.MgmtOut:
       // Decoded here: a management frame has no frame id to look it up by later.
       return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${r[3].length}B ${frameSummary(r[3])}`;
+    case RecordKind.Fault:
+      return `${formatVirtualNs(r[2])} ${kind} ${r[1] < 0 ? "network" : `node=${r[1]}`} ${r[3]}${r[4] ? ` ${quoteText(r[4])}` : ""}`;
+    case RecordKind.Command:
+      return `${formatVirtualNs(r[2])} ${kind} node=${r[1]} ${r[3]} ${r[4]} ${quoteText(r[5])}`;
   }
 }
 

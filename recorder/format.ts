@@ -35,8 +35,8 @@ export const CHUNK_MAGIC = 0x4b435354; // "TSCK" read as a little-endian u32
 export const CHUNK_HEADER_BYTES = 36;
 export const CHUNK_CRC_OFFSET = 32;
 export const ChunkType = { Header: 1, Records: 2, Index: 3 } as const;
-/** Version 2 added guest_output, mgmt_in, mgmt_out records and run_end's detail; version 1 traces still read. */
-export const FORMAT_VERSION = 2;
+/** Version 2 added guest_output, mgmt_in, mgmt_out records and run_end's detail; 3 added fault and command records (and their enum values); versions 1-2 still read. */
+export const FORMAT_VERSION = 3;
 export const FORMAT_VERSION_MIN = 1;
 
 // Bounds that keep a corrupt length field from turning into a huge allocation or a long

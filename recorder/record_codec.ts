@@ -8,7 +8,7 @@
 import { Unpackr } from "msgpackr";
 import type { TraceRecord } from "../engine/trace_records.js";
 import { CHUNK_HEADER_BYTES, CHUNK_PAYLOAD_BYTES_MAX, ChunkType, writeChunkHeader } from "./format.js";
-import { DROP_REASONS, LIFECYCLE_EVENTS, RUN_END_REASONS } from "../engine/trace_records.js";
+import { COMMAND_EVENTS, DROP_REASONS, FAULT_ACTIONS, LIFECYCLE_EVENTS, RUN_END_REASONS } from "../engine/trace_records.js";
 import { RECORD_SHAPES, describeKind, validateRecord } from "./validate.js";
 
 /** Longest msgpack array header (array32): the payload's outer array header goes here. */
@@ -257,6 +257,8 @@ const enumValues = (names: readonly string[]): EnumValue[] => names.map((text) =
 const DROP_REASON_VALUES = enumValues(DROP_REASONS);
 const LIFECYCLE_EVENT_VALUES = enumValues(LIFECYCLE_EVENTS);
 const RUN_END_REASON_VALUES = enumValues(RUN_END_REASONS);
+const FAULT_ACTION_VALUES = enumValues(FAULT_ACTIONS);
+const COMMAND_EVENT_VALUES = enumValues(COMMAND_EVENTS);
 
 // For messages only (cold path): the failing record decoded generically.
 const genericUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "number" });
@@ -336,6 +338,10 @@ export class RecordDecoder {
       case 10:
       case 11:
         return len === 4 ? this.mgmtFrame(kind) : null;
+      case 12:
+        return len === 5 ? this.fault() : null;
+      case 13:
+        return len === 6 ? this.command() : null;
       default:
         return null;
     }
@@ -438,6 +444,27 @@ export class RecordDecoder {
     if (!(this.isNode(node) && t >= 0 && bytes !== null)) return null;
     this.saw(t);
     return [kind, node, t, bytes];
+  }
+
+  private fault(): TraceRecord | null {
+    const node = this.int();
+    const t = this.int();
+    const action = this.oneOf(FAULT_ACTION_VALUES);
+    const detail = this.str();
+    if (!((node === -1 || this.isNode(node)) && t >= 0 && action !== null && detail !== null)) return null;
+    this.saw(t);
+    return [12, node, t, action, detail] as TraceRecord;
+  }
+
+  private command(): TraceRecord | null {
+    const node = this.int();
+    const t = this.int();
+    const event = this.oneOf(COMMAND_EVENT_VALUES);
+    const id = this.str();
+    const detail = this.str();
+    if (!(this.isNode(node) && t >= 0 && event !== null && id !== null && detail !== null)) return null;
+    this.saw(t);
+    return [13, node, t, event, id, detail] as TraceRecord;
   }
 
   private isNode(v: number): boolean {

@@ -110,6 +110,7 @@ export class ReplayBackend implements NodeBackend {
       else if (r[0] === RecordKind.GuestOutput && r[1] === request.node) outputs.push({ kind: "guest_output", t_ns: r[2], text: r[3] });
       else if (r[0] === RecordKind.MgmtIn && r[1] === request.node) outputs.push({ kind: "mgmt_in", t_ns: r[2], bytes: r[3] });
       else if (r[0] === RecordKind.MgmtOut && r[1] === request.node) outputs.push({ kind: "mgmt_out", t_ns: r[2], bytes: r[3] });
+      else if (r[0] === RecordKind.Command && r[1] === request.node) outputs.push({ kind: "command", t_ns: r[2], event: r[3], id: r[4], detail: r[5] });
       else break;
     }
     // The trace does not hold inputs for this slice where the engine expects them.

@@ -5,7 +5,7 @@
 
 import { InputError } from "../engine/errors.js";
 import { validateTopologySpec, type TopologySpec } from "../engine/topology.js";
-import { DROP_REASONS, LIFECYCLE_EVENTS, RUN_END_REASONS, type TraceHeader } from "../engine/trace_records.js";
+import { COMMAND_EVENTS, DROP_REASONS, FAULT_ACTIONS, LIFECYCLE_EVENTS, RUN_END_REASONS, type TraceHeader } from "../engine/trace_records.js";
 
 /** The engine routes by MAC: six hex pairs, each node's its own. */
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
@@ -23,6 +23,8 @@ export const RECORD_SHAPES: Readonly<Record<number, string>> = Object.freeze({
   9: "guest_output [9, node, t_ns, text]",
   10: "mgmt_in [10, node, t_ns, bytes]",
   11: "mgmt_out [11, node, t_ns, bytes]",
+  12: "fault [12, node, t_ns, action, detail]",
+  13: "command [13, node, t_ns, event, id, detail]",
 });
 
 function uint(v: unknown): boolean {
@@ -42,6 +44,8 @@ const NODE_FIELDS: Readonly<Record<number, readonly [number, boolean][]>> = {
   9: [[1, false]],
   10: [[1, false]],
   11: [[1, false]],
+  12: [[1, true]],
+  13: [[1, false]],
 };
 
 /**
@@ -85,6 +89,10 @@ function hasShape(kind: number, r: unknown[]): boolean {
     case 10:
     case 11:
       return r.length === 4 && uint(r[1]) && uint(r[2]) && r[3] instanceof Uint8Array;
+    case 12:
+      return r.length === 5 && none(r[1]) && uint(r[2]) && oneOf(r[3], FAULT_ACTIONS) && typeof r[4] === "string";
+    case 13:
+      return r.length === 6 && uint(r[1]) && uint(r[2]) && oneOf(r[3], COMMAND_EVENTS) && typeof r[4] === "string" && typeof r[5] === "string";
     default:
       return (r.length === 3 || (r.length === 4 && typeof r[3] === "string")) && uint(r[1]) && oneOf(r[2], RUN_END_REASONS);
   }

@@ -2,9 +2,10 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { EventQueue } from "../engine/event_queue.js";
 import { InputError } from "../engine/errors.js";
-import { brachaConfig } from "../engine/inprocess/workloads.js";
+import { brachaConfig } from "../nodes/inprocess/workloads.js";
 import { Prng } from "../engine/prng.js";
-import { createInProcessRun, makeRunConfig } from "../engine/run.js";
+import { makeRunConfig } from "../engine/run.js";
+import { createInProcessRun } from "../nodes/inprocess/run.js";
 import { RecordKind, type TraceRecord } from "../engine/trace_records.js";
 import { CollectingSink, engineFor, matrixTopology, ScriptedNode, udpTo, uniformTopology } from "./helpers/engine_fixtures.js";
 

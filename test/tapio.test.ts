@@ -4,7 +4,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { InputError } from "../engine/errors.js";
-import { monotonicNs, TapDevice, type ReadBatch } from "../engine/tap/tapio.js";
+import { monotonicNs, TapDevice, type ReadBatch } from "../nodes/tap/tapio.js";
 import { arpRequest, deleteNamespace, icmpEcho, ip, joinNamespace, linkExists } from "./helpers/netns.js";
 
 const PREFIX = `tt${process.pid % 100000}`;

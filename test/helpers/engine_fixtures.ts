@@ -2,7 +2,7 @@
 
 import type { Delivery } from "../../engine/backend.js";
 import { Engine } from "../../engine/engine.js";
-import { InProcessBackend, type NodeContext, type ProtocolNode } from "../../engine/inprocess/backend.js";
+import { InProcessBackend, type NodeContext, type ProtocolNode } from "../../nodes/inprocess/backend.js";
 import { buildUdpFrame, nodeIpv4, nodeMac } from "../../engine/net/ethernet.js";
 import { LINK_DEFAULTS, Topology, type LinkOverride, type TopologySpec } from "../../engine/topology.js";
 import type { RecordSink, TraceRecord } from "../../engine/trace_records.js";

@@ -1,9 +1,9 @@
 // Network namespaces and frames for tests of real TAP devices: a namespace that a TAP is
 // moved into (so the kernel there answers ARP and ping through it), and hand-built frames.
 
-import { ip } from "../../engine/tap/netns.js";
+import { ip } from "../../nodes/tap/netns.js";
 
-export { deleteNamespace, ip, joinNamespace } from "../../engine/tap/netns.js";
+export { deleteNamespace, ip, joinNamespace } from "../../nodes/tap/netns.js";
 
 export function linkExists(name: string): boolean {
   try {

@@ -6,10 +6,10 @@
 // Per instance (origin, seq): on INITIAL send ECHO; on ceil((N+f+1)/2) ECHOs or f+1 READYs
 // send READY (once); on 2f+1 READYs deliver. A node's own messages count without the network.
 
-import type { Delivery } from "../backend.js";
-import { InputError } from "../errors.js";
-import { nodeIpv4, nodeMac, udpHeaders, udpPayloadOffset, UDP_FRAME_OVERHEAD_BYTES } from "../net/ethernet.js";
-import { FrameSlab } from "../net/frame_slab.js";
+import type { Delivery } from "../../engine/backend.js";
+import { InputError } from "../../engine/errors.js";
+import { nodeIpv4, nodeMac, udpHeaders, udpPayloadOffset, UDP_FRAME_OVERHEAD_BYTES } from "../../engine/net/ethernet.js";
+import { FrameSlab } from "../../engine/net/frame_slab.js";
 import type { NodeContext, ProtocolNode } from "./backend.js";
 
 export const BRACHA_PORT = 4000;

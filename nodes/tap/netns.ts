@@ -8,7 +8,7 @@
 // of namespaces whose owner (the pid in their name) is gone, for when the watchdog died too.
 
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { InputError } from "../errors.js";
+import { InputError } from "../../engine/errors.js";
 
 export function ip(...args: string[]): string {
   try {

@@ -2,10 +2,10 @@
 // timers at exact virtual times and takes no virtual time itself. Same contract as a VM, so
 // the engine, traces and tools treat both alike, and hundreds of nodes fit in one process.
 
-import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../backend.js";
-import { EventQueue } from "../event_queue.js";
-import { Prng } from "../prng.js";
-import { VIRTUAL_NS_NEVER, type NodeId } from "../units.js";
+import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
+import { EventQueue } from "../../engine/event_queue.js";
+import { Prng } from "../../engine/prng.js";
+import { VIRTUAL_NS_NEVER, type NodeId } from "../../engine/units.js";
 
 export interface NodeContext {
   readonly self: NodeId;

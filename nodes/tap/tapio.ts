@@ -5,8 +5,8 @@
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { InputError } from "../errors.js";
-import { ETH_HEADER_BYTES } from "../net/ethernet.js";
+import { InputError } from "../../engine/errors.js";
+import { ETH_HEADER_BYTES } from "../../engine/net/ethernet.js";
 
 interface NativeTap {
   readonly name: string;

@@ -10,8 +10,8 @@
 // host's scheduling jitter, not to the nanosecond, and recorded as inputs, so the trace
 // still replays identically.
 
-import type { NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../backend.js";
-import type { NodeId } from "../units.js";
+import type { NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
+import type { NodeId } from "../../engine/units.js";
 import { monotonicNs, type TapDevice } from "./tapio.js";
 
 /** Smallest step of a wall-clock node: bounds the engine's slices per second per node. */

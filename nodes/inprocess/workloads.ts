@@ -1,8 +1,8 @@
 // In-process workloads by name: each turns a WorkloadConfig into one ProtocolNode per node
 // and a summary of what the run measured.
 
-import { InputError } from "../errors.js";
-import type { WorkloadConfig } from "../trace_records.js";
+import { InputError } from "../../engine/errors.js";
+import type { WorkloadConfig } from "../../engine/trace_records.js";
 import type { ProtocolNode } from "./backend.js";
 import { BRACHA_DEFAULTS, BrachaNode, BrachaStats, broadcastingNodes, checkBrachaParams, faultsTolerated, type BrachaParams } from "./bracha.js";
 
