@@ -166,7 +166,7 @@ test("round trip: an empty run, a one-record run, and a close() called twice", (
 test("writer: refuses malformed records, writes nothing after close, reports an uncreatable path", () => {
   const file = path.join(dir, "refuse.trace");
   const w = TraceWriter.create(file, makeHeader());
-  assert.throws(() => w.write([12, 1, 2] as unknown as TraceRecord), /malformed/);
+  assert.throws(() => w.write([14, 1, 2] as unknown as TraceRecord), /malformed/);
   assert.throws(() => w.write([7, 0, -5, "neg"]), /malformed/);
   assert.throws(() => w.write([7, 0, 1.5, "frac"]), /malformed/);
   w.write([7, 0, 5, "ok"]);
@@ -411,7 +411,7 @@ function handFile(name: string, header: unknown, ...chunks: Buffer[]): string {
 
 test("header problems: wrong format version, no format tag, malformed config, wrong first chunk, undecodable", () => {
   const v99 = handFile("v99.trace", { ...makeHeader(), format_version: 99 });
-  assert.is(traceErrorOf(() => TraceReader.open(v99), v99).message, `${v99}: trace format version 99 is not supported (this tapsim reads versions 1 to 2)`);
+  assert.is(traceErrorOf(() => TraceReader.open(v99), v99).message, `${v99}: trace format version 99 is not supported (this tapsim reads versions 1 to 3)`);
   const vtext = handFile("vtext.trace", { ...makeHeader(), format_version: "1\nsecond line" });
   assert.match(traceErrorOf(() => TraceReader.open(vtext), vtext).message, /format version .* is not supported/);
   const untagged = handFile("untagged.trace", { ...makeHeader(), format: "something-else" });
