@@ -6,13 +6,11 @@
 // Every error is an InputError whose message is one line "file:line:column: message".
 
 import path from "node:path";
-import {
-  LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq,
-  type Document, type Node as YamlNode, type Scalar, type YAMLMap, type YAMLSeq,
-} from "yaml";
+import { LineCounter, isMap, isScalar, isSeq, type Node as YamlNode, type Scalar, type YAMLMap, type YAMLSeq } from "yaml";
 import { InputError, locatedMessage } from "./errors.js";
 import { InputFileError, readInputText } from "./input_file.js";
 import { LINK_DEFAULTS, NODE_COUNT_MAX, type LinkOverride, type LinkParams, type TopologySpec } from "./topology.js";
+import { Ctx, closest, describe, parseYamlRoot, readFields, scalarText, valueOrKey, withUnits, type Field } from "./yaml_fields.js";
 import { UnitError, formatDurationNs, parseBandwidthBps, parseDurationNs, parseRatio, parseSizeBytes } from "./units.js";
 
 export interface LoadTopologyOptions {
@@ -131,81 +129,6 @@ const PARAM_FIELDS = ["latency", "jitter", "bandwidth", "loss", "queue"] as cons
 const LINK_FIELDS = ["from", "to", "between", ...PARAM_FIELDS] as const;
 const TOP_FIELDS = ["nodes", "latency_matrix", "defaults", "links"] as const;
 
-/** Locates nodes in the text being parsed and throws located InputErrors. */
-class Ctx {
-  constructor(
-    readonly text: string,
-    readonly source: string,
-    readonly baseDir: string,
-    private readonly lc: LineCounter,
-    readonly doc: Document,
-  ) {}
-
-  failAt(offset: number, message: string): never {
-    const { line, col } = this.lc.linePos(Math.max(0, Math.min(offset, this.text.length)));
-    // Quoted user text may hold line breaks (block scalars); the message stays one line.
-    throw new InputError(locatedMessage(this.source, line, col, message.replace(/\r?\n/g, "\\n")));
-  }
-
-  fail(node: YamlNode | null | undefined, message: string): never {
-    return this.failAt(node?.range?.[0] ?? 0, message);
-  }
-
-  /** Aliases (*x) read as the node they name; errors then point at the anchor. */
-  deref(node: unknown): YamlNode | null {
-    if (isAlias(node)) return (node.resolve(this.doc) as YamlNode | undefined) ?? null;
-    return (node as YamlNode | null) ?? null;
-  }
-
-  /** The text of a scalar as written ("50" stays "50", "0.10" stays "0.10"). */
-  sourceText(node: Scalar): string {
-    if (typeof node.value === "string") return node.value;
-    const [start, end] = node.range ?? [0, 0];
-    return this.text.slice(start, end).trim();
-  }
-}
-
-interface Field { name: string; key: YamlNode; value: YamlNode | null }
-
-function describe(node: YamlNode | null): string {
-  if (node === null) return "nothing";
-  if (isMap(node)) return "a mapping";
-  if (isSeq(node)) return "a list";
-  if (isScalar(node)) {
-    if (node.value === null) return "nothing";
-    const text = String(node.value);
-    const short = text.length > 40 ? `${text.slice(0, 40)}…` : text;
-    return typeof node.value === "string" ? `"${short}"` : short;
-  }
-  return "something else";
-}
-
-/** Edit distance counting a swap of neighbours as one edit (typos are often swaps). */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = best;
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
-/** The candidate a typo most likely meant: about one edit per four letters at most. */
-function closest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestD) [best, bestD] = [c, d];
-  }
-  return bestD <= Math.max(1, Math.floor(word.length / 4)) ? best : undefined;
-}
-
 /** Top-level link parameters are a likely slip: say where they belong. */
 function fieldHint(name: string, allowed: readonly string[]): string {
   const param = allowed.includes("links") ? closest(name, PARAM_FIELDS) : undefined;
@@ -213,56 +136,15 @@ function fieldHint(name: string, allowed: readonly string[]): string {
   return `expected ${allowed.join(", ")}`;
 }
 
-function readFields(ctx: Ctx, map: YAMLMap, allowed: readonly string[], where: string): Map<string, Field> {
-  const fields = new Map<string, Field>();
-  for (const pair of map.items) {
-    const key = ctx.deref(pair.key);
-    if (!isScalar(key) || typeof key.value !== "string") ctx.fail(key, `${where}: field names must be words, got ${describe(key)}`);
-    const name = key.value as string;
-    if (!allowed.includes(name)) {
-      const guess = closest(name, allowed);
-      const hint = guess ? `did you mean "${guess}"?` : fieldHint(name, allowed);
-      ctx.fail(key, `${where}: unknown field "${name}" (${hint})`);
-    }
-    // A field with nothing after the colon has no value node; point just past the key.
-    const value = ctx.deref(pair.value) ?? null;
-    fields.set(name, { name, key, value });
-  }
-  return fields;
-}
+export interface Located<T> { value: T; node: YamlNode }
 
-function valueOrKey(f: Field): YamlNode {
-  return f.value ?? f.key;
-}
-
-/** A scalar's text for unit parsing, or a type error naming what was expected. */
-function scalarText(ctx: Ctx, f: Field, where: string, expected: string): string {
-  const v = f.value;
-  if (!isScalar(v) || v.value === null || typeof v.value === "boolean") {
-    ctx.fail(valueOrKey(f), `${where}.${f.name}: expected ${expected}, got ${describe(v)}`);
-  }
-  return ctx.sourceText(v as Scalar);
-}
-
-/** Runs a unit parser; its UnitError becomes a located error naming the field. */
-function withUnits<T>(ctx: Ctx, f: Field, where: string, parse: () => T): T {
-  try {
-    return parse();
-  } catch (e) {
-    if (e instanceof UnitError) ctx.fail(valueOrKey(f), `${where}.${f.name}: ${e.message}`);
-    throw e;
-  }
-}
-
-interface Located<T> { value: T; node: YamlNode }
-
-interface ParamFields {
+export interface ParamFields {
   latency?: Located<number>;
   jitter?: Located<number>;
   link: Partial<LinkParams>;
 }
 
-function readDuration(ctx: Ctx, f: Field, where: string): Located<number> {
+export function readDuration(ctx: Ctx, f: Field, where: string): Located<number> {
   const text = scalarText(ctx, f, where, "a duration such as 50ms");
   return { value: withUnits(ctx, f, where, () => parseDurationNs(text)), node: valueOrKey(f) };
 }
@@ -287,7 +169,7 @@ function readLoss(ctx: Ctx, f: Field, where: string): number {
 }
 
 /** latency/jitter/bandwidth/loss/queue of a link or of the defaults. */
-function readParams(ctx: Ctx, fields: Map<string, Field>, where: string): ParamFields {
+export function readParams(ctx: Ctx, fields: Map<string, Field>, where: string): ParamFields {
   const out: ParamFields = { link: {} };
   const get = (name: string): Field | undefined => fields.get(name);
   const latency = get("latency");
@@ -450,7 +332,7 @@ function readLinks(ctx: Ctx, f: Field, names: string[]): LinkEntry[] {
     const where = `links[${i}]`;
     const map = ctx.deref(raw);
     if (!isMap(map)) return ctx.fail(map ?? f.value, `${where}: expected a mapping such as {from: 0, to: 1, latency: 20ms}, got ${describe(map)}`);
-    const fields = readFields(ctx, map, LINK_FIELDS, where);
+    const fields = readFields(ctx, map, LINK_FIELDS, where, (name) => fieldHint(name, LINK_FIELDS));
     const pairs = linkPairs(ctx, map, fields, names, where);
     if (!PARAM_FIELDS.some((p) => fields.has(p))) ctx.fail(map, `${where}: sets none of ${PARAM_FIELDS.join(", ")}`);
     return { pairs, params: readParams(ctx, fields, where) };
@@ -462,7 +344,7 @@ function readLinks(ctx: Ctx, f: Field, names: string[]): LinkEntry[] {
 function readDefaults(ctx: Ctx, f: Field | undefined): ParamFields {
   if (!f || f.value === null || (isScalar(f.value) && f.value.value === null)) return { link: {} };
   if (!isMap(f.value)) ctx.fail(valueOrKey(f), `defaults: expected a mapping of ${PARAM_FIELDS.join(", ")}, got ${describe(f.value)}`);
-  return readParams(ctx, readFields(ctx, f.value as YAMLMap, PARAM_FIELDS, "defaults"), "defaults");
+  return readParams(ctx, readFields(ctx, f.value as YAMLMap, PARAM_FIELDS, "defaults", (name) => fieldHint(name, PARAM_FIELDS)), "defaults");
 }
 
 /** Base latencies: defaults.latency < latency_matrix < links (in order); -1 = unset. */
@@ -509,28 +391,17 @@ function overrides(links: LinkEntry[]): LinkOverride[] {
   return out;
 }
 
-function parseYamlRoot(text: string, source: string, lc: LineCounter): { doc: Document; root: YAMLMap } {
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-  const locate = (offset: number, message: string): InputError => {
-    const { line, col } = lc.linePos(Math.max(0, Math.min(offset, text.length)));
-    return new InputError(locatedMessage(source, line, col, message));
-  };
-  const err = doc.errors[0];
-  if (err) throw locate(err.pos[0], `syntax error: ${err.message.split("\n")[0]!.replace(/\s+at line \d+, column \d+:?$/, "")}`);
-  const root = doc.contents;
-  if (root === null || (isScalar(root) && root.value === null)) {
-    throw locate(0, `empty topology file (expected fields ${TOP_FIELDS.join(", ")})`);
-  }
-  if (!isMap(root)) throw locate(root.range?.[0] ?? 0, `expected a mapping with fields ${TOP_FIELDS.join(", ")}, got ${describe(root as YamlNode)}`);
-  return { doc, root };
-}
-
 /** Parses the rich format; baseDir resolves latency_matrix; source names the file in errors. */
 export function parseTopologyYaml(text: string, source: string, baseDir: string, opts: LoadTopologyOptions = {}): TopologySpec {
   const lc = new LineCounter();
-  const { doc, root } = parseYamlRoot(text, source, lc);
-  const ctx = new Ctx(text, source, baseDir, lc, doc);
-  const fields = readFields(ctx, root, TOP_FIELDS, "top level");
+  const { doc, root } = parseYamlRoot(text, source, lc, "topology file", TOP_FIELDS);
+  return topologyFromMap(new Ctx(text, source, baseDir, lc, doc), root, opts);
+}
+
+/** The rich format from a mapping inside any located document (a scenario's inline `topology:`). */
+export function topologyFromMap(ctx: Ctx, root: YAMLMap, opts: LoadTopologyOptions = {}): TopologySpec {
+  const source = ctx.source;
+  const fields = readFields(ctx, root, TOP_FIELDS, "top level", (name) => fieldHint(name, TOP_FIELDS));
   const nodesField = fields.get("nodes");
   const nodes = nodesField ? readNodes(ctx, nodesField) : undefined;
   const matrixField = fields.get("latency_matrix");
