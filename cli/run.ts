@@ -3,21 +3,21 @@
 import { statSync } from "node:fs";
 import type { Command } from "commander";
 import { InputError } from "../engine/errors.js";
-import type { Engine, RunControl, RunSummary } from "../engine/engine.js";
+import type { Engine, RunSummary } from "../engine/engine.js";
 import { INFLIGHT_FRAMES_MAX_DEFAULT } from "../engine/engine.js";
 import { brachaConfig, validateWorkload } from "../nodes/inprocess/workloads.js";
 import { makeRunConfig, SLICE_LEN_MAX_DEFAULT_NS } from "../engine/run.js";
-import { createInProcessRun } from "../nodes/inprocess/run.js";
+import { inProcessBackends } from "../nodes/inprocess/run.js";
+import type { Workload } from "../nodes/inprocess/workloads.js";
+import { executeRun, runExitCode } from "./run_lifecycle.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
-import { TraceWriter } from "../recorder/writer.js";
 import { durationOption, integerListOption, integerOption, rtcBaseOption } from "./options.js";
 import { runVmsCommand, type VmRunFlags } from "./run_vms.js";
 import { runNetnsCommand, type NetnsRunFlags } from "./run_netns.js";
 import { MEMORY_MIB_DEFAULT, RTC_BASE_DEFAULT, SSH_PORT_BASE_DEFAULT } from "../qmp/vm_cluster.js";
 import type { CommonRunFlags } from "./run_flags.js";
-import { traceHeader } from "./version.js";
 
 export const DEFAULT_TOPOLOGY = "latency_configs/delays_3x3.txt";
 
@@ -122,39 +122,27 @@ export function buildRunConfig(flags: RunFlags): RunConfig {
 
 async function runCommand(flags: RunFlags): Promise<number> {
   const config = buildRunConfig(flags);
-  const writer = TraceWriter.create(flags.trace, traceHeader(config));
-  const control: RunControl = { stop_requested: false };
-  if (flags.progress && process.stderr.isTTY) control.onProgress = showProgress;
-  const onSignal = () => {
-    control.stop_requested = true;
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  let summary: RunSummary;
-  let workload_lines: string[] = [];
-  let workload_json: Record<string, unknown> = {};
-  try {
-    const { engine, workload } = createInProcessRun(config, writer);
-    try {
-      summary = await engine.run(control);
-    } catch (err) {
-      engine.finish("error", (err as Error).message);
-      throw err;
-    }
-    ({ lines: workload_lines, json: workload_json } = workload.summary());
-  } finally {
-    writer.close();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    if (flags.progress && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
-  }
-  printSummary(flags, config, summary, workload_lines, workload_json);
-  return summary.end_reason === "interrupted" ? 130 : 0;
+  let workload: Workload | null = null;
+  const outcome = await executeRun({
+    config,
+    trace_path: flags.trace,
+    json: flags.json,
+    progress: flags.progress,
+    progressText,
+    start: async () => {
+      const built = inProcessBackends(config);
+      workload = built.workload;
+      return { backends: built.backends, stop: async () => {} };
+    },
+  });
+  const { lines, json } = (workload as Workload | null)?.summary() ?? { lines: [], json: {} };
+  printSummary(flags, config, outcome.summary, lines, json);
+  return runExitCode(outcome);
 }
 
-function showProgress(engine: Engine): void {
+function progressText(engine: Engine): string {
   const s = engine.stats;
-  process.stderr.write(`\r\x1b[Kt=${formatVirtualNs(engine.now_ns)} virtual, ${s.slices} slices, ${s.events} events, ${s.frames_delivered} frames delivered`);
+  return `t=${formatVirtualNs(engine.now_ns)} virtual, ${s.slices} slices, ${s.events} events, ${s.frames_delivered} frames delivered`;
 }
 
 function printSummary(flags: RunFlags, config: RunConfig, s: RunSummary, lines: string[], workload_json: Record<string, unknown>): void {

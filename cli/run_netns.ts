@@ -6,19 +6,18 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { statSync } from "node:fs";
-import type { RunControl, RunSummary } from "../engine/engine.js";
+import type { RunSummary } from "../engine/engine.js";
 import { InputError } from "../engine/errors.js";
-import { createEngine, makeRunConfig } from "../engine/run.js";
+import { makeRunConfig } from "../engine/run.js";
 import { RealtimeClock, TapBackend } from "../nodes/tap/backend.js";
 import { deleteNamespace, joinNamespace, namespaceName, NamespaceWatchdog, sweepStaleNamespaces } from "../nodes/tap/netns.js";
 import { TapDevice } from "../nodes/tap/tapio.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs, type NodeId } from "../engine/units.js";
-import { TraceWriter } from "../recorder/writer.js";
 import { parseBootCommands } from "./run_vms.js";
 import type { CommonRunFlags } from "./run_flags.js";
-import { traceHeader } from "./version.js";
+import { executeRun, runExitCode, type Started } from "./run_lifecycle.js";
 
 export interface NetnsRunFlags extends CommonRunFlags {
   netns: number;
@@ -35,42 +34,47 @@ export async function runNetnsCommand(flags: NetnsRunFlags): Promise<number> {
   if (flags.duration === undefined) throw new InputError("--netns runs on wall-clock time: give --duration (virtual = wall time here)");
   const topology = loadTopologyFile(flags.latency, { nodes: flags.netns });
   const commands = parseBootCommands(flags.netnsCmd, flags.netns);
-  TraceWriter.checkPath(flags.trace);
   const config = makeRunConfig({ topology, workload: null, seed: flags.seed, until_ns: flags.duration, slice_len_max_ns: flags.sliceMax, inflight_frames_max: flags.inflightMax, backend: "tap" });
+  const outcome = await executeRun({
+    config,
+    trace_path: flags.trace,
+    json: flags.json,
+    progress: false,
+    start: () => startNamespaces(config, commands),
+  });
+  printSummary(flags, config, outcome.summary);
+  return runExitCode(outcome);
+}
+
+/** Namespaces, TAPs, the watchdog and the commands; stop() removes them all. */
+async function startNamespaces(config: RunConfig, commands: (string | null)[]): Promise<Started> {
   const joined: Joined = { namespaces: [], taps: [], children: [] };
   sweepStaleNamespaces();
   const watchdog = NamespaceWatchdog.start(config.nodes.map((node) => namespaceName(process.pid, node.id)));
-  const control: RunControl = { stop_requested: false };
-  const onSignal = () => (control.stop_requested = true);
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  let writer: TraceWriter | null = null;
   let backends: TapBackend[] = [];
-  let summary: RunSummary;
-  try {
-    joinAll(config, joined);
-    const clock = new RealtimeClock();
-    backends = joined.taps.map((tap, i) => new TapBackend(i as NodeId, tap, clock));
-    writer = TraceWriter.create(flags.trace, traceHeader(config));
-    const engine = createEngine(config, backends, writer);
-    clock.start();
-    commands.forEach((cmd, i) => cmd !== null && joined.children.push(runInNamespace(joined.namespaces[i]!, `node${i}`, cmd)));
-    summary = await engine.run(control).catch((err: unknown) => {
-      engine.finish("error", (err as Error).message);
-      throw err;
-    });
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+  const stop = async () => {
     for (const child of joined.children) child.kill("SIGKILL");
     await Promise.allSettled(backends.map((b) => b.close()));
     for (const tap of joined.taps) tap.close();
     for (const ns of joined.namespaces) deleteNamespace(ns);
     watchdog.release();
-    writer?.close();
+  };
+  try {
+    joinAll(config, joined);
+  } catch (err) {
+    await stop();
+    throw err;
   }
-  printSummary(flags, config, summary);
-  return summary.end_reason === "interrupted" ? 130 : 0;
+  const clock = new RealtimeClock();
+  backends = joined.taps.map((tap, i) => new TapBackend(i as NodeId, tap, clock));
+  return {
+    backends,
+    running: () => {
+      clock.start();
+      commands.forEach((cmd, i) => cmd !== null && joined.children.push(runInNamespace(joined.namespaces[i]!, `node${i}`, cmd)));
+    },
+    stop,
+  };
 }
 
 /** One namespace + TAP per node; names carry the pid so parallel runs do not collide. */

@@ -3,9 +3,11 @@
 // slice and frame. Every exit path stops every QEMU and finalises the trace.
 
 import { statSync } from "node:fs";
-import type { Engine, RunControl, RunSummary } from "../engine/engine.js";
+import type { NodeBackend } from "../engine/backend.js";
+import type { Engine, RunSummary } from "../engine/engine.js";
 import { InputError } from "../engine/errors.js";
-import { createEngine, makeRunConfig } from "../engine/run.js";
+import { makeRunConfig } from "../engine/run.js";
+import type { TopologySpec } from "../engine/topology.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig, VmRunConfig } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
@@ -25,7 +27,7 @@ import { ensureClientKey, type ClientKey } from "./client_key.js";
 import { guestPassword } from "./guest_password.js";
 import type { CommonRunFlags } from "./run_flags.js";
 import { removeRunState, writeKnownHosts, writeRunState, type RunState } from "./run_state.js";
-import { traceHeader } from "./version.js";
+import { executeRun, runExitCode, type LifecycleContext, type RunOptions, type Started } from "./run_lifecycle.js";
 
 export interface VmRunFlags extends CommonRunFlags {
   vms: number;
@@ -53,10 +55,31 @@ interface Access {
   password: string | undefined;
 }
 
+/** Everything a VM run needs before anything starts; built from flags (or a scenario's values). */
+export interface VmRunPlan {
+  readonly flags: VmRunFlags;
+  readonly config: RunConfig;
+  readonly image: GuestImage;
+  readonly boot_commands: (string | null)[];
+  readonly extra_archives: Buffer[] | null;
+  readonly access: Access;
+  readonly pace: number | undefined;
+  readonly mgmt_net: string;
+}
+
 export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
+  const plan = await prepareVmRun(flags, loadTopologyFile(flags.latency, { nodes: flags.vms }));
+  const options = vmRunOptions(plan, {});
+  const outcome = await executeRun(options);
+  printSummary(flags, plan.config, outcome.summary, options.backends, plan.pace, outcome.pace_wait_ns);
+  for (const failure of outcome.failures) console.error(`tapsim: ${failure}; run stopped at t=${formatVirtualNs(outcome.summary.end_ns)}, trace finalised: ${flags.trace}`);
+  return runExitCode(outcome);
+}
+
+/** Checks every input (flags, image, files) and builds the run's configuration; starts nothing. */
+export async function prepareVmRun(flags: VmRunFlags, topology: TopologySpec): Promise<VmRunPlan> {
   const qemu_version = await checkQemu();
-  const topology = loadTopologyFile(flags.latency, { nodes: flags.vms });
-  checkVmNames(flags.latency, topology.node_names);
+  checkVmNames(topology.source, topology.node_names);
   const boot_commands = parseBootCommands(flags.bootCmd, flags.vms);
   const pace = parsePace(flags.pace, flags.ssh);
   const mgmt_net = parseMgmtNet(flags.mgmtNet);
@@ -80,7 +103,72 @@ export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
   config.vm = { ...vmRunConfig(flags, image, qemu_version, boot_commands), mgmt_net, mgmt_live: flags.ssh };
   if (additions !== null) config.vm.additions = additions.record;
   const access: Access = { key, password: image.kind === "qcow2" ? image.ssh_password : password };
-  return await runCluster(flags, config, image, boot_commands, additions?.archives ?? null, access, pace, mgmt_net);
+  return { flags, config, image, boot_commands, extra_archives: additions?.archives ?? null, access, pace, mgmt_net };
+}
+
+export interface VmRunHooks {
+  /** Wraps each VM's backend (a scenario's controller); default: the VM itself. */
+  wrap?: (node: number, vm: VmBackend) => NodeBackend;
+}
+
+/** The run lifecycle's options for a VM run: boot the cluster, announce READY, stop it on every path. */
+export function vmRunOptions(plan: VmRunPlan, hooks: VmRunHooks): RunOptions & { readonly backends: VmBackend[] } {
+  const flags = plan.flags;
+  const backends: VmBackend[] = [];
+  return {
+    backends,
+    config: plan.config,
+    trace_path: flags.trace,
+    json: flags.json,
+    progress: flags.progress,
+    ...(plan.pace === undefined ? {} : { pace: plan.pace }),
+    progressText,
+    start: async (ctx) => {
+      const started = await startCluster(plan, ctx, hooks);
+      backends.push(...started.cluster.backends);
+      return started;
+    },
+  };
+}
+
+async function startCluster(plan: VmRunPlan, ctx: LifecycleContext, hooks: VmRunHooks): Promise<Started & { cluster: VmCluster }> {
+  const { flags, config, access } = plan;
+  ctx.log(`tapsim run: booting ${flags.vms} VMs (QEMU ${config.vm!.qemu_version}, image ${config.vm!.image.identity.slice(0, 12)}), topology ${config.topology.source}`);
+  const cluster = await VmCluster.start({
+    config,
+    image: plan.image,
+    ssh_port_base: flags.sshPortBase,
+    memory_mib: flags.memory,
+    rtc_base: flags.rtcBase,
+    boot_commands: plan.boot_commands,
+    ...(plan.extra_archives === null ? {} : { extra_archives: plan.extra_archives }),
+    access: { private_key: access.key.private_key, ...(access.password === undefined ? {} : { password: access.password }) },
+    onCrash: (b) => ctx.fail(b.crash!),
+    mgmt_net: plan.mgmt_net,
+    mgmt_live: flags.ssh,
+  });
+  let state: RunState | null = null;
+  let boot_lines: { stop(): void } | null = null;
+  try {
+    state = publishRunState(flags, cluster, plan.image, access, ctx);
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return {
+    cluster,
+    backends: cluster.backends.map((b, i) => hooks.wrap?.(i, b) ?? b),
+    running: (engine) => {
+      if (!flags.json) boot_lines = startBootLines({ console_paths: cluster.backends.map((b) => b.vm.console_path), clear_line: flags.progress && process.stderr.isTTY === true });
+      if (flags.ssh) void announceWhenReady(flags, cluster, state!, ctx, engine);
+      else ctx.log(`READY (no SSH wait) run dir ${cluster.run_dir}; pids ${cluster.backends.map((b) => b.vm.pid).join(" ")}`);
+    },
+    stop: async () => {
+      (boot_lines as { stop(): void } | null)?.stop();
+      removeRunState(state!.port_base);
+      await cluster.stop();
+    },
+  };
 }
 
 /** Live input (SSH) means pace 1 unless asked otherwise; a closed run goes as fast as it can. */
@@ -107,92 +195,25 @@ function defaultGuestAdditions(flags: VmRunFlags, image: GuestImage & { kind: "i
   });
 }
 
-async function runCluster(flags: VmRunFlags, config: RunConfig, image: GuestImage, boot_commands: (string | null)[], extra_archives: Buffer[] | null, access: Access, pace: number | undefined, mgmt_net: string): Promise<number> {
-  const control: RunControl = { stop_requested: false, ...(pace === undefined ? {} : { pace }) };
-  const aborter = new AbortController();
-  const crashes: string[] = [];
-  const onCrash = (b: VmBackend) => {
-    crashes.push(b.crash!);
-    control.stop_requested = true;
-    control.stop_reason = "error";
-    control.stop_detail ??= b.crash!;
-    aborter.abort();
-  };
-  const onSignal = () => {
-    control.stop_requested = true;
-    aborter.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  log(flags, `tapsim run: booting ${flags.vms} VMs (QEMU ${config.vm!.qemu_version}, image ${config.vm!.image.identity.slice(0, 12)}), topology ${config.topology.source}`);
-  let cluster: VmCluster | null = null;
-  let state: RunState | null = null;
-  let writer: TraceWriter | null = null;
-  let boot_lines: { stop(): void } | null = null;
-  let summary: RunSummary;
-  let pace_wait_ns = 0;
-  const progress_line = flags.progress && process.stderr.isTTY === true && !flags.json;
-  try {
-    cluster = await VmCluster.start({
-      config,
-      image,
-      ssh_port_base: flags.sshPortBase,
-      memory_mib: flags.memory,
-      rtc_base: flags.rtcBase,
-      boot_commands,
-      ...(extra_archives === null ? {} : { extra_archives }),
-      access: { private_key: access.key.private_key, ...(access.password === undefined ? {} : { password: access.password }) },
-      onCrash,
-      mgmt_net,
-      mgmt_live: flags.ssh,
-    });
-    state = publishRunState(flags, cluster, image, access);
-    writer = TraceWriter.create(flags.trace, traceHeader(config));
-    const engine = createEngine(config, cluster.backends, writer);
-    if (!flags.json) boot_lines = startBootLines({ console_paths: cluster.backends.map((b) => b.vm.console_path), clear_line: progress_line });
-    if (progress_line) control.onProgress = showProgress;
-    const running = engine.run(control).catch((err: unknown) => {
-      engine.finish("error", (err as Error).message);
-      throw err;
-    });
-    if (flags.ssh) void announceWhenReady(flags, cluster, state, aborter.signal, engine);
-    else log(flags, `READY (no SSH wait) run dir ${cluster.run_dir}; pids ${cluster.backends.map((b) => b.vm.pid).join(" ")}`);
-    summary = await running;
-    pace_wait_ns = engine.pace_wait_ns;
-  } finally {
-    boot_lines?.stop();
-    aborter.abort();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    if (state !== null) removeRunState(state.port_base);
-    await cluster?.stop();
-    writer?.close();
-    if (progress_line) process.stderr.write("\r\x1b[K");
-  }
-  printSummary(flags, config, summary, cluster.backends, pace, pace_wait_ns);
-  for (const crash of crashes) console.error(`tapsim: ${crash}; run stopped at t=${formatVirtualNs(summary.end_ns)}, trace finalised: ${flags.trace}`);
-  if (crashes.length > 0) return EXIT_VM_FAILED;
-  return summary.end_reason === "interrupted" ? 130 : 0;
-}
-
 /** The run-state file and known_hosts that `tapsim ssh/exec` find by --ssh-port-base. */
-function publishRunState(flags: VmRunFlags, cluster: VmCluster, image: GuestImage, access: Access): RunState {
+function publishRunState(flags: VmRunFlags, cluster: VmCluster, image: GuestImage, access: Access, ctx: LifecycleContext): RunState {
   const ports = cluster.backends.map((_, i) => cluster.sshTarget(i).port);
   const state = writeRunState(
     { pid: process.pid, run_dir: cluster.run_dir, port_base: flags.sshPortBase, ports, image_kind: image.kind, password_login: access.password !== undefined, user: image.ssh_user },
     cluster.hostKeys(),
   );
-  log(flags, `ssh: key ${access.key.private_path}, known_hosts ${state.known_hosts} (plain OpenSSH: ssh -i ${access.key.private_path} -o UserKnownHostsFile=${state.known_hosts} -p ${ports[0]} ${image.ssh_user}@127.0.0.1)`);
+  ctx.log(`ssh: key ${access.key.private_path}, known_hosts ${state.known_hosts} (plain OpenSSH: ssh -i ${access.key.private_path} -o UserKnownHostsFile=${state.known_hosts} -p ${ports[0]} ${image.ssh_user}@127.0.0.1)`);
   return state;
 }
 
 /** Waits for SSH on every VM while the engine runs them, then prints READY lines. */
-async function announceWhenReady(flags: VmRunFlags, cluster: VmCluster, state: RunState, signal: AbortSignal, engine: Engine): Promise<void> {
+async function announceWhenReady(flags: VmRunFlags, cluster: VmCluster, state: RunState, ctx: LifecycleContext, engine: Engine): Promise<void> {
+  const signal = ctx.signal;
   let ready = 0;
   try {
     await cluster.waitForSsh(flags.sshTimeout, signal, (node) => {
       ready += 1;
-      log(flags, `ssh: node ${node} ready (${ready}/${cluster.backends.length}) at t=${formatVirtualNs(engine.now_ns)} virtual`);
+      ctx.log(`ssh: node ${node} ready (${ready}/${cluster.backends.length}) at t=${formatVirtualNs(engine.now_ns)} virtual`);
     });
   } catch (err) {
     if (!signal.aborted) console.error(`tapsim: ${(err as Error).message}`);
@@ -201,7 +222,7 @@ async function announceWhenReady(flags: VmRunFlags, cluster: VmCluster, state: R
   // A user image's host keys are known now (tapsim's own first logins saw them).
   writeKnownHosts(state.known_hosts, state.ports, cluster.hostKeys());
   const ports = cluster.backends.map((_, i) => `node${i}=127.0.0.1:${cluster.sshTarget(i).port}`).join(" ");
-  log(flags, `run dir ${cluster.run_dir}; QEMU pids ${cluster.backends.map((b) => b.vm.pid).join(" ")}; Ctrl+C ends the run`);
+  ctx.log(`run dir ${cluster.run_dir}; QEMU pids ${cluster.backends.map((b) => b.vm.pid).join(" ")}; Ctrl+C ends the run`);
   console.log(`READY ${ports}`);
 }
 
@@ -262,9 +283,9 @@ function log(flags: VmRunFlags, line: string): void {
   console.error(line);
 }
 
-function showProgress(engine: Engine): void {
+function progressText(engine: Engine): string {
   const s = engine.stats;
-  process.stderr.write(`\r\x1b[Kt=${formatVirtualNs(engine.now_ns)} virtual, ${s.slices} slices, ${s.frames_delivered} frames delivered`);
+  return `t=${formatVirtualNs(engine.now_ns)} virtual, ${s.slices} slices, ${s.frames_delivered} frames delivered`;
 }
 
 function printSummary(flags: VmRunFlags, config: RunConfig, s: RunSummary, backends: readonly VmBackend[], pace: number | undefined, pace_wait_ns: number): void {

@@ -64,7 +64,7 @@ test("dump --node N keeps that node's console and management records; --kind pic
   assert.ok(node2.some((l) => l.includes('guest_output node=2 "READY: serv"')));
   const bad = tapsim("dump", TRACE, "--kind", "guest_output,console");
   assert.is(bad.code, 2);
-  assert.match(bad.stderr, /^tapsim: --kind "guest_output,console": unknown record kind "console" \(slice_grant, .*mgmt_out\)\n$/);
+  assert.match(bad.stderr, /^tapsim: --kind "guest_output,console": unknown record kind "console" \(slice_grant, .*mgmt_out, fault, command\)\n$/);
 });
 
 test("info counts console bytes and management frames per node, apart from simulated frames and links", () => {
