@@ -18,7 +18,7 @@ export function registerInfo(program: Command, setExit: (code: number) => void):
     .option("--json", "machine-readable output", false)
     .action((path: string, flags: { json: boolean }) => {
       const reader = TraceReader.open(path);
-      const stats = new TraceStats();
+      const stats = new TraceStats(reader.header.config.nodes.length);
       for (const r of reader.records()) stats.add(r);
       const status = reader.status();
       reader.close();

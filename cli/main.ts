@@ -14,6 +14,7 @@ import { registerImage } from "./image.js";
 import { registerInfo } from "./info.js";
 import { registerReplay } from "./replay.js";
 import { registerRerun } from "./rerun.js";
+import { registerResults } from "./results.js";
 import { registerRun } from "./run.js";
 import { registerSsh } from "./ssh.js";
 import { TAPSIM_VERSION } from "./version.js";
@@ -41,6 +42,7 @@ export async function main(argv: string[]): Promise<number> {
   registerRerun(program, setExit);
   registerDiff(program, setExit);
   registerDump(program, setExit);
+  registerResults(program, setExit);
   registerExport(program, setExit);
   registerImage(program, setExit);
   registerSsh(program, setExit);

@@ -2,7 +2,11 @@
 // length): counts per kind, per-node and per-link traffic. Used by `tapsim info` and diff.
 // A VM's console output and its management frames are counted per node apart from the
 // simulated frames: management frames never travel on a simulated link.
+// Bytes per link need each frame's size at its delivery, which only its emit record carries:
+// given the node count, the sizes of frames still in flight are kept (a frame leaves the
+// table once every receiver the engine routes it to has a deliver or drop record).
 
+import { ETH_HEADER_BYTES, isGroupMac } from "../engine/net/ethernet.js";
 import { RECORD_KIND_NAMES, RecordKind, recordTimeNs, type TraceRecord } from "../engine/trace_records.js";
 
 export interface NodeStats {
@@ -29,10 +33,25 @@ export interface LinkStats {
   from: number;
   to: number;
   frames_delivered: number;
+  /** Bytes of the delivered frames; null when not counted (TraceStats made without the node count). */
+  bytes_delivered: number | null;
   latency_ns_min: number;
   latency_ns_max: number;
   latency_ns_sum: number;
   drops: Record<string, number>;
+}
+
+/**
+ * Most frame sizes kept at once. The engine holds at most inflight_frames_max frames in
+ * flight, so a consistent trace stays far below; past it (a trace that never resolves its
+ * frames) the oldest entries go and their deliveries count in frames_bytes_unknown.
+ */
+export const FRAME_SIZES_TRACKED_MAX = 1 << 20;
+
+interface FrameInFlight {
+  bytes: number;
+  /** Receivers without a deliver or drop record yet. */
+  outcomes_left: number;
 }
 
 export class TraceStats {
@@ -48,6 +67,15 @@ export class TraceStats {
   unrouted_drops = 0;
   /** The trace holds console output or management frames (a VM run's). */
   guest_io = false;
+  /** Deliveries whose frame size was not known (no emit record seen, or evicted): not in bytes_delivered. */
+  frames_bytes_unknown = 0;
+  /** frame_id -> size and receivers still to come; only when the node count is known. */
+  private readonly in_flight: Map<number, FrameInFlight> | null;
+
+  /** node_count: the trace's (header config.nodes.length); without it bytes per link are not counted. */
+  constructor(private readonly node_count: number | null = null) {
+    this.in_flight = node_count === null ? null : new Map();
+  }
 
   add(r: TraceRecord): void {
     this.records += 1;
@@ -65,6 +93,7 @@ export class TraceStats {
         const n = this.node(r[1]);
         n.frames_sent += 1;
         n.bytes_sent += r[4].length;
+        this.frameEmitted(r[3], r[4]);
         break;
       }
       case RecordKind.FrameDeliver: {
@@ -72,12 +101,18 @@ export class TraceStats {
         const l = this.link(r[4], r[1]);
         const latency = r[2] - r[5];
         l.frames_delivered += 1;
+        const bytes = this.frameOutcome(r[3]);
+        if (l.bytes_delivered !== null) {
+          if (bytes === null) this.frames_bytes_unknown += 1;
+          else l.bytes_delivered += bytes;
+        }
         l.latency_ns_sum += latency;
         if (latency < l.latency_ns_min) l.latency_ns_min = latency;
         if (latency > l.latency_ns_max) l.latency_ns_max = latency;
         break;
       }
       case RecordKind.FrameDrop:
+        this.frameOutcome(r[3]);
         if (r[1] < 0) {
           this.unrouted_drops += 1;
         } else {
@@ -140,6 +175,32 @@ export class TraceStats {
     return [...this.links.values()].sort((a, b) => a.from - b.from || a.to - b.to);
   }
 
+  /** Frames whose deliveries are still to come (the table's size). */
+  get frames_in_flight(): number {
+    return this.in_flight?.size ?? 0;
+  }
+
+  /** Remembers the frame's size for as many outcomes as the engine's routing gives it. */
+  private frameEmitted(frame_id: number, frame: Uint8Array): void {
+    const table = this.in_flight;
+    if (table === null) return;
+    // As Engine.route: a short frame is dropped unrouted (one outcome), a group frame goes to
+    // every other node, anything else to one node or nowhere (one outcome either way).
+    const outcomes_left = frame.length >= ETH_HEADER_BYTES && isGroupMac(frame) ? this.node_count! - 1 : 1;
+    if (outcomes_left <= 0) return;
+    if (table.size >= FRAME_SIZES_TRACKED_MAX) table.delete(table.keys().next().value!);
+    table.set(frame_id, { bytes: frame.length, outcomes_left });
+  }
+
+  /** A deliver or drop of frame_id: its size (null if unknown); forgets it after its last outcome. */
+  private frameOutcome(frame_id: number): number | null {
+    const f = this.in_flight?.get(frame_id);
+    if (f === undefined) return null;
+    f.outcomes_left -= 1;
+    if (f.outcomes_left <= 0) this.in_flight!.delete(frame_id);
+    return f.bytes;
+  }
+
   private node(id: number): NodeStats {
     let n = this.node_stats[id];
     if (n === undefined) {
@@ -169,7 +230,7 @@ export class TraceStats {
     const key = from * 65536 + to;
     let l = this.links.get(key);
     if (!l) {
-      l = { from, to, frames_delivered: 0, latency_ns_min: Number.MAX_SAFE_INTEGER, latency_ns_max: 0, latency_ns_sum: 0, drops: {} };
+      l = { from, to, frames_delivered: 0, bytes_delivered: this.in_flight === null ? null : 0, latency_ns_min: Number.MAX_SAFE_INTEGER, latency_ns_max: 0, latency_ns_sum: 0, drops: {} };
       this.links.set(key, l);
     }
     return l;
