@@ -16,6 +16,7 @@ import { formatVirtualNs } from "../engine/units.js";
 import { durationOption, integerListOption, integerOption, rtcBaseOption } from "./options.js";
 import { runVmsCommand, type VmRunFlags } from "./run_vms.js";
 import { runNetnsCommand, type NetnsRunFlags } from "./run_netns.js";
+import { runScenarioCommand, type ScenarioRunFlags } from "./run_scenario.js";
 import { MEMORY_MIB_DEFAULT, RTC_BASE_DEFAULT, SSH_PORT_BASE_DEFAULT } from "../qmp/vm_cluster.js";
 import type { CommonRunFlags } from "./run_flags.js";
 
@@ -37,7 +38,9 @@ interface RunFlags extends CommonRunFlags {
 export function registerRun(program: Command, setExit: (code: number) => void): void {
   program
     .command("run")
-    .description("run a simulation (in-process nodes, or QEMU VMs with --vms) and record a trace")
+    .description("run a scenario file, or a simulation from flags (in-process nodes, QEMU VMs with --vms), and record a trace")
+    .argument("[scenario]", "scenario file (.yaml/.json): topology, nodes, commands, faults, until, collect, metrics (scenarios/)")
+    .option("-o, --out <dir>", "scenario: run directory (new or empty; default runs/<name>, never overwritten)")
     .option("-l, --latency <file>", "latency matrix (seed format) or topology .yaml/.json", DEFAULT_TOPOLOGY)
     .option("-n, --nodes <n>", "node count (must match the topology when it fixes one)", integerOption("--nodes", 1, 4096))
     .option("-w, --workload <kind>", "in-process workload", "bracha")
@@ -69,7 +72,13 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("--mgmt-net <a.b>", "VMs: management network a.b.0.0/16 (node i's guest is a.b.i.2, reached through a TAP)", "10.254")
     .option("--netns <n>", "network namespaces joined through TAP devices, on wall-clock time (needs --duration)", integerOption("--netns", 1, 64))
     .option("--netns-cmd <cmd>", "namespaces: command run in every namespace or 'N:cmd' in node N's (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .action(async (flags: RunFlags & Partial<VmRunFlags> & Partial<NetnsRunFlags>, command: Command) => {
+    .action(async (scenario: string | undefined, flags: RunFlags & Partial<VmRunFlags> & Partial<NetnsRunFlags> & { out?: string }, command: Command) => {
+      if (scenario !== undefined) {
+        refuseFlagsWithScenario(command);
+        setExit(await runScenarioCommand(scenario, flags as unknown as ScenarioRunFlags));
+        return;
+      }
+      if (flags.out !== undefined) throw new InputError("--out applies only to scenario runs (tapsim run SCENARIO.yaml)");
       if (flags.vms !== undefined && flags.netns !== undefined) throw new InputError("--vms and --netns: choose one");
       refuseFlagsOfOtherKinds(command, flags.vms !== undefined ? "vms" : flags.netns !== undefined ? "netns" : "inprocess");
       if (flags.vms !== undefined) setExit(await runVmsCommand(flags as VmRunFlags));
@@ -87,6 +96,17 @@ const FLAGS_OF_KIND: Readonly<Record<RunKind, readonly string[]>> = {
 const KIND_TEXT: Readonly<Record<RunKind, string>> = { inprocess: "in-process runs (without --vms or --netns)", vms: "VM runs (--vms N)", netns: "namespace runs (--netns N)" };
 
 type RunKind = "inprocess" | "vms" | "netns";
+
+/** What a scenario file says, a flag must not say differently: only these flags go with one. */
+const SCENARIO_FLAGS = ["out", "json", "progress", "sshPortBase", "sshTimeout", "mgmtNet", "pace", "inflightMax"];
+
+function refuseFlagsWithScenario(command: Command): void {
+  for (const option of command.options) {
+    const key = option.attributeName();
+    if (command.getOptionValueSource(key) !== "cli" || SCENARIO_FLAGS.includes(key)) continue;
+    throw new InputError(`${option.long ?? key}: the scenario file says this (flags that go with a scenario: ${SCENARIO_FLAGS.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(", ")})`);
+  }
+}
 
 function refuseFlagsOfOtherKinds(command: Command, kind: RunKind): void {
   for (const other of Object.keys(FLAGS_OF_KIND) as RunKind[]) {

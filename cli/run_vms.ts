@@ -108,7 +108,7 @@ export async function prepareVmRun(flags: VmRunFlags, topology: TopologySpec): P
 
 export interface VmRunHooks {
   /** Wraps each VM's backend (a scenario's controller); default: the VM itself. */
-  wrap?: (node: number, vm: VmBackend) => NodeBackend;
+  wrap?: (node: number, vm: VmBackend, ctx: LifecycleContext) => NodeBackend;
 }
 
 /** The run lifecycle's options for a VM run: boot the cluster, announce READY, stop it on every path. */
@@ -157,7 +157,7 @@ async function startCluster(plan: VmRunPlan, ctx: LifecycleContext, hooks: VmRun
   }
   return {
     cluster,
-    backends: cluster.backends.map((b, i) => hooks.wrap?.(i, b) ?? b),
+    backends: cluster.backends.map((b, i) => hooks.wrap?.(i, b, ctx) ?? b),
     running: (engine) => {
       if (!flags.json) boot_lines = startBootLines({ console_paths: cluster.backends.map((b) => b.vm.console_path), clear_line: flags.progress && process.stderr.isTTY === true });
       if (flags.ssh) void announceWhenReady(flags, cluster, state!, ctx, engine);

@@ -42,7 +42,9 @@ export function readId(ctx: Ctx, f: Field, where: string): string {
 export function readDuration(ctx: Ctx, f: Field, where: string): number {
   const text = isScalar(f.value) && typeof f.value.value === "number" ? `${f.value.value}` : scalarText(ctx, f, where, "a duration such as 10s");
   if (/^\s*\d+(\.\d*)?\s*$/.test(text) && text.trim() !== "0") ctx.fail(valueOrKey(f), `${where}: ${text} needs a unit (ns, us, ms, s, m, h)`);
-  return withUnits(ctx, f, where, () => parseDurationNs(text));
+  // withUnits names the field itself: give it the place the field is in.
+  const parent = where.endsWith(`.${f.name}`) ? where.slice(0, -(f.name.length + 1)) : where;
+  return withUnits(ctx, f, parent, () => parseDurationNs(text));
 }
 
 /** A virtual time: a duration since the run's start (negative is the past: an error). */
