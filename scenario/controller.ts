@@ -23,8 +23,8 @@ export interface CollectedFile {
   error: string | null;
 }
 
-/** A console line that says the agent listens: commands may be sent from then on. */
-const AGENT_READY_RE = /^tapsim-agent: ready\b/;
+/** The guest's ready line: init prints it once the agent listens (guest/init.sh), so commands may be sent from then on. */
+const AGENT_READY_RE = /^tapsim-guest: ready\b/;
 /** Bound on a console line kept while waiting for its end (longer ones are cut). */
 const LINE_BYTES_MAX = 64 * 1024;
 

@@ -34,7 +34,8 @@ export class NodeNames {
     const name = String(value);
     const id = this.names.indexOf(name);
     if (id >= 0) return id;
-    const guess = closest(name, this.names);
+    // "n9" for "n0" is no typo: only a guess that differs in more than its digits helps.
+    const guess = [closest(name, this.names)].find((g) => g !== undefined && g.replace(/\d+/g, "") !== name.replace(/\d+/g, ""));
     this.ctx.fail(node, `${where}: unknown node "${name}" (${guess ? `did you mean "${guess}"? ` : ""}nodes: ${this.list()})`);
   }
 

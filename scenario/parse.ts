@@ -80,6 +80,10 @@ export function parseScenario(text: string, source: string, defaults: ScenarioDe
   const workload = fields.has("workload") ? readWorkload(ctx, fields.get("workload")!) : null;
   if (workload !== null) refuseVmFields(ctx, fields);
   const vm = workload === null ? readVm(ctx, fields, names, defaults) : null;
+  if (vm?.image != null) for (const name of ["commands", "collect"] as const) {
+    const f = fields.get(name);
+    if (f !== undefined) ctx.fail(f.key, `${name}: needs the default guest, whose agent runs them (vm.image is a user's qcow2 image)`);
+  }
   const until = readUntil(ctx, fields.get("until"), names, workload !== null, fields.has("commands"));
   const commands = fields.has("commands") ? readCommands(ctx, fields.get("commands")!, names) : [];
   const faults = fields.has("faults") ? compileFaults(ctx, fields.get("faults")!, names, { until_ns: until.duration_ns, inprocess: workload !== null }) : { nodes: [], network: [] };
