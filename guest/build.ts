@@ -31,7 +31,7 @@ import { InputError } from "../engine/errors.js";
 /** Repository root (this file runs as dist/guest/build.js). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** Sources whose text goes into the cache key: a change to any of them rebuilds. */
-export const BUILD_SOURCES = ["guest/build.ts", "guest/image.ts", "guest/init.sh", "guest/seed_rng.c", "guest/vclock.c", "guest/nohup.sh"];
+export const BUILD_SOURCES = ["guest/build.ts", "guest/image.ts", "guest/init.sh", "guest/seed_rng.c", "guest/vclock.c", "guest/agent.c", "guest/nohup.sh"];
 
 export const KERNEL_META_PACKAGE = "linux-image-amd64";
 /** libgmp10 is a need of libtomcrypt that dropbear-bin does not declare; sftp-server serves modern scp. */
@@ -85,6 +85,8 @@ export interface InitramfsInputs {
   seed_rng_source: string;
   /** guest/vclock.c, compiled static into /usr/bin/vclock. */
   vclock_source: string;
+  /** guest/agent.c, compiled static into /usr/bin/tapsim-agent (scenario commands, file collection). */
+  agent_source: string;
   /** guest/nohup.sh, installed as /usr/bin/nohup (Debian's busybox has no nohup applet). */
   nohup_script: string;
   /** crypt(3) hash of root's password, for /etc/shadow. */
@@ -381,6 +383,7 @@ function stageRootfs(inputs: InitramfsInputs, root: string): void {
   writeFile(root, "init", inputs.init_script, 0o755);
   compileStatic(inputs.seed_rng_source, path.join(root, "sbin/seed-rng"));
   compileStatic(inputs.vclock_source, path.join(root, "usr/bin/vclock"));
+  compileStatic(inputs.agent_source, path.join(root, "usr/bin/tapsim-agent"));
   // Only where busybox has none (a busybox with the applet has already linked it here).
   const nohup = path.join(root, "usr/bin/nohup");
   if (!existsSync(nohup) && !isSymlink(nohup)) writeFile(root, "usr/bin/nohup", inputs.nohup_script, 0o755);

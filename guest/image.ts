@@ -324,6 +324,7 @@ export function imageInputs(cache_root: string, pins: PackagePin[], password: st
     init_script: readFileSync(path.join(REPO_ROOT, "guest/init.sh"), "utf8"),
     seed_rng_source: path.join(REPO_ROOT, "guest/seed_rng.c"),
     vclock_source: path.join(REPO_ROOT, "guest/vclock.c"),
+    agent_source: path.join(REPO_ROOT, "guest/agent.c"),
     nohup_script: readFileSync(path.join(REPO_ROOT, "guest/nohup.sh"), "utf8"),
     root_password_hash: rootPasswordHash(src_dirs, password),
     host_key: host_key.file,
@@ -395,6 +396,8 @@ export interface NodeCmdline {
   icount?: boolean;
   /** The guest's end of its management link (sim.mgmt), e.g. 10.254.0.2/24. */
   mgmt_cidr?: string;
+  /** Engine time at which this QEMU starts (a restarted node): sim.t0, added to the TSC by vclock. */
+  t0_ns?: number;
 }
 
 /**
@@ -415,6 +418,10 @@ export function kernelCmdline(image: InitramfsImage, node: NodeCmdline): string 
   if (node.mgmt_cidr !== undefined) line += ` sim.mgmt=${node.mgmt_cidr}`;
   if (node.icount === true) line += ` ${ICOUNT_CLOCK_CMDLINE}`;
   if (rtc !== undefined) line += ` sim.rtc_base=${rtc}`;
+  if (node.t0_ns !== undefined) {
+    if (!(Number.isSafeInteger(node.t0_ns) && node.t0_ns >= 0)) throw new InputError(`node ${node.id} start time ${node.t0_ns}: expected non-negative integer ns`);
+    line += ` sim.t0=${node.t0_ns}`;
+  }
   return line;
 }
 

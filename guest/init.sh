@@ -100,6 +100,18 @@ while ! grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp && [ $
 done
 grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp || fail "dropbear is not listening on port 22"
 
+# The guest agent (guest/agent.c): scenario commands and file collection, driven by UDP
+# datagrams the host injects on eth0 through the slice gate; it reports on the console.
+# Waited for (port 5999 = 0x176F bound) so that a command sent after the ready line is
+# never lost.
+tapsim-agent </dev/null >/dev/console 2>&1 &
+n=0
+while ! grep -q '^ *[0-9]*: [0-9A-F]*:176F ' /proc/net/udp && [ $n -lt 1000 ]; do
+  usleep 1000
+  n=$((n + 1))
+done
+grep -q '^ *[0-9]*: [0-9A-F]*:176F ' /proc/net/udp || fail "tapsim-agent is not listening on port 5999"
+
 echo "tapsim-guest: ready node=$SIM_ID ip=${SIM_IP%/*} hostname=$SIM_HOSTNAME t=$(vtime)"
 # sim.cmd: a base64 shell script run once at boot (tapsim run --boot-cmd). Unlike commands
 # over SSH it starts at the same virtual instant every run, so the run is reproducible.

@@ -4,12 +4,15 @@
 // tapsim: a datagram sent right after rdtsc leaves the NIC a few µs later in the trace,
 // the same few µs every time (guest/README.md).
 //
-//   vclock           virtual ns since the VM started (= trace time)
+//   vclock           virtual ns (= trace time): the TSC plus sim.t0
 //   vclock -r        CLOCK_REALTIME as seconds.nanoseconds (busybox's date has no %N)
 //   vclock -s BASE   set CLOCK_REALTIME to BASE (epoch seconds) + virtual time
 //   vclock -c BASE   print how far CLOCK_REALTIME is from BASE + virtual time
 //
 // BASE defaults to sim.rtc_base= on the kernel command line (the run's --rtc-base).
+// sim.t0=NS (default 0) is the engine time at which this QEMU started: a node restarted at
+// engine time t0 boots a fresh QEMU whose TSC starts at 0 again, and its clock must read
+// RTC base + t0 + TSC, to the nanosecond, like a node that never went down.
 // -s applies an offset (clock_adjtime ADJ_SETOFFSET) measured between two reads taken
 // back to back in user space, so the syscall's own latency does not enter the result.
 #define _GNU_SOURCE  // clock_adjtime
@@ -37,6 +40,32 @@ static int64_t realtime_ns(void) {
   return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
+/** The value of `key` (e.g. "sim.rtc_base=") on the kernel command line; -1 when absent. */
+static int64_t cmdline_value(const char *key) {
+  FILE *f = fopen("/proc/cmdline", "r");
+  if (!f) return -1;
+  char line[4096];
+  size_t n = fread(line, 1, sizeof line - 1, f);
+  fclose(f);
+  line[n] = 0;
+  for (char *p = line; (p = strstr(p, key)) != NULL; p++) {
+    if (p == line || p[-1] == ' ') return strtoll(p + strlen(key), NULL, 10);
+  }
+  return -1;
+}
+
+static int64_t base_from_cmdline(void) { return cmdline_value("sim.rtc_base="); }
+
+/** Engine time at this QEMU's start (sim.t0), 0 for a node's first boot. */
+static int64_t t0_ns(void) {
+  static int64_t t0 = -2;
+  if (t0 == -2) {
+    t0 = cmdline_value("sim.t0=");
+    if (t0 < 0) t0 = 0;
+  }
+  return t0;
+}
+
 /** One paired read: CLOCK_REALTIME and the virtual clock at (about) the same instant. */
 struct pair {
   int64_t real_ns;
@@ -46,28 +75,16 @@ struct pair {
 
 static struct pair read_pair(void) {
   struct pair best = {0, 0, INT64_MAX};
+  int64_t t0 = t0_ns();  // read before the pairs: the file read must not widen a window
   // The narrowest of a few tries: an interrupt between the reads widens the window.
   for (int i = 0; i < 5; i++) {
     uint64_t a = rdtsc();
     int64_t real = realtime_ns();
     uint64_t b = rdtsc();
     int64_t window = (int64_t)(b - a);
-    if (window < best.window_ns) best = (struct pair){real, (int64_t)(a + (b - a) / 2), window};
+    if (window < best.window_ns) best = (struct pair){real, t0 + (int64_t)(a + (b - a) / 2), window};
   }
   return best;
-}
-
-static int64_t base_from_cmdline(void) {
-  FILE *f = fopen("/proc/cmdline", "r");
-  if (!f) return -1;
-  char line[4096];
-  size_t n = fread(line, 1, sizeof line - 1, f);
-  fclose(f);
-  line[n] = 0;
-  for (char *p = line; (p = strstr(p, "sim.rtc_base=")) != NULL; p++) {
-    if (p == line || p[-1] == ' ') return strtoll(p + strlen("sim.rtc_base="), NULL, 10);
-  }
-  return -1;
 }
 
 static int64_t base_arg(int argc, char **argv) {
@@ -108,7 +125,8 @@ static int set_clock(int64_t base_s) {
 
 int main(int argc, char **argv) {
   if (argc == 1) {
-    printf("%" PRIu64 "\n", rdtsc());
+    int64_t t0 = t0_ns();
+    printf("%" PRId64 "\n", t0 + (int64_t)rdtsc());
     return 0;
   }
   if (strcmp(argv[1], "-r") == 0 && argc == 2) {

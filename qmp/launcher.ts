@@ -79,9 +79,15 @@ export async function checkQemu(binary = QEMU_BINARY_DEFAULT, plugin_path = GATE
   return version;
 }
 
+/** MAC of node i's management NIC (eth0): agent datagrams are addressed to it. */
+export function mgmtMac(node: number): string {
+  if (!(Number.isInteger(node) && node >= 0 && node <= 0xffff)) throw new RangeError(`node ${node}: no management MAC`);
+  const hex = node.toString(16).padStart(4, "0");
+  return `52:54:00:ff:${hex.slice(0, 2)}:${hex.slice(2)}`;
+}
+
 export function qemuArgs(spec: VmSpec, gate_socket: string, qmp_socket: string, console_path: string, overlay_path: string | null): string[] {
-  const hex = (spec.node & 0xffff).toString(16).padStart(4, "0");
-  const mgmt_mac = `52:54:00:ff:${hex.slice(0, 2)}:${hex.slice(2)}`;
+  const mgmt_mac = mgmtMac(spec.node);
   const plugin = spec.gate_plugin_path ?? GATE_PLUGIN_PATH;
   const paths = [gate_socket, plugin, console_path, qmp_socket, ...(overlay_path === null ? [] : [overlay_path])];
   checkQemuValues({ name: spec.name, mac: spec.mac, rtc_base: spec.rtc_base, paths });

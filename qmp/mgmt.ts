@@ -35,7 +35,13 @@ export function guestMgmtAddr(net: string, node: number): string {
 }
 
 function hostMgmtCidr(net: string, node: number): string {
-  return `${net}.${node}.1/24`;
+  return `${hostMgmtAddr(net, node)}/24`;
+}
+
+/** The host's end of node i's management link (agent datagrams come from it). */
+export function hostMgmtAddr(net: string, node: number): string {
+  if (!(node >= 0 && node < MGMT_NODES_MAX)) throw new RangeError(`node ${node}: the management network has room for ${MGMT_NODES_MAX} nodes`);
+  return `${net}.${node}.1`;
 }
 
 /** One VM's end of the management network, as its backend sees it. */

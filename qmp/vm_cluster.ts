@@ -2,7 +2,7 @@
 // node (started together, each frozen at its first gate), their backends, SSH readiness,
 // and the teardown that leaves no process, socket or overlay behind on any exit path.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -10,7 +10,7 @@ import { InputError } from "../engine/errors.js";
 import type { RunConfig } from "../engine/trace_records.js";
 import { rtcBaseEpochS } from "../engine/units.js";
 import { kernelCmdline, type GuestImage, type NodeCmdline } from "../guest/image.js";
-import { QemuVm, type BootSpec } from "./launcher.js";
+import { QemuVm, type BootSpec, type VmSpec } from "./launcher.js";
 import { guestMgmtCidr, MGMT_NET_DEFAULT, MgmtNet, type MgmtPort } from "./mgmt.js";
 import { sshExec, waitForSsh, type SshTarget } from "./ssh.js";
 import { VmBackend } from "./vm_backend.js";
@@ -71,12 +71,11 @@ export class VmCluster {
       await cluster.stop();
       throw err;
     }
-    const extras = options.config.nodes.map((node) => cluster.writeExtraArchive(node.id));
-    const started = await Promise.allSettled(options.config.nodes.map((node) => QemuVm.start(cluster.vmSpec(node.id, extras[node.id] ?? null))));
-    // QEMU has read them into guest memory by now.
-    for (const file of extras) if (file !== null) rmSync(file, { force: true });
+    const started = await Promise.allSettled(options.config.nodes.map((node) => cluster.startVm(node.id, 0)));
     for (const [i, s] of started.entries()) {
-      if (s.status === "fulfilled") cluster.backends.push(new VmBackend(s.value, options.onCrash, cluster.mgmt?.ports[i] ?? options.mgmt_ports?.[i] ?? null));
+      if (s.status !== "fulfilled") continue;
+      const port = cluster.mgmt?.ports[i] ?? options.mgmt_ports?.[i] ?? null;
+      cluster.backends.push(new VmBackend(s.value, options.onCrash, port, { mgmt_net: cluster.mgmtNet(), restart: (t0_ns) => cluster.startVm(i, t0_ns) }));
     }
     const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
     if (failed) {
@@ -118,7 +117,7 @@ export class VmCluster {
     );
   }
 
-  private mgmtNet(): string {
+  mgmtNet(): string {
     return this.options.mgmt_net ?? MGMT_NET_DEFAULT;
   }
 
@@ -139,6 +138,38 @@ export class VmCluster {
     rmSync(this.run_dir, { recursive: true, force: true });
   };
 
+  /**
+   * Boots node's QEMU with its guest clock at engine time t0_ns (0 at the run's start, the
+   * restart time for a node powered off and on again): same image, command line and extra
+   * archive, plus sim.t0 and an RTC base moved on by t0's whole seconds.
+   */
+  async startVm(node: number, t0_ns: number): Promise<QemuVm> {
+    if (this.stopped) throw new Error(`node ${node}: the run's VMs are stopped`);
+    if (!(Number.isSafeInteger(t0_ns) && t0_ns >= 0)) throw new RangeError(`node ${node}: start time ${t0_ns} ns`);
+    this.ensureRunDir();
+    const extra = this.writeExtraArchive(node);
+    try {
+      return await QemuVm.start(this.vmSpec(node, extra, t0_ns));
+    } finally {
+      // QEMU has read it into guest memory once started; the Buffer stays for a restart.
+      if (extra !== null) rmSync(extra, { force: true });
+    }
+  }
+
+  /**
+   * The gate removes the run dir when its QEMU leaves it empty (a lone node powered off):
+   * made again, private, and refused if someone else's appeared at that path meanwhile.
+   */
+  private ensureRunDir(): void {
+    try {
+      mkdirSync(this.run_dir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const st = lstatSync(this.run_dir);
+    if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o777) !== 0o700) throw new Error(`${this.run_dir}: not this run's private folder any more`);
+  }
+
   /** The node's extra archive as a file in the private run dir (QEMU takes a path), or null. */
   private writeExtraArchive(node: number): string | null {
     const gz = this.options.extra_archives?.[node] ?? null;
@@ -148,10 +179,10 @@ export class VmCluster {
     return file;
   }
 
-  private vmSpec(node: number, extra_initrd_path: string | null) {
+  private vmSpec(node: number, extra_initrd_path: string | null, t0_ns: number): VmSpec {
     const o = this.options;
     const cfg = o.config.nodes[node]!;
-    const boot = bootSpec(o.image, this.cmdlineNode(node), o.boot_commands[node] ?? null);
+    const boot = bootSpec(o.image, { ...this.cmdlineNode(node), ...(t0_ns > 0 ? { t0_ns } : {}) }, o.boot_commands[node] ?? null);
     return {
       node,
       name: cfg.name,
@@ -159,7 +190,7 @@ export class VmCluster {
       boot: boot.kind === "initramfs" && extra_initrd_path !== null ? { ...boot, extra_initrd_path } : boot,
       ssh_port: o.ssh_port_base + node,
       memory_mib: o.memory_mib,
-      rtc_base: o.rtc_base,
+      rtc_base: shiftedRtcBase(o.rtc_base, t0_ns),
       rng_seed: o.config.seed * 4096 + node,
       run_dir: this.run_dir,
     };
@@ -183,6 +214,17 @@ export class VmCluster {
     const r = await sshExec(this.sshTarget(node), script, { timeout_ms: 30_000 });
     if (r.code !== 0) throw new InputError(`${cfg.name}: cannot configure the simulated NIC over SSH: ${r.stderr.toString().trim()}`);
   }
+}
+
+/**
+ * The -rtc base of a QEMU started at engine time t0: the run's base plus t0's whole seconds,
+ * so the CMOS clock the kernel reads agrees to the second (init's vclock -s then sets it to
+ * the nanosecond from sim.t0). utc/localtime bases are the host's clock anyway.
+ */
+export function shiftedRtcBase(rtc_base: string, t0_ns: number): string {
+  const base_s = rtcBaseEpochS(rtc_base);
+  if (t0_ns === 0 || base_s === null) return rtc_base;
+  return new Date((base_s + Math.floor(t0_ns / 1e9)) * 1000).toISOString().slice(0, 19);
 }
 
 /** Short and unique among live runs: the run dir's random suffix, for TAP names. */
