@@ -7,6 +7,8 @@
 // far as an incomplete trace goes.
 
 import type { Command } from "commander";
+import type { NodeBackend } from "../engine/backend.js";
+import { ScenarioController } from "../scenario/controller.js";
 import { InputError } from "../engine/errors.js";
 import { RecordKind, type TraceHeader } from "../engine/trace_records.js";
 import { hostNowNs } from "../engine/units.js";
@@ -114,7 +116,7 @@ async function rerun(reader: TraceReader, header: TraceHeader, image: GuestImage
     const driver = new ReplayDriver(reader, {
       backends: (cursor) => {
         for (const p of ports) p.cursor = cursor;
-        return cluster.backends;
+        return withScenario(header, cluster.backends);
       },
       equal: sameSimulation,
     });
@@ -124,6 +126,18 @@ async function rerun(reader: TraceReader, header: TraceHeader, image: GuestImage
   } finally {
     await cluster.stop();
   }
+}
+
+/**
+ * A scenario run's commands, kills and collect requests are re-derived by the same
+ * controller from the same outputs (the trace's command records are checked, not fed);
+ * the recorded trace says when the run ended, so the controller's stop is not needed.
+ */
+function withScenario(header: TraceHeader, backends: VmBackend[]): NodeBackend[] {
+  const scenario = header.config.scenario;
+  if (scenario === undefined) return backends;
+  const controller = new ScenarioController(scenario, backends.length, { stop: () => {} });
+  return backends.map((b, node) => controller.wrap(node, b));
 }
 
 /**
