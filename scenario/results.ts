@@ -4,6 +4,7 @@
 // node, a bounded sample per metric aggregate, the frames in flight). `output.ts` writes
 // and prints them.
 
+import { formatVirtualNs } from "../engine/units.js";
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { DROP_REASONS, RecordKind, type CommandRecord, type FaultRecord, type RunConfig, type ScenarioCommand, type ScenarioMetric, type TraceRecord } from "../engine/trace_records.js";
 import { TraceError } from "../recorder/errors.js";
@@ -61,8 +62,8 @@ export interface RunSummary {
   scenario: { source: string; sha256: string } | null;
 }
 
-/** not_started: no start record; running: started, no exit record before the trace ends. */
-export type CommandStatus = "not_started" | "running" | "exited";
+/** not_started: no start record; running: started, no exit record before the trace ends; lost: its node was powered off (a scheduled fault) while it ran. */
+export type CommandStatus = "not_started" | "running" | "exited" | "lost";
 
 export interface CommandResult {
   id: string;
@@ -189,6 +190,8 @@ class Accumulator {
   private readonly splitters: (LineSplitter | undefined)[] = [];
   private readonly faults: FaultResult[] = [];
   private faults_omitted = 0;
+  /** Per node, when it was powered off (a command running then is lost, not failed). */
+  private readonly poweroffs_ns: number[][] = [];
   private readonly unknown_ids = new Set<string>();
   private unknown_command_records = 0;
   private run_end: { t_ns: number; reason: string; detail: string | null } | null = null;
@@ -281,6 +284,7 @@ class Accumulator {
   }
 
   private fault(r: FaultRecord): void {
+    if (r[3] === "poweroff") (this.poweroffs_ns[r[1]] ??= []).push(r[2]);
     if (this.faults.length >= FAULTS_LISTED_MAX) {
       this.faults_omitted += 1;
       return;
@@ -311,7 +315,8 @@ class Accumulator {
     const exit_code = exited && /^\d+$/.test(c.exit_detail!) ? Number(c.exit_detail) : null;
     const timed_out = exited && isTimeout(c.exit_detail!, c.start_ns!, c.exit_ns!, spec.timeout_ns);
     const duration_ns = exited ? c.exit_ns! - c.start_ns! : null;
-    const status: CommandStatus = c.start_ns === null ? "not_started" : exited ? "exited" : "running";
+    const lost_ns = !exited && c.start_ns !== null ? (this.poweroffs_ns[spec.node] ?? []).find((t) => t >= c.start_ns!) ?? null : null;
+    const status: CommandStatus = c.start_ns === null ? "not_started" : exited ? "exited" : lost_ns !== null ? "lost" : "running";
     return {
       id: spec.id,
       node: spec.node,
@@ -327,7 +332,7 @@ class Accumulator {
       exit_detail: c.exit_detail,
       exit_code,
       timed_out,
-      result: status === "not_started" ? "not started" : status === "running" ? "still running at the end" : timed_out ? "timeout" : c.exit_detail!,
+      result: status === "not_started" ? "not started" : status === "running" ? "still running at the end" : status === "lost" ? `lost: node powered off at ${formatVirtualNs(lost_ns!)}` : timed_out ? "timeout" : c.exit_detail!,
       ok: exit_code !== null && !timed_out && spec.ok_exit.includes(exit_code),
       ok_exit: spec.ok_exit,
       timeout_ns: spec.timeout_ns,
