@@ -1,7 +1,8 @@
 // Aggregates over a stream of records, in memory bounded by nodes and links (not by trace
 // length): counts per kind, per-node and per-link traffic. Used by `tapsim info` and diff.
 // A VM's console output and its management frames are counted per node apart from the
-// simulated frames: management frames never travel on a simulated link.
+// simulated frames: management frames never travel on a simulated link. Fault records are
+// kept whole (there are as many as the run's fault plan holds, not one per frame).
 
 import { RECORD_KIND_NAMES, RecordKind, recordTimeNs, type TraceRecord } from "../engine/trace_records.js";
 
@@ -23,6 +24,17 @@ export interface NodeStats {
   mgmt_in_bytes: number;
   mgmt_out_frames: number;
   mgmt_out_bytes: number;
+  /** Scenario commands started and exited in the node (command records). */
+  commands_started: number;
+  commands_exited: number;
+}
+
+/** A fault record: a node fault (node >= 0) or a network change (node -1). */
+export interface FaultSeen {
+  node: number;
+  t_ns: number;
+  action: string;
+  detail: string;
 }
 
 export interface LinkStats {
@@ -48,6 +60,10 @@ export class TraceStats {
   unrouted_drops = 0;
   /** The trace holds console output or management frames (a VM run's). */
   guest_io = false;
+  /** Every fault record, in trace order. */
+  readonly faults: FaultSeen[] = [];
+  /** Drops by reason over the whole trace (unrouted ones included). */
+  readonly drops_by_reason: Record<string, number> = {};
 
   add(r: TraceRecord): void {
     this.records += 1;
@@ -78,6 +94,7 @@ export class TraceStats {
         break;
       }
       case RecordKind.FrameDrop:
+        this.drops_by_reason[r[5]] = (this.drops_by_reason[r[5]] ?? 0) + 1;
         if (r[1] < 0) {
           this.unrouted_drops += 1;
         } else {
@@ -114,6 +131,15 @@ export class TraceStats {
         n.mgmt_out_frames += 1;
         n.mgmt_out_bytes += r[3].length;
         this.guest_io = true;
+        break;
+      }
+      case RecordKind.Fault:
+        this.faults.push({ node: r[1], t_ns: r[2], action: r[3], detail: r[4] });
+        break;
+      case RecordKind.Command: {
+        const n = this.node(r[1]);
+        if (r[3] === "start") n.commands_started += 1;
+        else n.commands_exited += 1;
         break;
       }
     }
@@ -159,6 +185,8 @@ export class TraceStats {
         mgmt_in_bytes: 0,
         mgmt_out_frames: 0,
         mgmt_out_bytes: 0,
+        commands_started: 0,
+        commands_exited: 0,
       };
       this.node_stats[id] = n;
     }
