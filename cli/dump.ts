@@ -49,6 +49,7 @@ export function registerDump(program: Command, setExit: (code: number) => void):
 
 function involves(r: TraceRecord, node: number): boolean {
   if (r[0] === RecordKind.RunEnd) return true;
+  if (r[0] === RecordKind.Fault && r[1] < 0) return true; // a network change concerns every node
   if (r[0] === RecordKind.FrameDeliver || r[0] === RecordKind.FrameDrop) return r[1] === node || r[4] === node;
   return r[1] === node;
 }

@@ -36,7 +36,8 @@ export function registerExport(program: Command, setExit: (code: number) => void
       if (flags.perfetto !== undefined) {
         const s = exportPerfetto(trace, flags.perfetto);
         const guest = s.console_outputs + s.mgmt_frames > 0 ? `, ${s.console_outputs} console outputs, ${s.mgmt_frames} management frames` : "";
-        console.log(`perfetto: ${flags.perfetto}: ${s.events} events (${s.slices} slices, ${s.flows} frame flows${guest})`);
+        const faults = s.faults + s.commands > 0 ? `, ${s.faults} faults, ${s.commands} command events` : "";
+        console.log(`perfetto: ${flags.perfetto}: ${s.events} events (${s.slices} slices, ${s.flows} frame flows${guest}${faults})`);
       }
       setExit(0);
     });

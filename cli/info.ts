@@ -3,12 +3,13 @@
 import type { Command } from "commander";
 import type { TraceHeader } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
-import { formatMs } from "../recorder/describe.js";
+import { formatMs, quoteText } from "../recorder/describe.js";
 import { TraceReader } from "../recorder/reader.js";
 import { TraceStats } from "../recorder/stats.js";
 import { guestIoText, linkLine } from "./diff.js";
 
 const LINKS_SHOWN_MAX = 40;
+const FAULTS_SHOWN_MAX = 40;
 
 export function registerInfo(program: Command, setExit: (code: number) => void): void {
   program
@@ -23,7 +24,7 @@ export function registerInfo(program: Command, setExit: (code: number) => void):
       const status = reader.status();
       reader.close();
       if (flags.json) {
-        console.log(JSON.stringify({ trace: path, header: reader.header, status, counts: stats.kind_counts, records: stats.records, duration_ns: stats.t_ns_max, end_reason: stats.end_reason, nodes: stats.nodeList(), links: stats.linkList(), unrouted_drops: stats.unrouted_drops }, null, 2));
+        console.log(JSON.stringify({ trace: path, header: reader.header, status, counts: stats.kind_counts, records: stats.records, duration_ns: stats.t_ns_max, end_reason: stats.end_reason, nodes: stats.nodeList(), links: stats.linkList(), unrouted_drops: stats.unrouted_drops, drops_by_reason: stats.drops_by_reason, faults: stats.faults }, null, 2));
       } else {
         printInfo(path, reader.header, stats, status.complete, reader.file_size);
       }
@@ -44,9 +45,11 @@ function printInfo(path: string, header: TraceHeader, stats: TraceStats, complet
     console.log(
       `  ${String(n.node).padStart(3)} ${name.padEnd(10)} slices ${n.slices}, busy ${formatMs(n.slice_ns_total)}, sent ${n.frames_sent} (${n.bytes_sent} B), ` +
         `received ${n.frames_received}, dropped ${n.frames_dropped_to}, marks ${n.marks}` +
-        (stats.guest_io ? `; ${guestIoText(n)}` : ""),
+        (stats.guest_io ? `; ${guestIoText(n)}` : "") +
+        (n.commands_started + n.commands_exited > 0 ? `; commands started ${n.commands_started}, exited ${n.commands_exited}` : ""),
     );
   }
+  printFaults(stats, header);
   const links = stats.linkList();
   console.log(`links (${links.length} used):`);
   for (const l of links.slice(0, LINKS_SHOWN_MAX)) {
@@ -55,4 +58,17 @@ function printInfo(path: string, header: TraceHeader, stats: TraceStats, complet
   }
   if (links.length > LINKS_SHOWN_MAX) console.log(`  ... ${links.length - LINKS_SHOWN_MAX} more (--json for all)`);
   if (stats.unrouted_drops) console.log(`unrouted frames dropped: ${stats.unrouted_drops}`);
+  const drops = Object.entries(stats.drops_by_reason);
+  if (drops.length > 0) console.log(`drops by reason: ${drops.map(([k, v]) => `${k} ${v}`).join(", ")}`);
+}
+
+/** The fault records (node faults and network changes), as the run applied them. */
+function printFaults(stats: TraceStats, header: TraceHeader): void {
+  if (stats.faults.length === 0) return;
+  console.log(`faults (${stats.faults.length}):`);
+  for (const f of stats.faults.slice(0, FAULTS_SHOWN_MAX)) {
+    const who = f.node < 0 ? "network" : `node ${f.node} ${header.config.nodes[f.node]?.name ?? "?"}`;
+    console.log(`  ${formatVirtualNs(f.t_ns)} ${who}: ${f.action}${f.detail ? ` ${quoteText(f.detail)}` : ""}`);
+  }
+  if (stats.faults.length > FAULTS_SHOWN_MAX) console.log(`  ... ${stats.faults.length - FAULTS_SHOWN_MAX} more (--json for all)`);
 }

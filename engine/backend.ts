@@ -57,6 +57,8 @@ export interface NodeBackend {
   runSlice(request: SliceRequest): SliceResult | Promise<SliceResult>;
   /** Applies a node fault between slices (absent: the node kind has no such fault; the engine refuses the plan up front). */
   control?(c: NodeControl): void | Promise<void>;
+  /** The node faults `control` can apply (absent: all of them); the engine refuses others up front. */
+  readonly control_actions?: readonly NodeControl["action"][];
   close?(): void | Promise<void>;
 }
 

@@ -1,16 +1,20 @@
 // The simulation loop: grant a slice, hand the node the frames due in it, take what it
 // emitted, route each frame over its link(s), record everything. All decisions depend only
 // on the configuration, the seed and the backends' outputs (the recorded inputs).
+// Scheduled faults (RunConfig.faults) are part of the configuration: node faults are applied
+// between a node's slices when its clock reaches them, network changes as each link's
+// sender passes them (engine/faults.ts, link.ts).
 
 import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "./backend.js";
 import { SLICE_OUTPUTS_MAX } from "./backend.js";
 import { InputError, oneLine, SliceResultError } from "./errors.js";
+import { compileFaults, type CompiledFaults } from "./faults.js";
 import { FramePool, Inbox } from "./inbox.js";
 import { LinkState, type LinkBacklog } from "./link.js";
 import { frameDstMac, isGroupMac, ETH_HEADER_BYTES } from "./net/ethernet.js";
-import { Scheduler, type SliceGrant } from "./scheduler.js";
+import { NODE_DOWN, NODE_PAUSED, Scheduler, type FaultGrant, type SliceGrant } from "./scheduler.js";
 import type { Topology } from "./topology.js";
-import { RecordKind, type DropReason, type RecordSink, type RunEndReason } from "./trace_records.js";
+import { RecordKind, type DropReason, type FaultPlan, type RecordSink, type RunEndReason } from "./trace_records.js";
 import { VIRTUAL_NS_NEVER, hostNowNs, type NodeId } from "./units.js";
 
 export interface EngineOptions {
@@ -30,7 +34,12 @@ export interface EngineOptions {
    * time, so VM runs check after every slice (a SIGKILL then loses at most ~250 ms).
    */
   wall_check_slices?: number;
+  /** Node faults and network changes at virtual times (RunConfig.faults). */
+  faults?: FaultPlan;
 }
+
+/** What scheduled faults have made of a node (exited: it ended on its own). */
+export type NodeRunState = "up" | "down" | "paused" | "exited";
 
 export const INFLIGHT_FRAMES_MAX_DEFAULT = 3_000_000;
 
@@ -102,6 +111,10 @@ export class Engine {
   private next_frame_id = 0;
   private next_seq = 0;
   private readonly inflight_frames_max: number;
+  private readonly faults: CompiledFaults;
+  /** Next network change to record, and its time (never: all recorded). */
+  private network_next = 0;
+  private network_next_ns: number;
 
   constructor(private readonly options: EngineOptions) {
     const { topology, macs, backends } = options;
@@ -110,7 +123,9 @@ export class Engine {
       throw new RangeError(`engine needs ${n} MACs and backends, got ${macs.length} and ${backends.length}`);
     }
     this.node_count = n;
-    this.scheduler = new Scheduler(topology, options.until_ns, options.slice_len_max_ns);
+    this.faults = compileFaults(options.faults, topology, backends);
+    this.network_next_ns = this.faults.network[0]?.t_ns ?? VIRTUAL_NS_NEVER;
+    this.scheduler = new Scheduler(topology, options.until_ns, options.slice_len_max_ns, this.faults.lookahead, this.faults.node_faults);
     this.inflight_frames_max = options.inflight_frames_max ?? INFLIGHT_FRAMES_MAX_DEFAULT;
     this.pool = new FramePool(this.inflight_frames_max);
     this.inboxes = Array.from({ length: n }, () => new Inbox(n, this.pool));
@@ -130,6 +145,14 @@ export class Engine {
     if (!(node >= 0 && node < this.node_count)) throw new RangeError(`no node ${node}`);
     const p = this.pool;
     return this.inboxes[node]!.handles().map((h) => ({ t_ns: p.t_ns[h]!, frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, length: p.bytes[h]!.length }));
+  }
+
+  /** Whether `node` runs, is powered off or paused by a scheduled fault, or has exited. For inspection. */
+  nodeRunState(node: NodeId): NodeRunState {
+    if (!(node >= 0 && node < this.node_count)) throw new RangeError(`no node ${node}`);
+    if (this.scheduler.alive[node] === 0) return "exited";
+    const state = this.scheduler.run_state[node];
+    return state === NODE_DOWN ? "down" : state === NODE_PAUSED ? "paused" : "up";
   }
 
   /** Every link that has carried a frame, its transmit queue as of its sender's clock (a queue drains in its sender's time). For inspection. */
@@ -190,6 +213,10 @@ export class Engine {
       this.finish(grant);
       return false;
     }
+    if (!("end_ns" in grant)) {
+      await this.applyFault(grant);
+      return true;
+    }
     const request = this.grantSlice(grant);
     const pending = this.options.backends[grant.node]!.runSlice(request);
     const result = pending instanceof Promise ? await pending : pending;
@@ -207,15 +234,56 @@ export class Engine {
     else this.write([RecordKind.RunEnd, this.scheduler.horizon_ns, reason, oneLine(detail)]);
   }
 
+  /**
+   * A node fault, at the moment the node's clock stands at its time: record it, have the
+   * backend apply it, then drop what a powered-off node will never take.
+   */
+  private async applyFault(grant: FaultGrant): Promise<void> {
+    const { node, t_ns, action } = grant;
+    this.scheduler.faultApplied(grant);
+    this.write([RecordKind.Fault, node, t_ns, action, ""]);
+    const pending = this.options.backends[node]!.control!({ t_ns, action });
+    if (pending instanceof Promise) await pending;
+    if (action === "poweroff") this.dropWhileDown(node, t_ns);
+  }
+
+  /** Frames due while the node is off (before its restart, if any) are lost; later ones wait for it. */
+  private dropWhileDown(node: NodeId, t_ns: number): void {
+    const restart_ns = this.scheduler.fault_ns[node]!;
+    const inbox = this.inboxes[node]!;
+    while (inbox.peekTime(VIRTUAL_NS_NEVER) < restart_ns) {
+      const h = inbox.pop();
+      this.drop(node, t_ns, this.pool.frame_id[h]!, this.pool.from[h]! as NodeId, "node_down");
+      this.pool.release(h);
+    }
+    this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
+  }
+
+  /**
+   * Network changes are recorded just before the first slice grant whose end is past their
+   * time: the first slice in which a frame could be sent under them. That point depends
+   * only on the schedule, so runs and replays write them at the same place.
+   */
+  private recordNetworkChanges(end_ns: number): void {
+    const network = this.faults.network;
+    while (this.network_next < network.length && network[this.network_next]!.t_ns < end_ns) {
+      const c = network[this.network_next++]!;
+      this.write([RecordKind.Fault, -1, c.t_ns, c.action, c.label]);
+    }
+    this.network_next_ns = network[this.network_next]?.t_ns ?? VIRTUAL_NS_NEVER;
+  }
+
   private grantSlice(grant: SliceGrant): SliceRequest {
     const { node, start_ns, end_ns } = grant;
+    if (end_ns > this.network_next_ns) this.recordNetworkChanges(end_ns);
     this.stats.slices += 1;
     this.write([RecordKind.SliceGrant, node, start_ns, end_ns]);
     const inbox = this.inboxes[node]!;
     const deliveries: Delivery[] = [];
+    // Frames due before the slice start reached a paused node: it takes them at its resume.
     while (inbox.peekTime(VIRTUAL_NS_NEVER) < end_ns) {
       const h = inbox.pop();
-      deliveries.push(this.delivery(h));
+      deliveries.push(this.delivery(h, start_ns));
       this.pool.release(h);
     }
     this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
@@ -304,6 +372,11 @@ export class Engine {
       this.drop(to, sent_ns, frame_id, from, outcome);
       return;
     }
+    // A powered-off NIC takes nothing; a frame arriving once the node is up again waits for it.
+    if (this.scheduler.run_state[to] === NODE_DOWN && outcome < this.scheduler.fault_ns[to]!) {
+      this.drop(to, sent_ns, frame_id, from, "node_down");
+      return;
+    }
     // The conservative bound guarantees this; a violation would mean a frame in the past.
     if (!(outcome >= this.scheduler.clock_ns[to]!)) {
       throw new Error(`causality violation: frame ${frame_id} due at ${outcome} into node ${to} already at ${this.scheduler.clock_ns[to]}`);
@@ -318,16 +391,16 @@ export class Engine {
     if (outcome < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = outcome;
   }
 
-  private delivery(h: number): Delivery {
+  private delivery(h: number, start_ns: number): Delivery {
     const p = this.pool;
-    return { t_ns: p.t_ns[h]!, frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, bytes: p.bytes[h]! };
+    return { t_ns: Math.max(p.t_ns[h]!, start_ns), frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, bytes: p.bytes[h]! };
   }
 
   private link(to: NodeId, from: NodeId): LinkState {
     const index = to * this.node_count + from;
     let state = this.links[index];
     if (!state) {
-      state = new LinkState(this.options.topology.link(to, from), this.options.seed);
+      state = new LinkState(this.options.topology.link(to, from), this.options.seed, this.faults.link_steps.get(index));
       this.links[index] = state;
     }
     return state;

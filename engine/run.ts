@@ -49,5 +49,6 @@ export function createEngine(config: RunConfig, backends: readonly NodeBackend[]
     slice_len_max_ns: config.slice_len_max_ns,
     inflight_frames_max: config.inflight_frames_max,
     wall_check_slices: backends.some((b) => b.kind === "vm") ? 1 : undefined,
+    faults: config.faults,
   });
 }

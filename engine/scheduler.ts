@@ -4,17 +4,33 @@
 // arriving in its past. The reference does this with VM clocks in whole milliseconds; here
 // it is exact nanoseconds, and nodes that only act on events (in-process) also bound their
 // earliest send by their next known event, so idle stretches cost nothing.
+//
+// Node faults (engine/faults.ts) are events of their node: its slices are cut at the fault's
+// time, and once its clock stands there the scheduler hands out the fault instead of a slice.
+// A powered-off or paused node acts next at its restart or resume (never, without one): it
+// sends nothing before, and frames cannot wake it.
 
 import { SliceResultError } from "./errors.js";
 import type { Topology } from "./topology.js";
 import { VIRTUAL_NS_NEVER, type NodeId } from "./units.js";
-import type { RunEndReason } from "./trace_records.js";
+import type { NodeFault, RunEndReason } from "./trace_records.js";
 
 export interface SliceGrant {
   readonly node: NodeId;
   readonly start_ns: number;
   readonly end_ns: number;
 }
+
+/** A node fault due now: the node's clock is at t_ns (between two of its slices). */
+export interface FaultGrant {
+  readonly node: NodeId;
+  readonly t_ns: number;
+  readonly action: NodeFault["action"];
+}
+
+export const NODE_UP = 0;
+export const NODE_DOWN = 1;
+export const NODE_PAUSED = 2;
 
 export class Scheduler {
   readonly node_count: number;
@@ -25,16 +41,27 @@ export class Scheduler {
   /** Earliest pending delivery into each node (maintained by the engine). */
   readonly inbox_ns: Float64Array;
   readonly alive: Uint8Array;
+  /** NODE_UP, NODE_DOWN (powered off) or NODE_PAUSED, by scheduled faults. */
+  readonly run_state: Uint8Array;
+  /** When each node's next fault is due (never: none left). */
+  readonly fault_ns: Float64Array;
   /** Latest slice end granted: the run's virtual horizon. */
   horizon_ns = 0;
   private readonly act_ns: Float64Array;
   private readonly lookahead_ns: Float64Array;
   private readonly lookahead_into_min_ns: Float64Array;
+  /** Whether any node has a fault: without, next() takes the loops that never look at faults. */
+  private readonly faulted: boolean;
+  private readonly node_faults: readonly (readonly NodeFault[])[];
+  private readonly fault_next: Uint32Array;
 
+  /** `lookahead` replaces the topology's (scheduled link changes lower it); `node_faults` per node, in time order. */
   constructor(
     topology: Topology,
     private readonly until_ns: number | null,
     private readonly slice_len_max_ns: number,
+    lookahead: { readonly flat_ns: Float64Array; readonly into_min_ns: Float64Array } | null = null,
+    node_faults: readonly (readonly NodeFault[])[] = [],
   ) {
     if (!(slice_len_max_ns > 0)) throw new RangeError(`slice_len_max_ns must be > 0, got ${slice_len_max_ns}`);
     const n = topology.node_count;
@@ -44,21 +71,64 @@ export class Scheduler {
     this.inbox_ns = new Float64Array(n).fill(VIRTUAL_NS_NEVER);
     this.alive = new Uint8Array(n).fill(1);
     this.act_ns = new Float64Array(n);
-    this.lookahead_ns = topology.lookahead_ns_flat;
-    this.lookahead_into_min_ns = topology.lookahead_into_min_ns;
+    this.lookahead_ns = lookahead?.flat_ns ?? topology.lookahead_ns_flat;
+    this.lookahead_into_min_ns = lookahead?.into_min_ns ?? topology.lookahead_into_min_ns;
+    if (this.lookahead_ns.length !== n * n || this.lookahead_into_min_ns.length !== n) throw new RangeError("lookahead does not fit the topology");
+    this.run_state = new Uint8Array(n);
+    this.node_faults = node_faults;
+    this.faulted = node_faults.some((list) => list.length > 0);
+    this.fault_next = new Uint32Array(n);
+    this.fault_ns = new Float64Array(n).fill(VIRTUAL_NS_NEVER);
+    node_faults.forEach((list, node) => {
+      if (list.length > 0) this.fault_ns[node] = list[0]!.t_ns;
+    });
   }
 
-  /** The next slice to run, or why the run is over. */
-  next(): SliceGrant | RunEndReason {
-    const node = this.updateActivity();
+  /** The next slice to run, a node fault due now, or why the run is over. */
+  next(): SliceGrant | FaultGrant | RunEndReason {
+    const node = this.faulted ? this.updateActivityFaulted() : this.updateActivity();
     if (node < 0) return "quiescent";
     const act = this.act_ns[node]!;
     if (this.until_ns !== null && act >= this.until_ns) return "duration";
-    let end_ns = Math.min(this.safeBound(node, act), act + this.slice_len_max_ns);
+    if (this.faulted && act === this.fault_ns[node]) {
+      // Due once the node's clock stands at t: a running node gets a slice up to t first
+      // (t is its earliest act, so the bound, > act, lets it run that far); a stopped one
+      // is at its earliest act, so no frame can still arrive before t.
+      if (this.clock_ns[node] === act || this.run_state[node] !== NODE_UP) return this.faultGrant(node as NodeId, act);
+    }
+    const bound_ns = this.faulted ? this.safeBoundFaulted(node, act) : this.safeBound(node, act);
+    let end_ns = Math.min(bound_ns, act + this.slice_len_max_ns);
     if (this.until_ns !== null) end_ns = Math.min(end_ns, this.until_ns);
-    if (!(end_ns > act)) throw new Error(`scheduler invariant: slice end ${end_ns} <= activity ${act}`);
+    if (this.faulted) end_ns = Math.min(end_ns, this.fault_ns[node]!);
+    const cut_at_fault = end_ns === act && end_ns === this.fault_ns[node];
+    if (!(end_ns > act || cut_at_fault)) throw new Error(`scheduler invariant: slice end ${end_ns} <= activity ${act}`);
+    if (!(end_ns > this.clock_ns[node]!)) throw new Error(`scheduler invariant: empty slice for node ${node} at ${end_ns}`);
     if (end_ns > this.horizon_ns) this.horizon_ns = end_ns;
     return { node: node as NodeId, start_ns: this.clock_ns[node]!, end_ns };
+  }
+
+  private faultGrant(node: NodeId, t_ns: number): FaultGrant {
+    const fault = this.node_faults[node]![this.fault_next[node]!]!;
+    if (fault.t_ns !== t_ns) throw new Error(`scheduler invariant: node ${node} fault at ${fault.t_ns}, due at ${t_ns}`);
+    if (t_ns > this.horizon_ns) this.horizon_ns = t_ns;
+    return { node, t_ns, action: fault.action };
+  }
+
+  /** The fault `next()` returned has been applied: the node's state and clock follow it. */
+  faultApplied(grant: FaultGrant): void {
+    const node = grant.node;
+    const k = this.fault_next[node]!;
+    const fault = this.node_faults[node]![k];
+    if (fault === undefined || fault.t_ns !== grant.t_ns || fault.action !== grant.action) throw new Error(`node ${node}: fault ${grant.action} at ${grant.t_ns} is not the one due`);
+    if (!(grant.t_ns >= this.clock_ns[node]!)) throw new Error(`node ${node}: fault at ${grant.t_ns} before its clock ${this.clock_ns[node]}`);
+    this.fault_next[node] = k + 1;
+    this.fault_ns[node] = this.node_faults[node]![k + 1]?.t_ns ?? VIRTUAL_NS_NEVER;
+    this.clock_ns[node] = grant.t_ns;
+    if (grant.action === "poweroff") this.run_state[node] = NODE_DOWN;
+    else if (grant.action === "pause") this.run_state[node] = NODE_PAUSED;
+    else this.run_state[node] = NODE_UP;
+    // A restarted node boots at t; a resumed one acts at t if a timer fell due while paused.
+    if (grant.action === "restart") this.wake_ns[node] = grant.t_ns;
   }
 
   completed(node: NodeId, end_ns: number, wake_ns: number): void {
@@ -86,6 +156,44 @@ export class Scheduler {
       }
     }
     return best;
+  }
+
+  /** updateActivity with node faults: a fault is an event of its node; a stopped node acts at its next fault only. */
+  private updateActivityFaulted(): number {
+    let best = -1;
+    let best_ns = VIRTUAL_NS_NEVER as number;
+    for (let j = 0; j < this.node_count; j++) {
+      let act: number;
+      if (this.alive[j] === 0) {
+        act = VIRTUAL_NS_NEVER;
+      } else if (this.run_state[j] !== NODE_UP) {
+        act = this.fault_ns[j]!;
+      } else {
+        const own = Math.min(this.wake_ns[j]!, this.inbox_ns[j]!, this.fault_ns[j]!);
+        act = own === VIRTUAL_NS_NEVER ? VIRTUAL_NS_NEVER : Math.max(this.clock_ns[j]!, own);
+      }
+      this.act_ns[j] = act;
+      if (act < best_ns) {
+        best_ns = act;
+        best = j;
+      }
+    }
+    return best;
+  }
+
+  /** safeBound with node faults: a stopped node sends nothing before its restart or resume, whatever reaches it. */
+  private safeBoundFaulted(i: number, act_min: number): number {
+    const n = this.node_count;
+    const row = i * n;
+    let bound = VIRTUAL_NS_NEVER as number;
+    for (let j = 0; j < n; j++) {
+      if (j === i || this.alive[j] === 0) continue;
+      let send_ns = this.act_ns[j]!;
+      if (this.run_state[j] === NODE_UP) send_ns = Math.min(send_ns, Math.max(this.clock_ns[j]!, act_min + this.lookahead_into_min_ns[j]!));
+      const b = send_ns + this.lookahead_ns[row + j]!;
+      if (b < bound) bound = b;
+    }
+    return bound;
   }
 
   /** min over j != i of (earliest_send_j + lookahead(i <- j)), given that nothing acts before act_min. */

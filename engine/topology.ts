@@ -127,7 +127,11 @@ function checkLink(source: string, link: Link): void {
 }
 
 function checkParams(source: string, what: string, p: LinkParams): void {
-  const where = `${source}: ${what}`;
+  checkLinkParams(`${source}: ${what}`, p);
+}
+
+/** Bandwidth, loss, jitter and queue limits in range; `where` starts the message. */
+export function checkLinkParams(where: string, p: LinkParams): void {
   if (p.bandwidth_bps < 0 || !Number.isFinite(p.bandwidth_bps)) {
     throw new InputError(`${where}: bandwidth must be >= 0, got ${p.bandwidth_bps}`);
   }

@@ -6,7 +6,9 @@
 // decimals (the format's unit); displayTimeUnit "ns". A VM's console output is an instant on
 // its node's track (first line as the name, the whole text in args); its management frames
 // are instants on a track of their own per node ("<name> mgmt", tid = nodes + node), since
-// they never travel a simulated link.
+// they never travel a simulated link. A node fault is an instant on its node's track; a
+// network change a global instant (a line across every track); a scenario command's start
+// and exit are instants on its node's track (the command line or exit status in args).
 
 import { RecordKind, type TraceRecord } from "../engine/trace_records.js";
 import { frameSummary } from "./describe.js";
@@ -23,6 +25,8 @@ export interface PerfettoExportStats {
   flows: number;
   console_outputs: number;
   mgmt_frames: number;
+  faults: number;
+  commands: number;
 }
 
 /** Console titles longer than this are cut (the args hold the whole text). */
@@ -31,7 +35,7 @@ const TITLE_CHARS_MAX = 80;
 export function exportPerfetto(trace_path: string, out_path: string): PerfettoExportStats {
   const reader = TraceReader.open(trace_path);
   const out = new JsonEventWriter(out_path);
-  const stats: PerfettoExportStats = { events: 0, slices: 0, flows: 0, console_outputs: 0, mgmt_frames: 0 };
+  const stats: PerfettoExportStats = { events: 0, slices: 0, flows: 0, console_outputs: 0, mgmt_frames: 0, faults: 0, commands: 0 };
   try {
     out.event({ name: "process_name", ph: "M", pid: PID, args: { name: `tapsim ${reader.header.config.topology.source}` } });
     for (const node of reader.header.config.nodes) out.event({ name: "thread_name", ph: "M", pid: PID, tid: node.id, args: { name: node.name } });
@@ -92,6 +96,15 @@ function exportRecord(out: JsonEventWriter, r: TraceRecord, slice_start: Map<num
       stats.mgmt_frames++;
       return;
     }
+    case RecordKind.Fault:
+      if (r[1] >= 0) out.event({ name: `fault: ${r[3]}`, cat: "fault", ph: "i", s: "t", pid: PID, tid: r[1], ts: us(r[2]) });
+      else out.event({ name: `network: ${r[3]}${r[4] ? ` ${r[4]}` : ""}`, cat: "fault", ph: "i", s: "g", pid: PID, tid: 0, ts: us(r[2]), args: { label: r[4] } });
+      stats.faults++;
+      return;
+    case RecordKind.Command:
+      out.event({ name: `command ${r[3]}: ${r[4]}`, cat: "command", ph: "i", s: "t", pid: PID, tid: r[1], ts: us(r[2]), args: { id: r[4], [r[3] === "start" ? "run" : "status"]: r[5] } });
+      stats.commands++;
+      return;
   }
 }
 

@@ -3,7 +3,7 @@
 // check every record the engine produces against the trace, in order. The first record that
 // differs is the divergence.
 
-import type { NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
+import type { NodeBackend, NodeControl, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
 import type { Engine } from "../engine/engine.js";
 import { InputError, SliceResultError } from "../engine/errors.js";
 import { createEngine } from "../engine/run.js";
@@ -86,6 +86,9 @@ export class ReplayBackend implements NodeBackend {
   readonly kind = "replay" as const;
 
   constructor(private readonly cursor: RecordCursor) {}
+
+  /** A fault is a decision of the engine (the header's plan), recorded and checked like the others: nothing to feed back. */
+  control(_c: NodeControl): void {}
 
   runSlice(request: SliceRequest): SliceResult {
     const outputs: SliceOutput[] = [];

@@ -4,7 +4,8 @@
 // simulated frames: management frames never travel on a simulated link.
 // Bytes per link need each frame's size at its delivery, which only its emit record carries:
 // given the node count, the sizes of frames still in flight are kept (a frame leaves the
-// table once every receiver the engine routes it to has a deliver or drop record).
+// table once every receiver the engine routes it to has a deliver or drop record). Fault
+// records are kept whole (there are as many as the run's fault plan holds, not one per frame).
 
 import { ETH_HEADER_BYTES, isGroupMac } from "../engine/net/ethernet.js";
 import { RECORD_KIND_NAMES, RecordKind, recordTimeNs, type TraceRecord } from "../engine/trace_records.js";
@@ -27,6 +28,17 @@ export interface NodeStats {
   mgmt_in_bytes: number;
   mgmt_out_frames: number;
   mgmt_out_bytes: number;
+  /** Scenario commands started and exited in the node (command records). */
+  commands_started: number;
+  commands_exited: number;
+}
+
+/** A fault record: a node fault (node >= 0) or a network change (node -1). */
+export interface FaultSeen {
+  node: number;
+  t_ns: number;
+  action: string;
+  detail: string;
 }
 
 export interface LinkStats {
@@ -76,6 +88,10 @@ export class TraceStats {
   constructor(private readonly node_count: number | null = null) {
     this.in_flight = node_count === null ? null : new Map();
   }
+  /** Every fault record, in trace order. */
+  readonly faults: FaultSeen[] = [];
+  /** Drops by reason over the whole trace (unrouted ones included). */
+  readonly drops_by_reason: Record<string, number> = {};
 
   add(r: TraceRecord): void {
     this.records += 1;
@@ -113,6 +129,7 @@ export class TraceStats {
       }
       case RecordKind.FrameDrop:
         this.frameOutcome(r[3]);
+        this.drops_by_reason[r[5]] = (this.drops_by_reason[r[5]] ?? 0) + 1;
         if (r[1] < 0) {
           this.unrouted_drops += 1;
         } else {
@@ -149,6 +166,15 @@ export class TraceStats {
         n.mgmt_out_frames += 1;
         n.mgmt_out_bytes += r[3].length;
         this.guest_io = true;
+        break;
+      }
+      case RecordKind.Fault:
+        this.faults.push({ node: r[1], t_ns: r[2], action: r[3], detail: r[4] });
+        break;
+      case RecordKind.Command: {
+        const n = this.node(r[1]);
+        if (r[3] === "start") n.commands_started += 1;
+        else n.commands_exited += 1;
         break;
       }
     }
@@ -220,6 +246,8 @@ export class TraceStats {
         mgmt_in_bytes: 0,
         mgmt_out_frames: 0,
         mgmt_out_bytes: 0,
+        commands_started: 0,
+        commands_exited: 0,
       };
       this.node_stats[id] = n;
     }

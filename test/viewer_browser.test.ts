@@ -17,6 +17,7 @@ import { TraceReader } from "../recorder/reader.js";
 import { artifactPath, launchChromium } from "./helpers/browser.js";
 import { REPO_ROOT, tapsim } from "./helpers/cli.js";
 import { MGMT_SYN, MGMT_SYN_ACK, PING_LINE, writeGuestTrace } from "./helpers/guest_trace.js";
+import { FAULT_TRACE_FAULTS, writeFaultTrace } from "./helpers/fault_trace.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "tapsim-viewer-browser-"));
 const TRACE_3X3 = path.join(REPO_ROOT, "traces/bracha_3x3.trace");
@@ -367,6 +368,31 @@ test("100k frames: the page loads and zoom/pan redraws complete (times reported,
 test.after(async () => {
   await browser?.close();
   rmSync(tmp, { recursive: true, force: true });
+});
+
+test("view of a faulted trace: a node fault is marked on its lane, a network change on every lane; hovering shows what happened", async () => {
+  const trace = path.join(tmp, "faults.trace");
+  await writeFaultTrace(trace);
+  const out = path.join(tmp, "faults.html");
+  const gen = tapsim("view", trace, "-o", out);
+  assert.is(gen.code, 0, gen.stderr);
+  const page = await openPage(pathToFileURL(out).href);
+  assert.match((await page.textContent("#summary")) ?? "", /3 faults, 0 command events/);
+  assert.not.ok(await page.isHidden("#legend-faults"), "the legend names the fault marks");
+  const shot = artifactPath("viewer_faults.png");
+  await page.screenshot({ path: shot });
+  console.log(`  viewer screenshot (faults): ${shot}`);
+  for (const f of FAULT_TRACE_FAULTS) {
+    await hook(page, "setWindow", f.t_ns - 1e6, f.t_ns + 1e6);
+    // A network change spans every lane: hover it on the last one.
+    const lane = f.node >= 0 ? f.node : 3;
+    await page.mouse.move(0, 0);
+    await page.mouse.move(await hook<number>(page, "xOfNs", f.t_ns), (await hook<number>(page, "laneTop", 0, lane)) + 3);
+    await page.waitForSelector("#tooltip:not([hidden])");
+    const who = f.node >= 0 ? `n${f.node}` : "network";
+    assert.is(await page.textContent("#tooltip"), `${(f.t_ns / 1e6).toFixed(6)} ms ${who}: ${f.text}`);
+  }
+  await page.close();
 });
 
 test.run();

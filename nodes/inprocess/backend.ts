@@ -1,8 +1,13 @@
 // Runs a protocol state machine written in TypeScript as a node: it reacts to frames and
 // timers at exact virtual times and takes no virtual time itself. Same contract as a VM, so
 // the engine, traces and tools treat both alike, and hundreds of nodes fit in one process.
+// Scheduled faults: poweroff stops the node for good (its timers go, it never runs again);
+// pause freezes it, and timers that fell due meanwhile fire at the resume, in their order.
+// A restart needs the protocol object built afresh: only a backend given a way to make one
+// (`rebuild`) can restart; for the others the engine refuses such a plan up front
+// (control_actions). Workloads share state between their nodes, so runs of them cannot.
 
-import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
+import type { Delivery, NodeBackend, NodeControl, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
 import { EventQueue } from "../../engine/event_queue.js";
 import { Prng } from "../../engine/prng.js";
 import { VIRTUAL_NS_NEVER, type NodeId } from "../../engine/units.js";
@@ -40,6 +45,7 @@ const TIMERS_MAX = 1_000_000;
 
 export class InProcessBackend implements NodeBackend, NodeContext {
   readonly kind = "inprocess" as const;
+  readonly control_actions: readonly NodeControl["action"][];
   readonly prng: Prng;
   now_ns = 0;
   private readonly timers = new EventQueue<TimerEntry>(TIMERS_MAX);
@@ -47,17 +53,23 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   private timer_seq = 0;
   private started = false;
   private exited = false;
+  private powered_off = false;
+  private paused = false;
 
+  /** `rebuild` makes the fresh protocol node a restart boots (absent: the node cannot restart). */
   constructor(
     readonly self: NodeId,
     readonly node_count: number,
-    private readonly protocol: ProtocolNode,
+    private protocol: ProtocolNode,
     seed: number,
+    private readonly rebuild: (() => ProtocolNode) | null = null,
   ) {
     this.prng = new Prng(seed, 2, self);
+    this.control_actions = rebuild === null ? ["poweroff", "pause", "resume"] : ["poweroff", "restart", "pause", "resume"];
   }
 
   runSlice(request: SliceRequest): SliceResult {
+    if (this.powered_off || this.paused) throw new Error(`node ${this.self}: slice while ${this.powered_off ? "powered off" : "paused"}`);
     this.outputs = [];
     if (!this.started) this.startAt(request.start_ns);
     const deliveries = request.deliveries;
@@ -68,7 +80,8 @@ export class InProcessBackend implements NodeBackend, NodeContext {
       const timer_ns = this.timers.peekTime(VIRTUAL_NS_NEVER);
       if (timer_ns <= frame_ns && timer_ns < end_ns) {
         const timer = this.timers.pop()!;
-        this.now_ns = timer.t_ns;
+        // Only after a pause is a timer due before the slice start: it fires at the resume.
+        this.now_ns = Math.max(timer.t_ns, request.start_ns);
         this.protocol.onTimer(this, timer.timer_id);
       } else if (frame_ns < end_ns) {
         const delivery = deliveries[next++]!;
@@ -81,6 +94,30 @@ export class InProcessBackend implements NodeBackend, NodeContext {
     if (this.exited) return { end_ns: this.now_ns, wake_ns: VIRTUAL_NS_NEVER, outputs: this.outputs, deliveries_taken: next };
     this.now_ns = end_ns;
     return { end_ns, wake_ns: this.timers.peekTime(VIRTUAL_NS_NEVER), outputs: this.outputs };
+  }
+
+  control(c: NodeControl): void {
+    if (!(c.t_ns >= this.now_ns)) throw new RangeError(`node ${this.self}: ${c.action} at ${c.t_ns} is before now (${this.now_ns})`);
+    if (c.action === "poweroff") {
+      if (this.powered_off || this.paused) throw new Error(`node ${this.self}: poweroff while ${this.powered_off ? "off" : "paused"}`);
+      this.powered_off = true;
+      this.timers.drain();
+    } else if (c.action === "pause") {
+      if (this.powered_off || this.paused) throw new Error(`node ${this.self}: pause while ${this.powered_off ? "off" : "paused"}`);
+      this.paused = true;
+    } else if (c.action === "resume") {
+      if (!this.paused) throw new Error(`node ${this.self}: resume while not paused`);
+      this.paused = false;
+    } else if (this.rebuild !== null) {
+      // A cold boot: a new protocol node, no timers, started by its next slice (lifecycle boot).
+      if (!this.powered_off) throw new Error(`node ${this.self}: restart while not powered off`);
+      this.powered_off = false;
+      this.protocol = this.rebuild();
+      this.started = false;
+    } else {
+      throw new Error(`node ${this.self}: in-process nodes cannot ${c.action}`);
+    }
+    this.now_ns = c.t_ns;
   }
 
   send(frame: Uint8Array): void {

@@ -12,7 +12,7 @@ import { frameOf, recordKindByName, type Breakpoint, type DebugSession, type Sto
 
 export const COMMANDS = ["step", "next", "continue", "back", "break", "delete", "watch", "info", "frame", "goto", "where", "help", "quit"];
 export const COMPLETIONS: Record<string, string[]> = {
-  break: ["time", "node", "kind", "frame", "output"],
+  break: ["time", "node", "kind", "frame", "output", "fault"],
   info: ["clocks", "queues", "node", "breakpoints"],
   watch: ["node"],
 };
@@ -32,6 +32,7 @@ export const HELP = [
   "break output RE     stop when a node prints a line matching the regular expression RE (the rest of the",
   "                    command, spaces included; /RE/i for flags; a line printed in pieces is joined)",
   "break output node N RE   the same for node N only",
+  "break fault [node N]     stop at scheduled faults and network changes (node N's faults only)",
   "delete [id]         delete breakpoint id (all without one)",
   "watch node N        stop when node N's clock changes",
   "info clocks         every node's clock, wake and earliest inbox time",
@@ -141,13 +142,15 @@ function breakSpec(session: DebugSession, args: string[]) {
     if (k === undefined) throw new InputError(`break kind: unknown kind ${JSON.stringify(rest[0])} (${Object.values(RECORD_KIND_NAMES).join(", ")})`);
     return { kind: "kind" as const, record_kind: k };
   }
+  if (what === "fault" && rest.length === 0) return { kind: "fault" as const };
+  if (what === "fault" && rest.length === 2 && rest[0] === "node") return { kind: "fault" as const, node: nodeArg(rest[1]!) };
   if (what === "frame") {
     const filter = parseFrameFilter(rest);
     if (filter.src !== undefined) session.checkNode(filter.src);
     if (filter.dst !== undefined) session.checkNode(filter.dst);
     return { kind: "frame" as const, filter, text: rest.join(" ") };
   }
-  throw new InputError("break: usage: break time T | node N | kind K | frame key=value... | output [node N] RE");
+  throw new InputError("break: usage: break time T | node N | kind K | frame key=value... | output [node N] RE | fault [node N]");
 }
 
 /** "break output [node N] RE": RE is the rest of the line as typed (it may hold spaces). */
@@ -166,6 +169,7 @@ export function describeBreakpoint(b: Breakpoint, verb: "set" | "hit" | "list"):
     : b.kind === "kind" ? `kind ${RECORD_KIND_NAMES[b.record_kind]}`
     : b.kind === "frame" ? `frame ${b.text}`
     : b.kind === "output" ? `output ${String(b.pattern)}${b.node === undefined ? "" : ` on node ${b.node}`}`
+    : b.kind === "fault" ? `fault${b.node === undefined ? "" : ` on node ${b.node}`}`
     : `node ${b.node} clock`;
   const noun = b.kind === "watch" ? "watch" : "breakpoint";
   return verb === "list" ? `${b.id}  ${noun}  ${what}` : `${noun} ${b.id} (${what}) ${verb}`;
@@ -191,7 +195,8 @@ function info(session: DebugSession, args: string[]): string[] {
 function clockLine(session: DebugSession, i: number): string {
   const n = session.state().nodes[i]!;
   const name = session.header.config.nodes[i]!.name;
-  return `node ${i} ${name}: clock=${t(n.clock_ns)} wake=${t(n.wake_ns)} inbox=${t(n.inbox_ns)}${n.alive ? "" : " exited"}`;
+  const state = n.run_state === "down" ? " powered off" : n.run_state === "paused" ? " paused" : n.alive ? "" : " exited";
+  return `node ${i} ${name}: clock=${t(n.clock_ns)} wake=${t(n.wake_ns)} inbox=${t(n.inbox_ns)}${state}`;
 }
 
 /** Inbox contents and link transmit queues (all nodes, or one node's inbox and outgoing links). */
@@ -209,7 +214,7 @@ function queues(session: DebugSession, only: number | null): string[] {
     if (only !== null && l.from !== only) continue;
     const busy = l.packets > 0 || only !== null;
     if (!busy) continue;
-    lines.push(`link ${l.from}->${l.to}: ${l.packets} frame(s) ${l.bytes}B queued at the sender (clock ${t(state.nodes[l.from]!.clock_ns)}), transmitter free at ${t(l.tx_free_ns)}, last delivery ${t(l.last_delivery_ns)}`);
+    lines.push(`link ${l.from}->${l.to}${l.down ? " (down)" : ""}: ${l.packets} frame(s) ${l.bytes}B queued at the sender (clock ${t(state.nodes[l.from]!.clock_ns)}), transmitter free at ${t(l.tx_free_ns)}, last delivery ${t(l.last_delivery_ns)}`);
   }
   return lines;
 }

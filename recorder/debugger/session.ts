@@ -6,7 +6,7 @@
 // moves its cursor through them. Going back re-executes from the start (replay is exact,
 // so the state at record i is always the same); nothing is reconstructed from the trace.
 
-import type { Engine, LinkView, PendingFrame } from "../../engine/engine.js";
+import type { Engine, LinkView, NodeRunState, PendingFrame } from "../../engine/engine.js";
 import { InputError } from "../../engine/errors.js";
 import { RECORD_KIND_NAMES, RecordKind, recordTimeNs, type TraceHeader, type TraceRecord } from "../../engine/trace_records.js";
 import { VIRTUAL_NS_NEVER, type NodeId } from "../../engine/units.js";
@@ -21,6 +21,8 @@ export interface NodeState {
   /** Earliest frame due into the node (VIRTUAL_NS_NEVER: none). */
   inbox_ns: number;
   alive: boolean;
+  /** up, down (powered off), paused (scheduled faults), or exited. */
+  run_state: NodeRunState;
 }
 
 /** The engine's state after a record took effect (before the next record was written). */
@@ -55,6 +57,8 @@ export type BreakpointSpec =
   | { kind: "frame"; filter: FrameFilter; text: string }
   /** A node (any when node is undefined) prints a line matching pattern. */
   | { kind: "output"; pattern: RegExp; node?: number }
+  /** A fault record: a node fault of `node`, or any fault and network change when node is undefined. */
+  | { kind: "fault"; node?: number }
   | { kind: "watch"; node: number };
 export type Breakpoint = BreakpointSpec & { id: number };
 
@@ -166,7 +170,7 @@ export class DebugSession {
 
   addBreakpoint(spec: BreakpointSpec): Breakpoint {
     if (spec.kind === "node" || spec.kind === "watch") this.checkNode(spec.node);
-    if (spec.kind === "output" && spec.node !== undefined) this.checkNode(spec.node);
+    if ((spec.kind === "output" || spec.kind === "fault") && spec.node !== undefined) this.checkNode(spec.node);
     const b = { ...spec, id: this.next_breakpoint_id++ } as Breakpoint;
     this.breakpoints.push(b);
     return b;
@@ -235,6 +239,8 @@ export class DebugSession {
       }
       case "output":
         return this.output_seen !== null && (b.node === undefined || r[1] === b.node) && outputMatches(b.pattern, this.output_seen);
+      case "fault":
+        return r[0] === RecordKind.Fault && (b.node === undefined || r[1] === b.node);
       case "watch": {
         const was = (before?.state ?? e.state).nodes[b.node]!.clock_ns;
         return before !== null && e.state.nodes[b.node]!.clock_ns !== was;
@@ -340,7 +346,7 @@ function snapshot(engine: Engine): EngineState {
   const nodes: NodeState[] = [];
   const inbox: PendingFrame[][] = [];
   for (let i = 0; i < s.node_count; i++) {
-    nodes.push({ clock_ns: s.clock_ns[i]!, wake_ns: s.wake_ns[i]!, inbox_ns: s.inbox_ns[i]!, alive: s.alive[i] === 1 });
+    nodes.push({ clock_ns: s.clock_ns[i]!, wake_ns: s.wake_ns[i]!, inbox_ns: s.inbox_ns[i]!, alive: s.alive[i] === 1, run_state: engine.nodeRunState(i as NodeId) });
     inbox.push(engine.pendingFrames(i as NodeId));
   }
   return { nodes, inbox, links: engine.linkViews() };
@@ -355,9 +361,10 @@ export function frameOf(r: TraceRecord): number | null {
   return r[0] === RecordKind.FrameEmit || r[0] === RecordKind.FrameDeliver || r[0] === RecordKind.FrameDrop ? r[3] : null;
 }
 
-/** A record about `node`: its slices and outputs, frames to or from it, the run's end. */
+/** A record about `node`: its slices and outputs, frames to or from it, network changes, the run's end. */
 export function involves(r: TraceRecord, node: number): boolean {
   if (r[0] === RecordKind.RunEnd) return true;
+  if (r[0] === RecordKind.Fault && r[1] < 0) return true;
   if (r[0] === RecordKind.FrameDeliver || r[0] === RecordKind.FrameDrop) return r[1] === node || r[4] === node;
   return r[1] === node;
 }

@@ -13,6 +13,8 @@ import {
   ARROW_INFLIGHT,
   FRAME_NONE,
   LANE_NONE,
+  MARK_COMMAND,
+  MARK_FAULT,
   MARK_LIFECYCLE,
   MARK_TEXT,
   MGMT_IN,
@@ -176,6 +178,12 @@ function addRecord(p: Pass, r: TraceRecord, ordinal: number): void {
     case RecordKind.Mark:
       addMark(p, r[1], r[2], MARK_TEXT, r[3]);
       return;
+    case RecordKind.Fault:
+      addMark(p, r[1], r[2], MARK_FAULT, r[1] < 0 ? `network ${r[3]}${r[4] ? `: ${r[4]}` : ""}` : `fault: ${r[3]}`);
+      return;
+    case RecordKind.Command:
+      addMark(p, r[1], r[2], MARK_COMMAND, r[3] === "start" ? `command ${r[4]} started: ${r[5]}` : `command ${r[4]} exited: ${r[5]}`);
+      return;
     case RecordKind.RunEnd:
       p.t_end_ns = Math.max(p.t_end_ns, r[1]);
       return;
@@ -330,6 +338,12 @@ function makeMeta(reader: TraceReader, label: string, p: Pass, a: TraceArrays, r
   let inflight = 0;
   let mgmt_in = 0;
   for (const dir of a.mgmt_dir) if (dir === MGMT_IN) mgmt_in += 1;
+  let faults = 0;
+  let commands = 0;
+  for (const kind of a.mark_kind) {
+    if (kind === MARK_FAULT) faults += 1;
+    if (kind === MARK_COMMAND) commands += 1;
+  }
   for (const kind of a.arrow_kind) {
     if (kind === ARROW_DROP) drops += 1;
     if (kind === ARROW_INFLIGHT) inflight += 1;
@@ -350,10 +364,12 @@ function makeMeta(reader: TraceReader, label: string, p: Pass, a: TraceArrays, r
       drops,
       inflight,
       slices: a.slice_node.length,
-      marks: a.mark_node.length,
+      marks: a.mark_node.length - faults - commands,
       outputs: a.out_node.length,
       mgmt_in,
       mgmt_out: a.mgmt_dir.length - mgmt_in,
+      faults,
+      commands,
     },
     drop_reasons: [...DROP_REASONS],
     mark_texts: [...p.texts.keys()],

@@ -19,6 +19,10 @@ export const ARROW_INFLIGHT = 2;
 /** mark_kind values. */
 export const MARK_TEXT = 0;
 export const MARK_LIFECYCLE = 1;
+/** A scheduled fault: on its node's lane, or (node -1) a network change across every lane. */
+export const MARK_FAULT = 2;
+/** A scenario command's start or exit. */
+export const MARK_COMMAND = 3;
 
 /** mgmt_dir values: a management frame from the host into the guest, or from the guest out. */
 export const MGMT_IN = 0;
@@ -136,6 +140,9 @@ export interface TraceCounts {
   outputs: number;
   mgmt_in: number;
   mgmt_out: number;
+  /** fault records (node faults and network changes) and command records. */
+  faults: number;
+  commands: number;
 }
 
 export interface TraceMeta {

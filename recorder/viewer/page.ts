@@ -68,7 +68,7 @@ export function renderPage(data: PageData): string {
   <span class="group"><b>Protocols</b> <span id="proto-filters"></span></span>
   <span class="group"><button id="zoom-in" title="zoom in (+, wheel)">+</button><button id="zoom-out" title="zoom out (-, wheel)">&minus;</button><button id="zoom-fit" title="whole trace (0, Home)">Fit</button>
   <span class="hint">drag or ←/→ to pan</span></span>
-  <span class="legend"><i class="sw deliver"></i>delivered <i class="sw drop"></i>✕ dropped <i class="sw inflight"></i>in flight at the end <i class="tick mark"></i>mark <i class="tick life"></i>lifecycle <i class="sw slice"></i>slice<span id="legend-guest" hidden> <i class="strip log"></i>console <i class="tri in"></i>mgmt in <i class="tri out"></i>mgmt out</span></span>
+  <span class="legend"><i class="sw deliver"></i>delivered <i class="sw drop"></i>✕ dropped <i class="sw inflight"></i>in flight at the end <i class="tick mark"></i>mark <i class="tick life"></i>lifecycle <i class="sw slice"></i>slice<span id="legend-guest" hidden> <i class="strip log"></i>console <i class="tri in"></i>mgmt in <i class="tri out"></i>mgmt out</span><span id="legend-faults" hidden> <i class="tick fault"></i>fault <i class="sw net"></i>network change <i class="tick cmd"></i>command</span></span>
 </div>
 <div id="diff-info" hidden></div>
 <div id="main">
@@ -136,6 +136,9 @@ pre.console { font-size: 12px; background: #fefce8; padding: 4px; white-space: p
 .legend .sw.slice { height: 10px; border: 0; background: rgba(59,130,246,0.25); }
 .legend .tick { width: 2px; height: 10px; background: #9333ea; }
 .legend .tick.life { background: #16a34a; }
+.legend .tick.fault { width: 3px; background: #b91c1c; }
+.legend .tick.cmd { background: #ea580c; }
+.legend .sw.net { border-top: 2px dashed #b91c1c; }
 .legend .strip.log { width: 18px; height: 10px; background: #fef08a; }
 .legend .tri { width: 0; height: 0; border-left: 5px solid transparent; border-right: 5px solid transparent; }
 .legend .tri.in { border-top: 8px solid #ea580c; }

@@ -3,7 +3,7 @@
 // publishes window.__tapsimView for tests and the curious (layout, window, counts, redraw time).
 
 import { decodeFrame, hexDump } from "../../frame_decode.js";
-import { ARROW_DROP, ARROW_INFLIGHT, FRAME_NONE, LANE_NONE, MGMT_IN, PROTOCOLS, frameBytes, mgmtBytes, unpackTrace, type PageData, type TraceView } from "../packed.js";
+import { ARROW_DROP, ARROW_INFLIGHT, FRAME_NONE, LANE_NONE, MARK_FAULT, MGMT_IN, PROTOCOLS, frameBytes, mgmtBytes, unpackTrace, type PageData, type TraceView } from "../packed.js";
 import { drawGuest, exactText, hitMgmt, hitOutput, mgmtCentre, tooltipText, type LogLabel } from "./guest_lanes.js";
 import { PROTO_COLORS, arrowEnds, arrowPasses, arrowRange, computeLayout, draw, hitArrow, hitMark, laneY, tOf, xOf, type DrawStats, type Layout, type Picked, type ViewState } from "./render.js";
 import { formatNs } from "./timefmt.js";
@@ -64,6 +64,7 @@ function boot(): void {
   byId("title").textContent = data.title;
   byId("summary").textContent = views.map(summaryText).join("  |  ");
   byId("legend-guest").hidden = !views.some((v) => v.meta.counts.outputs + v.meta.counts.mgmt_in + v.meta.counts.mgmt_out > 0);
+  byId("legend-faults").hidden = !views.some((v) => v.meta.counts.faults + v.meta.counts.commands > 0);
   buildFilters(app);
   if (data.diff) showDiff(app);
   wireInput(app);
@@ -82,7 +83,8 @@ function summaryText(v: TraceView): string {
   const label = v.meta.label ? `${v.meta.label}: ` : "";
   const inflight = c.inflight ? `, ${c.inflight} in flight at the end` : "";
   const guest = c.outputs + c.mgmt_in + c.mgmt_out > 0 ? `, ${c.outputs} console outputs, ${c.mgmt_in + c.mgmt_out} management frames (${c.mgmt_in} in, ${c.mgmt_out} out)` : "";
-  return `${label}${v.meta.nodes.length} nodes, ${c.frames_emitted} frames (${c.deliveries} delivered, ${c.drops} dropped${inflight}), ${c.slices} slices, ${c.marks} marks${guest}, ${formatNs(v.meta.t_end_ns)}${v.meta.complete ? "" : " (trace incomplete)"}`;
+  const faults = c.faults + c.commands > 0 ? `, ${c.faults} faults, ${c.commands} command events` : "";
+  return `${label}${v.meta.nodes.length} nodes, ${c.frames_emitted} frames (${c.deliveries} delivered, ${c.drops} dropped${inflight}), ${c.slices} slices, ${c.marks} marks${guest}${faults}, ${formatNs(v.meta.t_end_ns)}${v.meta.complete ? "" : " (trace incomplete)"}`;
 }
 
 function buildFilters(app: App): void {
@@ -308,7 +310,8 @@ function hoverText(app: App, x: number, y: number): string | null {
   if (m) {
     const v = views[m.g]!;
     const node = v.arrays.mark_node[m.i]!;
-    return `${formatNs(v.arrays.mark_t_ns[m.i]!)} ${node < 0 ? "run" : v.meta.nodes[node]}: ${v.meta.mark_texts[v.arrays.mark_text[m.i]!]}`;
+    const who = node >= 0 ? v.meta.nodes[node] : v.arrays.mark_kind[m.i] === MARK_FAULT ? "network" : "run";
+    return `${formatNs(v.arrays.mark_t_ns[m.i]!)} ${who}: ${v.meta.mark_texts[v.arrays.mark_text[m.i]!]}`;
   }
   const out = hitOutput(views, L, st, x, y);
   if (out) {

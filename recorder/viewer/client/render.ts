@@ -7,7 +7,7 @@
 // ~10k line segments. A trace with console output or management frames (a VM run's) gives
 // each node's lane a console strip and a mgmt strip below it, drawn by guest_lanes.ts.
 
-import { ARROW_DELIVER, ARROW_DROP, FRAME_NONE, LANE_NONE, MARK_LIFECYCLE, PROTOCOLS, lowerBound, type DiffInfo, type TraceView } from "../packed.js";
+import { ARROW_DELIVER, ARROW_DROP, FRAME_NONE, LANE_NONE, MARK_COMMAND, MARK_FAULT, MARK_LIFECYCLE, PROTOCOLS, lowerBound, type DiffInfo, type TraceView } from "../packed.js";
 import { formatTick, niceStepNs } from "./timefmt.js";
 
 export interface Lane {
@@ -344,7 +344,11 @@ function strokePaths(ctx: CanvasRenderingContext2D, p: ArrowPaths, alpha: number
   ctx.lineWidth = 1;
 }
 
-/** Marks as ticks at the top of their lane (lifecycle events green), one per pixel and lane. */
+/**
+ * Marks as ticks at the top of their lane (lifecycle events green, command starts and exits
+ * orange), one per pixel and lane; a node fault as a red bar over its whole lane, a network
+ * change as a dashed red line across every lane of its trace.
+ */
 function drawMarks(ctx: CanvasRenderingContext2D, v: TraceView, g: number, L: Layout, st: ViewState): void {
   const a = v.arrays;
   const n = v.meta.nodes.length;
@@ -353,17 +357,30 @@ function drawMarks(ctx: CanvasRenderingContext2D, v: TraceView, g: number, L: La
   const last_x = new Int32Array(n + 1).fill(-1);
   const ticks = new Path2D();
   const life = new Path2D();
+  const commands = new Path2D();
+  const faults = new Path2D();
+  const network = new Path2D();
   const first = L.group_first_lane[g]!;
   for (let i = lo; i < hi; i++) {
     const node = a.mark_node[i]!;
     if (node >= 0 && st.node_on[node] !== 1) continue;
     const x = Math.round(xOf(L, st, a.mark_t_ns[i]!)) + 0.5;
+    if (a.mark_kind[i] === MARK_FAULT) {
+      // Rare and important: never merged with a neighbour in the same pixel.
+      const top = node >= 0 ? L.lanes[first + node]! : L.lanes[first]!;
+      const bottom = node >= 0 ? top : L.lanes[first + n - 1]!;
+      const path = node >= 0 ? faults : network;
+      path.moveTo(x, node >= 0 ? top.top_px : L.axis_h_px - 8);
+      path.lineTo(x, bottom.top_px + bottom.h_px);
+      continue;
+    }
     if (last_x[node + 1] === x - 0.5) continue;
     last_x[node + 1] = x - 0.5;
     const lane = node >= 0 ? L.lanes[first + node]! : null;
     const y0 = lane ? lane.top_px : L.axis_h_px - 8;
     const h = lane ? Math.min(8, lane.h_px / 3) : 8;
-    const path = a.mark_kind[i] === MARK_LIFECYCLE ? life : ticks;
+    const kind = a.mark_kind[i];
+    const path = kind === MARK_LIFECYCLE ? life : kind === MARK_COMMAND ? commands : ticks;
     path.moveTo(x, y0);
     path.lineTo(x, y0 + h);
   }
@@ -372,8 +389,20 @@ function drawMarks(ctx: CanvasRenderingContext2D, v: TraceView, g: number, L: La
   ctx.stroke(ticks);
   ctx.strokeStyle = "#16a34a";
   ctx.stroke(life);
+  ctx.strokeStyle = FAULT_COMMAND_COLOR;
+  ctx.stroke(commands);
+  ctx.lineWidth = 3;
+  ctx.strokeStyle = FAULT_COLOR;
+  ctx.stroke(faults);
+  ctx.lineWidth = 2;
+  ctx.setLineDash([6, 4]);
+  ctx.stroke(network);
+  ctx.setLineDash([]);
   ctx.lineWidth = 1;
 }
+
+const FAULT_COLOR = "#b91c1c";
+const FAULT_COMMAND_COLOR = "#ea580c";
 
 export function arrowEnds(v: TraceView, g: number, k: number, L: Layout, st: ViewState): { x0: number; y0: number; x1: number; y1: number } {
   const a = v.arrays;
@@ -466,7 +495,7 @@ function segmentDistance(px: number, py: number, x0: number, y0: number, x1: num
   return Math.hypot(px - (x0 + u * dx), py - (y0 + u * dy));
 }
 
-/** The mark under (x, y): on the lane under the pointer (or the axis, for run marks), within a few pixels. */
+/** The mark under (x, y): on the lane under the pointer (or the axis, for run marks), within a few pixels; a network change on any lane. */
 export function hitMark(views: TraceView[], L: Layout, st: ViewState, x: number, y: number): { g: number; i: number } | null {
   const lane = L.lanes.find((l) => y >= l.top_px && y < l.top_px + l.h_px);
   const on_axis = y < L.axis_h_px;
@@ -478,7 +507,9 @@ export function hitMark(views: TraceView[], L: Layout, st: ViewState, x: number,
     const a = views[g]!.arrays;
     const want = lane ? lane.node : -1;
     const hi = lowerBound(a.mark_t_ns, t + tol_ns);
-    for (let i = lowerBound(a.mark_t_ns, t - tol_ns); i < hi; i++) if (a.mark_node[i] === want) return { g, i };
+    for (let i = lowerBound(a.mark_t_ns, t - tol_ns); i < hi; i++) {
+      if (a.mark_node[i] === want || (a.mark_node[i]! < 0 && a.mark_kind[i] === MARK_FAULT)) return { g, i };
+    }
   }
   return null;
 }
