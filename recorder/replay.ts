@@ -259,10 +259,10 @@ async function replayLoop(driver: ReplayDriver, outcome: (divergence: Divergence
   }
 }
 
-/** A run stopped from outside (Ctrl+C, a failure) ends where its trace says it ended. */
+/** A run stopped from outside (Ctrl+C, a failure, a scenario's until condition) ends where its trace says it ended. */
 async function stepUnlessRunEndsHere(engine: Engine, cursor: RecordCursor): Promise<boolean> {
   const next = cursor.peek();
-  if (next !== undefined && next[0] === RecordKind.RunEnd && (next[2] === "interrupted" || next[2] === "error")) {
+  if (next !== undefined && next[0] === RecordKind.RunEnd && (next[2] === "interrupted" || next[2] === "error" || next[2] === "condition")) {
     engine.finish(next[2], next[3]); // why it stopped is an input like the stop itself
     return false;
   }

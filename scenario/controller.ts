@@ -51,7 +51,7 @@ export class ScenarioController {
   readonly collected: CollectedFile[] = [];
   phase: Phase = "running";
   /** Why the run is ending (set once the until condition is met). */
-  end_reason: RunEndReason | null = null;
+  end_detail: string | null = null;
   private readonly commands: CommandState[];
   private readonly by_id = new Map<string, CommandState>();
   private readonly ready: boolean[];
@@ -87,9 +87,12 @@ export class ScenarioController {
     };
   }
 
-  /** The until duration was reached (the engine's clock): end, collecting first. */
+  /**
+   * The until duration was reached (only the controller sees it when files are still to be
+   * collected: the engine then runs without a duration). Ends like any until condition.
+   */
   durationReached(): void {
-    this.conditionMet("duration", "until duration reached");
+    this.conditionMet("until duration reached");
   }
 
   private async runSlice(node: number, inner: AgentNode, request: SliceRequest): Promise<SliceResult> {
@@ -184,22 +187,23 @@ export class ScenarioController {
       if (AGENT_READY_RE.test(line)) this.ready[node] = true;
       if (this.phase !== "running") continue;
       const hit = this.patterns.find((p) => p.node === node && p.re.test(line));
-      if (hit) this.conditionMet("condition", `node ${node} printed a line matching /${hit.text}/ at t=${t_ns}`);
+      if (hit) this.conditionMet(`node ${node} printed a line matching /${hit.text}/ at t=${t_ns}`);
     }
   }
 
   private checkAllExited(): void {
     if (this.phase !== "running" || !this.run.until.all_exited) return;
     // A command whose node is powered off and never got it counts as over (it may never run).
-    if (this.commands.every((s) => s.exited || (s.sent_ns === null && this.down[s.spec.node]))) this.conditionMet("condition", "all commands exited");
+    if (this.commands.every((s) => s.exited || (s.sent_ns === null && this.down[s.spec.node]))) this.conditionMet("all commands exited");
   }
 
-  private conditionMet(reason: RunEndReason, detail: string): void {
+  /** The run ends as "condition" (replay then ends where the trace says, like an interrupted run). */
+  private conditionMet(detail: string): void {
     if (this.phase !== "running") return;
-    this.end_reason = reason;
+    this.end_detail = detail;
     if (this.run.collect.length === 0) {
       this.phase = "done";
-      this.events.stop(reason, detail);
+      this.events.stop("condition", detail);
       return;
     }
     this.phase = "collecting";
@@ -228,6 +232,6 @@ export class ScenarioController {
   private finishCollecting(): void {
     if (this.phase !== "collecting" || this.collect_waiting > 0) return;
     this.phase = "done";
-    this.events.stop(this.end_reason ?? "condition", `collected ${this.collected.length} file(s)`);
+    this.events.stop("condition", `${this.end_detail}; collected ${this.collected.length} file(s)`);
   }
 }
