@@ -12,8 +12,10 @@
 //   (its dials done, the others' handshakes completed); data that arrives before then waits.
 // - Nagle (no TCP_NODELAY): per direction, a message written while an earlier segment is
 //   unacknowledged waits; when the ACK comes, everything waiting leaves as one segment. The
-//   receiver acknowledges every segment at once (in the guests the ACK rides on the reply or
-//   goes alone in quick-ack mode; delayed ACKs are not modelled).
+//   receiver acknowledges every segment at once. Linux does so at a connection's start and
+//   when a reply carries the ACK, but otherwise it may wait for its 40 ms delayed-ACK timer
+//   (its quick-ack and ping-pong heuristics decide): not modelled. That is most of what the
+//   model misses at 9 nodes (docs/bracha.md).
 // Not modelled: retransmission (links here are lossless unless a fault says otherwise: a
 // lost frame stalls its link for good), windows, the guests' CPU time.
 
@@ -112,7 +114,7 @@ export class TcpMesh {
     else if (kind === Ctl.Syn) this.control(ctx, from, this.listening ? Ctl.SynAck : Ctl.Reset);
     else if (kind === Ctl.SynAck) this.onSynAck(ctx, from);
     else if (kind === Ctl.HandshakeAck) this.linkUp(ctx, from);
-    else if (kind === Ctl.Reset) ctx.setTimer(ctx.now_ns + TCP_DIAL_RETRY_NS, TIMER_DIAL_RETRY);
+    else if (kind === Ctl.Reset) this.onReset(ctx, from);
     else return false;
     return true;
   }
@@ -166,6 +168,11 @@ export class TcpMesh {
     this.dial(ctx);
   }
 
+  private onReset(ctx: NodeContext, from: number): void {
+    ctx.mark(`bracha tcp dial refused by ${from}: retry in 500 ms`);
+    ctx.setTimer(ctx.now_ns + TCP_DIAL_RETRY_NS, TIMER_DIAL_RETRY);
+  }
+
   private linkUp(ctx: NodeContext, peer: number): void {
     if (this.link_up[peer] === 1) return;
     this.link_up[peer] = 1;
@@ -176,6 +183,7 @@ export class TcpMesh {
   private checkReady(ctx: NodeContext): void {
     if (this.is_ready || !this.dialing_done || this.links_up < this.n - 1) return;
     this.is_ready = true;
+    ctx.mark(`bracha tcp connected to ${this.n - 1} peers`);
     this.host.ready(ctx);
     const backlog = this.backlog;
     this.backlog = [];
