@@ -14,7 +14,8 @@ import type { FaultPlan, ScenarioCommand, ScenarioMetric, ScenarioRunConfig, Wor
 import { Ctx, describe, parseYamlRoot, readFields, scalarText, valueOrKey, type Field, type YamlNode } from "../engine/yaml_fields.js";
 import { compileFaults } from "./compile_faults.js";
 import { NodeNames } from "./node_names.js";
-import { readBool, readDuration, readId, readInt, readIntList, readMemoryMib, readPositiveDuration, readStringList, readTime, seqItems } from "./values.js";
+import { BRACHA_RULES, BRACHA_TRANSPORTS } from "../nodes/inprocess/bracha.js";
+import { readBool, readChoice, readDuration, readId, readInt, readIntList, readMemoryMib, readPositiveDuration, readStringList, readTime, seqItems } from "./values.js";
 
 export const TOP_FIELDS = ["name", "topology", "nodes", "seed", "slice_max", "workload", "vm", "commands", "until", "collect", "faults", "metrics"] as const;
 const NODE_FIELDS = ["name", "add", "memory", "packages"] as const;
@@ -24,7 +25,7 @@ const UNTIL_FIELDS = ["duration", "all_exited", "output"] as const;
 const OUTPUT_FIELDS = ["node", "pattern"] as const;
 const COLLECT_FIELDS = ["node", "nodes", "path"] as const;
 const METRIC_FIELDS = ["name", "node", "nodes", "pattern", "unit"] as const;
-const WORKLOAD_FIELDS = ["kind", "messages", "payload_bytes", "start_spread", "silent", "broadcasters"] as const;
+const WORKLOAD_FIELDS = ["kind", "messages", "payload_bytes", "start_spread", "silent", "broadcasters", "transport", "rules", "startup"] as const;
 /** A command rides in one agent datagram (qmp/agent.ts); longer scripts go in a file (`add:`). */
 export const COMMAND_BYTES_MAX = 1200;
 const COMMANDS_MAX = 4096;
@@ -158,6 +159,9 @@ function readWorkload(ctx: Ctx, f: Field): WorkloadConfig {
   if (w.has("start_spread")) out["start_spread_ns"] = readDuration(ctx, w.get("start_spread")!, "workload.start_spread");
   if (w.has("broadcasters")) out["broadcasters"] = readInt(ctx, w.get("broadcasters")!, "workload.broadcasters", 1, 4096);
   if (w.has("silent")) out["silent_nodes"] = readIntList(ctx, w.get("silent")!, "workload.silent");
+  if (w.has("transport")) out["transport"] = readChoice(ctx, w.get("transport")!, "workload.transport", BRACHA_TRANSPORTS);
+  if (w.has("rules")) out["rules"] = readChoice(ctx, w.get("rules")!, "workload.rules", BRACHA_RULES);
+  if (w.has("startup")) out["startup_ns"] = readDuration(ctx, w.get("startup")!, "workload.startup");
   return out;
 }
 
