@@ -85,7 +85,7 @@ async function startSweep(file: string, flags: StartFlags): Promise<number> {
   if (on === "slurm") requireSbatch();
   const dir = makeRunDir(flags.dir, plan.name, "--dir");
   const plan_file = writeSweepDir(dir, plan, on);
-  console.error(`tapsim sweep: ${plan.points.length} points of ${plan.scenario_source} -> ${dir}`);
+  console.error(`tapsim sweep: ${plan.points.length} point${plan.points.length === 1 ? "" : "s"} of ${plan.scenario_source} -> ${dir}`);
   return await runPoints(dir, plan_file, plan_file.points, flags);
 }
 

@@ -69,7 +69,8 @@ export function parseSweep(text: string, source: string, defaults: ScenarioDefau
   const fields = readFields(ctx, root, SWEEP_FIELDS, "top level");
   const scenario_field = fields.get("scenario");
   if (scenario_field === undefined) ctx.fail(root, "top level: missing field \"scenario\" (the scenario file to sweep, relative to this file)");
-  const scenario_source = path.join(ctx.baseDir, scalarText(ctx, scenario_field!, "top level", "a scenario file path"));
+  const scenario_text_path = scalarText(ctx, scenario_field!, "top level", "a scenario file path");
+  const scenario_source = path.isAbsolute(scenario_text_path) ? scenario_text_path : path.join(ctx.baseDir, scenario_text_path);
   if (!fields.has("grid") && !fields.has("points")) ctx.fail(root, "top level: give grid: (path -> list of values) and/or points: (a list of path -> value)");
   const grid = fields.has("grid") ? readGrid(ctx, fields.get("grid")!) : [];
   const listed = fields.has("points") ? readPoints(ctx, fields.get("points")!) : [[]];
