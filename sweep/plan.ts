@@ -75,7 +75,7 @@ export function parseSweep(text: string, source: string, defaults: ScenarioDefau
   const grid = fields.has("grid") ? readGrid(ctx, fields.get("grid")!) : [];
   const listed = fields.has("points") ? readPoints(ctx, fields.get("points")!) : [[]];
   const combos = combinations(ctx, root, listed, grid);
-  const params = paramsOf(combos);
+  const params = paramsOf([...listed, ...grid]);
   const scenario_text = readScenarioText(ctx, scenario_field!, scenario_source);
   const base = parseScenario(scenario_text, scenario_source, defaults); // its own errors, located in it
   if (base.vm?.ssh === true) ctx.fail(valueOrKey(scenario_field!), "scenario: vm.ssh: true; a sweep's points run closed-world (vm.ssh: false), side by side");
@@ -176,10 +176,10 @@ function combinations(ctx: Ctx, root: YamlNode, listed: Setting[][], axes: Setti
   return out;
 }
 
-/** The paths any point sets, in first-seen order: the merged table's parameter columns. */
-function paramsOf(combos: Setting[][]): SweepParam[] {
+/** The paths any point sets, listed points' first, then the grid's: the merged table's parameter columns. */
+function paramsOf(groups: Setting[][]): SweepParam[] {
   const params = new Map<string, SweepParam>();
-  for (const settings of combos) for (const s of settings) if (!params.has(s.param.path)) params.set(s.param.path, s.param);
+  for (const settings of groups) for (const s of settings) if (!params.has(s.param.path)) params.set(s.param.path, s.param);
   return [...params.values()];
 }
 
