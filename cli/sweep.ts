@@ -36,7 +36,8 @@ export function registerSweep(program: Command, setExit: (code: number) => void)
     .command("sweep")
     .description("run a scenario at every point of a grid, locally (--jobs N) or as a Slurm job array (--on slurm), and merge the results");
   sweep
-    .command("start", { isDefault: true, hidden: true })
+    .command("start", { isDefault: true })
+    .description("run a sweep file's points (the default: tapsim sweep SWEEP.yaml [options]); tapsim sweep start --help for the options")
     .argument("<sweep>", "sweep file (.yaml): scenario: FILE, grid: {path: [values]} and/or points: [{path: value}] (scenarios/README.md)")
     .option("--on <where>", "local (points as processes here) or slurm (one sbatch --array job)", "local")
     .option("-j, --jobs <n>", "local: points at once (bounded by cores and free memory; default 1); slurm: tasks at once (%N; default: as Slurm decides)", integerOption("--jobs", 1, 4096))
@@ -59,7 +60,7 @@ export function registerSweep(program: Command, setExit: (code: number) => void)
     .action(async (dir: string, flags: { json: boolean }) => setExit(await collect(dir, flags.json)));
   sweep
     .command("resubmit")
-    .description("run the failed points again (or those listed), the way the sweep ran: locally or as a new Slurm array")
+    .description("run the failed points again (locally also those never started), or those listed, the way the sweep ran: locally or as a new Slurm array")
     .argument("<dir>", "sweep directory")
     .option("--points <list>", "comma-separated point numbers (default: every failed one)", integerListOption("--points"))
     .option("-j, --jobs <n>", "as for a sweep", integerOption("--jobs", 1, 4096))
@@ -95,7 +96,9 @@ async function resubmit(dir: string, flags: Omit<StartFlags, "on" | "dir"> & { p
   if (flags.points !== undefined) {
     points = flags.points.map((k) => plan.points.find((p) => p.index === k) ?? fail(`--points: no point ${k} (the sweep has 0..${plan.points.length - 1})`));
   } else {
-    points = plan.points.filter((p) => readPointStatus(dir, p)?.state === "failed");
+    // Locally, a point without a status never ran (the sweep was interrupted); on Slurm it may still be queued.
+    const again = (s: PointStatus | null) => s?.state === "failed" || (s === null && plan.on === "local");
+    points = plan.points.filter((p) => again(readPointStatus(dir, p)));
     if (points.length === 0) throw new InputError(`${dir}: no failed points (name others with --points)`);
   }
   if (plan.on === "slurm") requireSbatch();
@@ -119,7 +122,7 @@ async function runPoints(dir: string, plan: PlanFile, points: PlanPoint[], flags
   process.stdout.write(formatMergedTable(merged));
   console.log(`results: ${path.join(dir, MERGED_CSV)} (tapsim sweep collect ${dir})`);
   if (interrupted) {
-    console.error(`tapsim: sweep interrupted; finished points kept in ${dir} (tapsim sweep resubmit ${dir} --points ... runs others)`);
+    console.error(`tapsim: sweep interrupted; finished points kept in ${dir} (tapsim sweep resubmit ${dir} runs the others)`);
     return 130;
   }
   return merged.counts.failed > 0 || merged.counts.pending > 0 ? 1 : 0;
