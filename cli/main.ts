@@ -17,6 +17,7 @@ import { registerRerun } from "./rerun.js";
 import { registerResults } from "./results.js";
 import { registerRun } from "./run.js";
 import { registerSsh } from "./ssh.js";
+import { registerSweep } from "./sweep.js";
 import { TAPSIM_VERSION } from "./version.js";
 import { registerView } from "./view.js";
 
@@ -37,6 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     exit_code = code;
   };
   registerRun(program, setExit);
+  registerSweep(program, setExit);
   registerInfo(program, setExit);
   registerReplay(program, setExit);
   registerRerun(program, setExit);

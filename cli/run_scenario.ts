@@ -40,6 +40,21 @@ export async function runScenarioCommand(file: string, flags: ScenarioRunFlags):
   const scenario = loadScenarioFile(file, { memory_mib: MEMORY_MIB_DEFAULT, rtc_base: RTC_BASE_DEFAULT });
   const run_dir = makeRunDir(flags.out, scenario.name);
   copyFileSync(scenario.source, path.join(run_dir, "scenario.yaml"));
+  return (await runScenario(scenario, run_dir, flags)).code;
+}
+
+/** How a scenario run went: its exit code, and why it failed in one line (null: it did not). */
+export interface ScenarioRunEnd {
+  code: number;
+  failure: string | null;
+  results: RunResults;
+}
+
+/**
+ * Runs a parsed scenario into `run_dir` (which exists; scenario.yaml is the caller's to
+ * write) and prints its results. A sweep's points run through here too (cli/sweep.ts).
+ */
+export async function runScenario(scenario: Scenario, run_dir: string, flags: ScenarioRunFlags): Promise<ScenarioRunEnd> {
   const trace_path = path.join(run_dir, TRACE_FILE);
   log(flags, `tapsim run: scenario ${scenario.source} -> ${run_dir}`);
   const { outcome, collected } = scenario.workload !== null ? await runInProcess(scenario, flags, trace_path) : await runVms(scenario, flags, trace_path);
@@ -49,24 +64,26 @@ export async function runScenarioCommand(file: string, flags: ScenarioRunFlags):
   print(flags, outcome.summary, results, run_dir);
   for (const failure of outcome.failures) console.error(`tapsim: ${failure}; run stopped at t=${formatVirtualNs(outcome.summary.end_ns)}, results in ${run_dir}`);
   const code = runExitCode(outcome);
-  if (code !== 0) return code;
+  if (code !== 0) return { code, failure: outcome.failures[0] ?? `interrupted at t=${formatVirtualNs(outcome.summary.end_ns)}`, results };
   // A command lost with its node to a scheduled poweroff did what the scenario asked.
-  const failed = results.commands.filter((c) => !c.ok && c.status !== "lost").length;
-  if (failed > 0) console.error(`tapsim: ${failed} of ${results.commands.length} commands did not succeed (${path.join(run_dir, "results.txt")})`);
-  return failed > 0 ? 1 : 0;
+  const failed = results.commands.filter((c) => !c.ok && c.status !== "lost");
+  if (failed.length === 0) return { code: 0, failure: null, results };
+  console.error(`tapsim: ${failed.length} of ${results.commands.length} commands did not succeed (${path.join(run_dir, "results.txt")})`);
+  const which = failed.slice(0, 3).map((c) => `${c.id}: ${c.result}`).join(", ");
+  return { code: 1, failure: `${failed.length} of ${results.commands.length} commands did not succeed (${which}${failed.length > 3 ? ", ..." : ""})`, results };
 }
 
 /** --out DIR (new or empty), else runs/<name>, runs/<name>-2, ...: a run never overwrites another. */
-function makeRunDir(out: string | undefined, name: string): string {
+export function makeRunDir(out: string | undefined, name: string, flag = "--out"): string {
   if (out !== undefined) {
-    if (existsSync(out) && readdirSync(out).length > 0) throw new InputError(`--out ${out}: not empty (a run never overwrites another's results)`);
+    if (existsSync(out) && readdirSync(out).length > 0) throw new InputError(`${flag} ${out}: not empty (a run never overwrites another's results)`);
     return mkdir(out);
   }
   for (let k = 1; k <= RUN_DIRS_MAX; k++) {
     const dir = path.join("runs", k === 1 ? name : `${name}-${k}`);
     if (!existsSync(dir)) return mkdir(dir);
   }
-  throw new InputError(`runs/: ${RUN_DIRS_MAX} runs of ${name} already; give --out`);
+  throw new InputError(`runs/: ${RUN_DIRS_MAX} runs of ${name} already; give ${flag}`);
 }
 
 function mkdir(dir: string): string {

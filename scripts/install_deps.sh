@@ -4,9 +4,10 @@
 # cpio builds the guest initramfs, xz-utils unpacks its kernel, gcc + libc6-dev build the
 # gate plugin and the guest's static seed-rng, tshark checks pcapng
 # exports, chromium renders the viewer in tests, iproute2 manages TAP devices and
-# namespaces, tmux drives the debugger's TTY test.
+# namespaces, tmux drives the debugger's TTY test; slurmctld, slurmd, slurm-client and
+# munge run the sweep test's single-node Slurm cluster (test/sweep_slurm.test.ts).
 set -euo pipefail
-pkgs=(qemu-system-x86 qemu-utils cpio xz-utils gcc libc6-dev tshark chromium iproute2 iputils-ping tmux)
+pkgs=(qemu-system-x86 qemu-utils cpio xz-utils gcc libc6-dev tshark chromium iproute2 iputils-ping tmux slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
