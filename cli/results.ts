@@ -7,6 +7,7 @@ import { mkdirSync, statSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { InputError, fsErrorText } from "../engine/errors.js";
+import { writeReport } from "../scenario/report.js";
 import { computeResults, formatResultsTable, writeResults } from "../scenario/results.js";
 import { resultsJson } from "../scenario/output.js";
 import { incompleteText } from "./incomplete.js";
@@ -22,7 +23,7 @@ interface ResultsFlags {
 export function registerResults(program: Command, setExit: (code: number) => void): void {
   program
     .command("results")
-    .description("a run's results: scenario commands, metrics, per-link traffic, faults (written into the run directory)")
+    .description("a run's results: scenario commands, metrics, per-link traffic, faults (written into the run directory, with report.html)")
     .argument("<run>", `run directory (holding ${RUN_TRACE_NAME}) or a trace file`)
     .option("--out <dir>", "write the result files here instead (a trace file named directly: only then are files written)")
     .option("--json", "print results.json instead of the table", false)
@@ -34,6 +35,7 @@ export function registerResults(program: Command, setExit: (code: number) => voi
       if (out_dir !== null) {
         ensureDir(out_dir);
         writeResults(out_dir, results);
+        await writeReport(out_dir, results);
       }
       process.stdout.write(flags.json ? resultsJson(results) : formatResultsTable(results));
       setExit(0);

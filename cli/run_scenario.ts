@@ -18,6 +18,7 @@ import { MEMORY_MIB_DEFAULT, RTC_BASE_DEFAULT } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
 import { ScenarioController, type AgentNode, type CollectedFile } from "../scenario/controller.js";
 import { loadScenarioFile, type Scenario } from "../scenario/parse.js";
+import { writeReport } from "../scenario/report.js";
 import { computeResults, formatResultsTable, writeResults, type RunResults } from "../scenario/results.js";
 import { executeRun, runExitCode, type RunOutcome } from "./run_lifecycle.js";
 import { prepareVmRun, vmRunOptions, type VmRunFlags } from "./run_vms.js";
@@ -61,6 +62,7 @@ export async function runScenario(scenario: Scenario, run_dir: string, flags: Sc
   writeCollected(run_dir, scenario, collected);
   const results = await computeResults(trace_path);
   writeResults(run_dir, results);
+  await writeReport(run_dir, results);
   print(flags, outcome.summary, results, run_dir);
   for (const failure of outcome.failures) console.error(`tapsim: ${failure}; run stopped at t=${formatVirtualNs(outcome.summary.end_ns)}, results in ${run_dir}`);
   const code = runExitCode(outcome);

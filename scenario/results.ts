@@ -107,7 +107,12 @@ export interface MetricResult {
   nodes: number[];
   overall: MetricStats;
   per_node: (MetricStats & { node: number; node_name: string })[];
+  /** The values in time order (virtual time of the console record that ended the line), the first SERIES_POINTS_MAX of them: what the report plots. */
+  series: { t_ns: number; node: number; value: number }[];
 }
+
+/** Points a metric's series keeps (the aggregates count every value). */
+export const SERIES_POINTS_MAX = 10_000;
 
 export interface LinkResult {
   from: number;
@@ -179,6 +184,7 @@ interface MetricTrack {
   overall: ValueSample;
   overall_unparsable: number;
   per_node: Map<number, { sample: ValueSample; unparsable: number }>;
+  series: { t_ns: number; node: number; value: number }[];
 }
 
 /** Everything computeResults keeps while it streams. */
@@ -190,6 +196,8 @@ class Accumulator {
   private readonly splitters: (LineSplitter | undefined)[] = [];
   private readonly faults: FaultResult[] = [];
   private faults_omitted = 0;
+  /** Virtual time of the console record being split (lines it completes are dated by it). */
+  private line_t_ns = 0;
   /** Per node, when it was powered off (a command running then is lost, not failed). */
   private readonly poweroffs_ns: number[][] = [];
   private readonly unknown_ids = new Set<string>();
@@ -208,6 +216,7 @@ class Accumulator {
     this.stats.add(r);
     switch (r[0]) {
       case RecordKind.GuestOutput:
+        this.line_t_ns = r[2];
         this.splitters[r[1]]?.push(r[3]);
         break;
       case RecordKind.Command:
@@ -247,7 +256,7 @@ class Accumulator {
   private metricTrack(spec: ScenarioMetric, i: number): MetricTrack {
     const nodes = spec.nodes ?? this.config.nodes.map((n) => n.id);
     const per_node = new Map(nodes.map((node, k) => [node, { sample: new ValueSample(i * 65537 + k + 1), unparsable: 0 }]));
-    return { spec, re: compilePattern(spec.name, spec.pattern), nodes, overall: new ValueSample(i * 65537), overall_unparsable: 0, per_node };
+    return { spec, re: compilePattern(spec.name, spec.pattern), nodes, overall: new ValueSample(i * 65537), overall_unparsable: 0, per_node, series: [] };
   }
 
   private line(node: number, line: string): void {
@@ -258,6 +267,7 @@ class Accumulator {
       if (v.kind === "value") {
         mine.sample.add(v.value);
         m.overall.add(v.value);
+        if (m.series.length < SERIES_POINTS_MAX) m.series.push({ t_ns: this.line_t_ns, node, value: v.value });
       } else if (v.kind === "unparsable") {
         mine.unparsable += 1;
         m.overall_unparsable += 1;
@@ -348,6 +358,7 @@ class Accumulator {
       nodes: m.nodes,
       overall: { ...m.overall.stats(), unparsable: m.overall_unparsable },
       per_node: [...m.per_node].map(([node, { sample, unparsable }]) => ({ node, node_name: this.nodeName(node)!, ...sample.stats(), unparsable })),
+      series: m.series,
     };
   }
 

@@ -17,7 +17,9 @@ import { DROP_REASONS, type DropReason, type ScenarioCommand, type ScenarioMetri
 import { formatVirtualNs } from "../engine/units.js";
 import { LineSplitter, nearestRank, ValueSample } from "../scenario/metrics.js";
 import { commandsCsv, csvField } from "../scenario/output.js";
+import { REPORT_FILE, writeReport } from "../scenario/report.js";
 import { computeResults, RESULT_FILES, writeResults, type MetricStats, type RunResults } from "../scenario/results.js";
+import { artifactPath, launchChromium } from "./helpers/browser.js";
 import { tapsim } from "./helpers/cli.js";
 import { chunkLayout, makeHeader, NODES, removeDir, tempDir, writeTrace } from "./helpers/recorder_fixtures.js";
 
@@ -485,7 +487,40 @@ test("cli: a run directory gets its files and the table; --json; a trace file wr
   assert.equal(readdirSync(trace_only), ["t.tapsim"], "a trace named directly writes nothing");
   const out = path.join(tmp, "out_dir", "nested");
   assert.is(tapsim("results", copy, "--out", out).code, 0);
-  assert.equal(readdirSync(out).sort(), [...RESULT_FILES].sort());
+  assert.equal(readdirSync(out).sort(), [...RESULT_FILES, REPORT_FILE].sort());
+});
+
+test("report.html: self-contained, shows the run, every command, each metric's table and plot over virtual time with the faults, links and faults (headless Chromium)", async () => {
+  const dir = path.join(tmp, "report");
+  mkdirSync(dir);
+  const g = generate(path.join(dir, "trace.tapsim"), 23);
+  const results = await computeResults(g.file);
+  const file = await writeReport(dir, results);
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage();
+    const requests: string[] = [];
+    page.on("request", (req) => requests.push(req.url()));
+    await page.goto(`file://${file}`);
+    assert.equal(requests, [`file://${file}`], "the page loads nothing but itself");
+    assert.is(await page.locator("table.commands tbody tr").count(), g.cases.length);
+    const metric_rows = results.metrics.reduce((n, m) => n + 1 + m.per_node.length, 0);
+    assert.is(await page.locator("table.metrics tbody tr").count(), metric_rows);
+    // A plot per metric that has values: its points, one mark per value, and a rule per fault.
+    const plotted = results.metrics.filter((m) => m.series.length > 0);
+    assert.ok(plotted.length >= 2);
+    assert.is(await page.locator("figure.plot svg").count(), plotted.length);
+    const first = page.locator("figure.plot").first();
+    assert.is(await first.locator("svg .mark-symbol.role-mark path").count(), plotted[0]!.series.length, "one point per value");
+    assert.is(await first.locator("svg .mark-rule.role-mark line").count(), g.truth.faults.length, "one rule per fault");
+    assert.is(await page.locator("table.faults tbody tr").count(), g.truth.faults.length);
+    assert.is(await page.locator("table.links tbody tr").count(), Math.min(results.links.length, 200));
+    const box = await first.locator("svg").boundingBox();
+    assert.ok(box !== null && box.width > 300 && box.height > 150, "the plot is drawn at a readable size");
+    await page.screenshot({ path: artifactPath("report.png"), fullPage: true });
+  } finally {
+    await browser.close();
+  }
 });
 
 test("cli: a truncated trace gives the results of what it holds, with one warning", () => {
