@@ -38,7 +38,12 @@ export function makeRunConfig(options: RunConfigOptions): RunConfig {
   };
 }
 
-export function createEngine(config: RunConfig, backends: readonly NodeBackend[], sink: RecordSink): Engine {
+/**
+ * `concurrent: false` runs a parallel (grant-set) configuration's slices one at a time, in
+ * the set's order: the same records (replay feeds recorded inputs in trace order, so it
+ * needs that).
+ */
+export function createEngine(config: RunConfig, backends: readonly NodeBackend[], sink: RecordSink, options: { concurrent?: boolean } = {}): Engine {
   return new Engine({
     topology: new Topology(config.topology),
     macs: config.nodes.map((node) => parseMac(node.mac)),
@@ -50,5 +55,7 @@ export function createEngine(config: RunConfig, backends: readonly NodeBackend[]
     inflight_frames_max: config.inflight_frames_max,
     wall_check_slices: backends.some((b) => b.kind === "vm") ? 1 : undefined,
     faults: config.faults,
+    parallel: config.parallel === true,
+    concurrent: options.concurrent,
   });
 }

@@ -136,6 +136,12 @@ export interface RunConfig {
   faults?: FaultPlan;
   /** The experiment file the run came from (tapsim run SCENARIO.yaml): commands, until, collect, metrics. */
   scenario?: ScenarioRunConfig;
+  /**
+   * The grant-set schedule (EngineOptions.parallel; engine/README.md "Parallel slices"):
+   * absent or false in every trace written before it existed, whose schedule (one slice at a
+   * time) replay keeps using for them.
+   */
+  parallel?: boolean;
 }
 
 /**

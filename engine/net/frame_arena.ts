@@ -30,11 +30,11 @@ export class FrameArena {
     if (this.used + length > ARENA_CHUNK_BYTES) this.nextChunk();
     const offset = this.used;
     const buf = this.buf;
-    if (length <= 128) {
+    if (from === 0 && length === src.length) {
+      buf.set(src, offset);
+    } else if (length <= 128) {
       // A loop beats set(subarray) on small frames: no view to allocate.
       for (let k = 0; k < length; k++) buf[offset + k] = src[from + k]!;
-    } else if (from === 0 && length === src.length) {
-      buf.set(src, offset);
     } else {
       buf.set(src.subarray(from, from + length), offset);
     }

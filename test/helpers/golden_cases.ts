@@ -16,6 +16,7 @@ const MS = 1_000_000;
 
 /** sha256 over every record (byte fields in hex), in order; and the record count. */
 export class HashingSink implements RecordSink {
+  readonly transient_bytes = true;
   private readonly hash = createHash("sha256");
   count = 0;
   write(record: TraceRecord): void {
@@ -121,7 +122,7 @@ export const GOLDEN_CASES: GoldenCase[] = [
 
 export async function runGolden(c: GoldenCase, sink: RecordSink, options: { parallel?: boolean } = {}): Promise<void> {
   const config = c.config();
-  void options;
+  if (options.parallel) config.parallel = true;
   const backends = c.backends ? c.backends(config) : inProcessBackends(config).backends;
   const engine = createEngine(config, backends, sink);
   await engine.run();
