@@ -225,6 +225,7 @@ export class Engine {
     let last_yield = wall_start as number;
     let last_progress = wall_start as number;
     const pace_start_ns = this.scheduler.horizon_ns;
+    let checked_slices = 0;
     while (this.end_reason === null) {
       if (control.pace !== undefined) await this.keepPace(control.pace, pace_start_ns, wall_start);
       if (control.stop_requested) {
@@ -232,7 +233,9 @@ export class Engine {
         break;
       }
       const more = await this.step();
-      if (!more || this.stats.slices % (this.options.wall_check_slices ?? WALL_CHECK_SLICES_DEFAULT) !== 0) continue;
+      // A grant set counts all its slices: check once at least wall_check_slices have run since the last check.
+      if (!more || this.stats.slices - checked_slices < (this.options.wall_check_slices ?? WALL_CHECK_SLICES_DEFAULT)) continue;
+      checked_slices = this.stats.slices;
       const now = hostNowNs();
       if (now - last_yield > YIELD_INTERVAL_NS) {
         this.options.sink.tick?.();

@@ -17,6 +17,8 @@ export interface RunConfigOptions {
   slice_len_max_ns?: number;
   inflight_frames_max?: number;
   backend?: NodeConfig["backend"];
+  /** The grant-set schedule (RunConfig.parallel); written into the config only when true. */
+  parallel?: boolean;
 }
 
 export function makeRunConfig(options: RunConfigOptions): RunConfig {
@@ -35,6 +37,8 @@ export function makeRunConfig(options: RunConfigOptions): RunConfig {
     until_ns: options.until_ns,
     slice_len_max_ns: options.slice_len_max_ns ?? SLICE_LEN_MAX_DEFAULT_NS,
     inflight_frames_max: options.inflight_frames_max ?? INFLIGHT_FRAMES_MAX_DEFAULT,
+    // Absent unless set: headers of runs without it stay as they were.
+    ...(options.parallel === true ? { parallel: true } : {}),
   };
 }
 
