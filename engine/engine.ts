@@ -274,7 +274,8 @@ export class Engine {
       await this.applyFault(grant);
       return true;
     }
-    await this.runSlice(grant);
+    const pending = this.runSlice(grant);
+    if (pending !== undefined) await pending;
     return true;
   }
 
@@ -316,7 +317,8 @@ export class Engine {
       const grant = grants[k]!;
       const collect = begun?.[k] ?? null;
       if (collect === null) {
-        await this.runSlice(grant);
+        const pending = this.runSlice(grant);
+        if (pending !== undefined) await pending;
         continue;
       }
       this.recordGrant(grant);
@@ -327,18 +329,19 @@ export class Engine {
     return true;
   }
 
-  /** Grants, runs and records one slice. */
-  private async runSlice(grant: SliceGrant): Promise<void> {
+  /** Grants, runs and records one slice; a Promise only when the backend returned one (no await per in-process slice). */
+  private runSlice(grant: SliceGrant): Promise<void> | undefined {
     this.recordGrant(grant);
     const backend = this.options.backends[grant.node]!;
     if (backend.runSliceBatch !== undefined) {
       this.runBatch(grant, backend);
-      return;
+      return undefined;
     }
     const request = this.takeDeliveries(grant);
     const pending = backend.runSlice(request);
-    const result = pending instanceof Promise ? await pending : pending;
-    this.sliceDone(grant, request, result);
+    if (pending instanceof Promise) return pending.then((result) => this.sliceDone(grant, request, result));
+    this.sliceDone(grant, request, pending);
+    return undefined;
   }
 
   private sliceDone(grant: SliceGrant, request: SliceRequest, result: SliceResult): void {
