@@ -1,5 +1,5 @@
 // Engine throughput: events/s (the engine's `stats.events`, i.e. records produced) of
-// in-process Bracha broadcast on an AWS-like three-region topology at 4..256 nodes, once with
+// in-process Bracha broadcast on an AWS-like three-region topology at 4..1024 nodes, once with
 // a null sink (pure engine) and once recording a trace to a temp file. Baseline: a minimal
 // discrete-event loop over a plain binary heap, run for the same number of events in the same
 // process, so the ratio engine/baseline is comparable across machines and noisy runs.
@@ -19,19 +19,25 @@ interface Case {
   broadcasters: number | null;
 }
 
-const CASES: Case[] = QUICK
+/** BENCH_NODES=64,1024 runs only those sizes. */
+const ONLY = process.env["BENCH_NODES"]?.split(",").map(Number) ?? null;
+
+const ALL_CASES: Case[] = QUICK
   ? [
       { nodes: 4, messages: 300, broadcasters: null },
       { nodes: 16, messages: 10, broadcasters: null },
       { nodes: 64, messages: 1, broadcasters: 8 },
       { nodes: 256, messages: 1, broadcasters: 1 },
+      { nodes: 512, messages: 1, broadcasters: 1 },
     ]
   : [
       { nodes: 4, messages: 12000, broadcasters: null },
       { nodes: 16, messages: 200, broadcasters: null },
       { nodes: 64, messages: 3, broadcasters: null },
       { nodes: 256, messages: 1, broadcasters: 8 },
+      { nodes: 1024, messages: 1, broadcasters: 1 },
     ];
+const CASES = ONLY === null ? ALL_CASES : ALL_CASES.filter((c) => ONLY.includes(c.nodes));
 
 // ---------------------------------------------------------------------------------------
 // Baseline: array-based binary heap of {t, seq, node}; each event's handler schedules one
@@ -145,7 +151,7 @@ async function main(): Promise<void> {
       let trace_bytes = 0;
       for (let rep = 0; rep < REPEATS; rep++) {
         collectGarbage();
-        const a = await engineRun(config, { write() {} });
+        const a = await engineRun(config, { write() {}, transient_bytes: true });
         events = a.events;
         frames = a.frames;
         pure.push(a.events / a.s);
@@ -162,7 +168,7 @@ async function main(): Promise<void> {
         traced.push(t.events / t.s);
         trace_bytes = statSync(file).size;
         rmSync(file);
-        progress(`${c.nodes} nodes rep ${rep + 1}: engine ${fmtM(pure.at(-1)!)}, traced ${fmtM(traced.at(-1)!)}, baseline ${fmtM(base.at(-1)!)} Mev/s (${(events / 1e6).toFixed(2)}M events, ${(a.s).toFixed(2)} s)`);
+        progress(`${c.nodes} nodes rep ${rep + 1}: engine ${fmtM(pure.at(-1)!)}, traced ${fmtM(traced.at(-1)!)}, baseline ${fmtM(base.at(-1)!)} Mev/s, engine/base ${fmtRatio(pure.at(-1)! / base.at(-1)!)} (${(events / 1e6).toFixed(2)}M events, ${(a.s).toFixed(2)} s)`);
       }
       const p = median(pure);
       const t = median(traced);

@@ -3,6 +3,8 @@
 // intervals to both peers). Boot is excluded: the clock starts once every VM has run past
 // BOOT_NS of virtual time (the guests are up and idle, or pinging, by then). Baseline for the
 // ratio column: the same window of virtual time on one idle VM, measured in the same run.
+// BENCH_PARALLEL=1 runs every case with parallel slices (RunConfig.parallel: all VMs whose
+// slices are safe at once get RUN before any DONE is awaited); compare with a run without.
 
 import { pathToFileURL } from "node:url";
 import { createEngine, makeRunConfig } from "../engine/run.js";
@@ -19,11 +21,14 @@ export interface Case {
   label: string;
   vms: number;
   boot_command: string | null;
+  /** The grant-set schedule (RunConfig.parallel): VMs whose slices are safe at once run at once. Default: BENCH_PARALLEL=1. */
+  parallel?: boolean;
 }
 
 export async function slowdown(c: Case): Promise<{ slowdown: number; frames: number }> {
   const topology = awsLikeTopology(c.vms);
-  const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: BOOT_NS + WINDOW_NS, backend: "vm" });
+  const parallel = c.parallel ?? process.env["BENCH_PARALLEL"] === "1";
+  const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: BOOT_NS + WINDOW_NS, backend: "vm", parallel });
   const image = await ensureDefaultImage();
   const boot_commands = config.nodes.map((n) => (c.boot_command === null ? null : c.boot_command.replace(/\{peers\}/g, config.nodes.filter((p) => p.id !== n.id).map((p) => p.ip).join(" "))));
   const cluster = await VmCluster.start({ config, image, ssh_port_base: 41222, memory_mib: 256, rtc_base: "2025-01-01T00:00:00", boot_commands, onCrash: (b) => { throw new Error(b.crash ?? "crash"); } });

@@ -36,7 +36,7 @@ function printInfo(path: string, header: TraceHeader, stats: TraceStats, complet
   const c = header.config;
   console.log(`trace: ${path} (${(file_size / 1024).toFixed(1)} KiB), format ${header.format_version}, tapsim ${header.tapsim_version}, created ${header.created_at}`);
   console.log(`config: ${c.nodes.length} nodes, topology ${c.topology.source}, seed ${c.seed}, workload ${c.workload ? JSON.stringify(c.workload) : "none"}`);
-  console.log(`        until ${c.until_ns === null ? "quiescent" : formatVirtualNs(c.until_ns)}, slice max ${formatVirtualNs(c.slice_len_max_ns)}`);
+  console.log(`        until ${c.until_ns === null ? "quiescent" : formatVirtualNs(c.until_ns)}, slice max ${formatVirtualNs(c.slice_len_max_ns)}${c.parallel === true ? ", parallel slices (grant sets)" : ""}`);
   console.log(`status: ${complete ? "complete" : "INCOMPLETE (no clean end: the run was killed or is still running)"}; ended: ${stats.end_reason ?? "-"}`);
   console.log(`duration: ${formatVirtualNs(stats.t_ns_max)} virtual; ${stats.records} records: ${Object.entries(stats.kind_counts).map(([k, v]) => `${k} ${v}`).join(", ")}`);
   console.log("nodes:");

@@ -8,4 +8,6 @@ export interface CommonRunFlags {
   inflightMax: number;
   trace: string;
   json: boolean;
+  /** The grant-set schedule (RunConfig.parallel); default: one slice at a time. */
+  parallel?: boolean;
 }

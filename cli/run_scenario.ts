@@ -35,6 +35,7 @@ export interface ScenarioRunFlags {
   mgmtNet: string;
   pace?: string;
   inflightMax: number;
+  parallel?: boolean;
 }
 
 export async function runScenarioCommand(file: string, flags: ScenarioRunFlags): Promise<number> {
@@ -105,6 +106,7 @@ function baseConfig(scenario: Scenario, flags: ScenarioRunFlags, until_ns: numbe
     until_ns,
     slice_len_max_ns: scenario.slice_max_ns ?? SLICE_LEN_MAX_DEFAULT_NS,
     inflight_frames_max: flags.inflightMax,
+    parallel: flags.parallel,
   });
   config.faults = scenario.faults;
   config.scenario = scenario.run;

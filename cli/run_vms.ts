@@ -102,6 +102,7 @@ export async function prepareVmRun(flags: VmRunFlags, topology: TopologySpec): P
     slice_len_max_ns: flags.sliceMax,
     inflight_frames_max: flags.inflightMax,
     backend: "vm",
+    parallel: flags.parallel,
   });
   config.vm = { ...vmRunConfig(flags, image, qemu_version, boot_commands), mgmt_net, mgmt_live: flags.ssh };
   if (flags.nodeMemory !== undefined) config.vm.node_memory_mib = flags.nodeMemory;

@@ -12,6 +12,7 @@ export interface Delivery {
   readonly frame_id: number;
   readonly from: NodeId;
   readonly sent_ns: number;
+  /** The frame (a view of the engine's buffers: valid until the slice's result is returned; copy to keep). */
   readonly bytes: Uint8Array;
 }
 
@@ -52,9 +53,52 @@ export interface NodeControl {
   readonly action: NodeFault["action"];
 }
 
+/**
+ * A slice's deliveries as typed arrays (the batch path, entries [0, count)), sorted like
+ * SliceRequest.deliveries. Valid until runSliceBatch returns.
+ */
+export interface DeliveryBatch {
+  readonly count: number;
+  readonly t_ns: Float64Array;
+  readonly frame_id: Float64Array;
+  readonly from: Int32Array;
+  readonly sent_ns: Float64Array;
+  /** Frame k's bytes: a view, valid until runSliceBatch returns. */
+  frame(k: number): Uint8Array;
+}
+
+/** Where a batch-path backend puts what its node did, in nondecreasing time (as SliceResult.outputs). */
+export interface OutputBatch {
+  /** Copies the frame in: the caller may reuse its buffer. */
+  emit(t_ns: number, frame: Uint8Array): void;
+  mark(t_ns: number, text: string): void;
+  lifecycle(t_ns: number, event: LifecycleEvent, detail: string): void;
+}
+
+/** runSliceBatch's result: as SliceResult, the outputs being in the OutputBatch. */
+export interface BatchSliceResult {
+  readonly end_ns: number;
+  readonly wake_ns: number;
+  readonly deliveries_taken: number;
+}
+
 export interface NodeBackend {
   readonly kind: "inprocess" | "vm" | "tap" | "replay";
   runSlice(request: SliceRequest): SliceResult | Promise<SliceResult>;
+  /**
+   * The batch path (in-process nodes): same contract as runSlice, synchronous, with the
+   * deliveries and outputs as typed arrays and frames in engine-owned buffers, so that a
+   * frame costs no object that outlives its slice. The engine uses it when present.
+   */
+  runSliceBatch?(node: NodeId, start_ns: number, end_ns: number, deliveries: DeliveryBatch, out: OutputBatch): BatchSliceResult;
+  /**
+   * Concurrent slices (RunConfig.parallel): hands the node its slice and returns without
+   * waiting for it to run (a VM: the RUN message is on its way); calling the returned
+   * function collects the result (blocking, or as a Promise). The engine begins every slice
+   * of a grant set whose backend has this, then collects them in its fixed order. Absent:
+   * the slice runs through runSlice at its turn in that order.
+   */
+  beginSlice?(request: SliceRequest): () => SliceResult | Promise<SliceResult>;
   /** Applies a node fault between slices (absent: the node kind has no such fault; the engine refuses the plan up front). */
   control?(c: NodeControl): void | Promise<void>;
   /** The node faults `control` can apply (absent: all of them); the engine refuses others up front. */

@@ -5,13 +5,16 @@
 // between a node's slices when its clock reaches them, network changes as each link's
 // sender passes them (engine/faults.ts, link.ts).
 
-import type { Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "./backend.js";
+import type { BatchSliceResult, Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "./backend.js";
 import { SLICE_OUTPUTS_MAX } from "./backend.js";
 import { InputError, oneLine, SliceResultError } from "./errors.js";
 import { compileFaults, type CompiledFaults } from "./faults.js";
 import { FramePool, Inbox } from "./inbox.js";
+import { FrameArena } from "./net/frame_arena.js";
+import { FrameSlab } from "./net/frame_slab.js";
 import { LinkState, type LinkBacklog } from "./link.js";
-import { frameDstMac, isGroupMac, ETH_HEADER_BYTES } from "./net/ethernet.js";
+import { ETH_HEADER_BYTES } from "./net/ethernet.js";
+import { OUT_EMIT, OUT_MARK, SliceBatch } from "./slice_batch.js";
 import { NODE_DOWN, NODE_PAUSED, Scheduler, type FaultGrant, type SliceGrant } from "./scheduler.js";
 import type { Topology } from "./topology.js";
 import { RecordKind, type DropReason, type FaultPlan, type RecordSink, type RunEndReason } from "./trace_records.js";
@@ -36,6 +39,19 @@ export interface EngineOptions {
   wall_check_slices?: number;
   /** Node faults and network changes at virtual times (RunConfig.faults). */
   faults?: FaultPlan;
+  /**
+   * The grant-set schedule (RunConfig.parallel, recorded in the trace header): each step
+   * grants every node whose slice is safe given one scheduler state, and records the slices
+   * in node order. Absent or false: one slice per step, to the node that acts first (the
+   * schedule of every trace written before it existed).
+   */
+  parallel?: boolean;
+  /**
+   * With `parallel`: begin the set's slices on backends that can run concurrently
+   * (NodeBackend.beginSlice) before collecting any (default true). false runs them one at a
+   * time in the set's order; the records are the same either way (replay uses false).
+   */
+  concurrent?: boolean;
 }
 
 /** What scheduled faults have made of a node (exited: it ended on its own). */
@@ -92,6 +108,9 @@ export interface RunControl {
 }
 
 const WALL_CHECK_SLICES_DEFAULT = 64;
+const LINK_UNUSED = 0;
+const LINK_PLAIN = 1;
+const LINK_MODELLED = 2;
 /** Longest single pace wait: Ctrl+C and the trace flush are checked at least this often. */
 const PACE_WAIT_MS_MAX = 100;
 const YIELD_INTERVAL_NS = 25e6;
@@ -105,8 +124,29 @@ export class Engine {
   pace_wait_ns = 0;
   private readonly node_count: number;
   private readonly pool: FramePool;
+  /** Bytes of the frames in flight (pool.loc points into it). */
+  private readonly arena = new FrameArena();
   private readonly inboxes: Inbox[];
+  /**
+   * Per directed link (index to * n + from): LINK_UNUSED until its first frame, then
+   * LINK_PLAIN (no jitter, bandwidth, loss or scheduled change: its last delivery time in
+   * plain_delivery_ns is all its state) or LINK_MODELLED (a LinkState in `links`).
+   */
+  private readonly link_kind: Uint8Array;
+  private readonly plain_delivery_ns: Float64Array;
+  private readonly latency_flat_ns: Float64Array;
   private readonly links: (LinkState | null)[];
+  /** Arena location of the frame being routed (-1: not copied in yet). */
+  private route_loc = -1;
+  /** Deliveries and outputs of a batch-path slice (in-process backends). */
+  private readonly batch: SliceBatch;
+  private readonly kept_slab = new FrameSlab();
+  private readonly parallel: boolean;
+  private readonly concurrent: boolean;
+  /** Byte fields of records may be views of the arena (the sink keeps none). */
+  private readonly transient_bytes: boolean;
+  /** Node by the low 16 bits of its MAC, where every MAC is 02:00:00:00:HH:LL (the addressing plan); else null. */
+  private readonly mac_low_to_node: Int32Array | null;
   private readonly mac_to_node = new Map<number, NodeId>();
   private next_frame_id = 0;
   private next_seq = 0;
@@ -130,6 +170,16 @@ export class Engine {
     this.pool = new FramePool(this.inflight_frames_max);
     this.inboxes = Array.from({ length: n }, () => new Inbox(n, this.pool));
     this.links = new Array<LinkState | null>(n * n).fill(null);
+    this.batch = new SliceBatch(this.arena);
+    this.parallel = options.parallel === true;
+    this.concurrent = options.concurrent !== false;
+    this.transient_bytes = options.sink.transient_bytes === true;
+    const plan = n <= 0x10000 && macs.every((mac, id) => mac === 0x020000000000 + id);
+    this.mac_low_to_node = plan ? new Int32Array(0x10000).fill(-1) : null;
+    if (plan) macs.forEach((_, id) => (this.mac_low_to_node![id] = id));
+    this.link_kind = new Uint8Array(n * n);
+    this.plain_delivery_ns = new Float64Array(n * n);
+    this.latency_flat_ns = topology.lookahead_ns_flat; // latency - jitter: the latency itself on a plain link
     macs.forEach((mac, id) => {
       if (this.mac_to_node.has(mac)) throw new RangeError(`duplicate MAC for nodes ${this.mac_to_node.get(mac)} and ${id}`);
       this.mac_to_node.set(mac, id as NodeId);
@@ -144,7 +194,7 @@ export class Engine {
   pendingFrames(node: NodeId): PendingFrame[] {
     if (!(node >= 0 && node < this.node_count)) throw new RangeError(`no node ${node}`);
     const p = this.pool;
-    return this.inboxes[node]!.handles().map((h) => ({ t_ns: p.t_ns[h]!, frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, length: p.bytes[h]!.length }));
+    return this.inboxes[node]!.handles().map((h) => ({ t_ns: p.t_ns[h]!, frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, length: p.length[h]! }));
   }
 
   /** Whether `node` runs, is powered off or paused by a scheduled fault, or has exited. For inspection. */
@@ -158,12 +208,14 @@ export class Engine {
   /** Every link that has carried a frame, its transmit queue as of its sender's clock (a queue drains in its sender's time). For inspection. */
   linkViews(): LinkView[] {
     const out: LinkView[] = [];
-    this.links.forEach((state, index) => {
-      if (state === null) return;
+    for (let index = 0; index < this.link_kind.length; index++) {
+      const kind = this.link_kind[index]!;
+      if (kind === LINK_UNUSED) continue;
       const to = Math.floor(index / this.node_count) as NodeId;
       const from = (index % this.node_count) as NodeId;
-      out.push({ to, from, ...state.backlog(this.scheduler.clock_ns[from]!) });
-    });
+      if (kind === LINK_PLAIN) out.push({ to, from, packets: 0, bytes: 0, tx_free_ns: 0, last_delivery_ns: this.plain_delivery_ns[index]!, down: false });
+      else out.push({ to, from, ...this.links[index]!.backlog(this.scheduler.clock_ns[from]!) });
+    }
     return out;
   }
 
@@ -173,6 +225,7 @@ export class Engine {
     let last_yield = wall_start as number;
     let last_progress = wall_start as number;
     const pace_start_ns = this.scheduler.horizon_ns;
+    let checked_slices = 0;
     while (this.end_reason === null) {
       if (control.pace !== undefined) await this.keepPace(control.pace, pace_start_ns, wall_start);
       if (control.stop_requested) {
@@ -180,7 +233,9 @@ export class Engine {
         break;
       }
       const more = await this.step();
-      if (!more || this.stats.slices % (this.options.wall_check_slices ?? WALL_CHECK_SLICES_DEFAULT) !== 0) continue;
+      // A grant set counts all its slices: check once at least wall_check_slices have run since the last check.
+      if (!more || this.stats.slices - checked_slices < (this.options.wall_check_slices ?? WALL_CHECK_SLICES_DEFAULT)) continue;
+      checked_slices = this.stats.slices;
       const now = hostNowNs();
       if (now - last_yield > YIELD_INTERVAL_NS) {
         this.options.sink.tick?.();
@@ -205,9 +260,11 @@ export class Engine {
     await new Promise((resolve) => setTimeout(resolve, Math.min(ahead_ns / 1e6, PACE_WAIT_MS_MAX)));
   }
 
-  /** Runs one slice. Returns false once the run has ended. */
+  /** Runs one slice (with `parallel`: one grant set), or applies one node fault. Returns false once the run has ended. */
   async step(): Promise<boolean> {
     if (this.end_reason !== null) return false;
+    this.arena.collect(); // no backend holds a view of a frame any more
+    if (this.parallel) return this.stepSet();
     const grant = this.scheduler.next();
     if (typeof grant === "string") {
       this.finish(grant);
@@ -217,13 +274,80 @@ export class Engine {
       await this.applyFault(grant);
       return true;
     }
-    const request = this.grantSlice(grant);
-    const pending = this.options.backends[grant.node]!.runSlice(request);
-    const result = pending instanceof Promise ? await pending : pending;
+    const pending = this.runSlice(grant);
+    if (pending !== undefined) await pending;
+    return true;
+  }
+
+  /**
+   * One grant set: every slice granted from the same scheduler state. Backends that can
+   * (beginSlice) are started first, all of them, before any result is collected; then, in
+   * the set's order (ascending node id), each slice is recorded and its frames routed —
+   * exactly as if the slices had run one after another in that order. That is sound
+   * because no slice of the set can receive a frame another sends in it (each end is within
+   * the bound computed from the same state), so neither the deliveries nor the outputs of a
+   * slice depend on whether the others ran before, after or at the same time.
+   */
+  private async stepSet(): Promise<boolean> {
+    const set = this.scheduler.nextSet();
+    if (typeof set === "string") {
+      this.finish(set);
+      return false;
+    }
+    if (!Array.isArray(set)) {
+      await this.applyFault(set as FaultGrant);
+      return true;
+    }
+    const grants = set as readonly SliceGrant[];
+    const backends = this.options.backends;
+    let begun: (((() => SliceResult | Promise<SliceResult>) | null)[]) | null = null;
+    let requests: (SliceRequest | null)[] | null = null;
+    if (this.concurrent && grants.length > 1) {
+      for (let k = 0; k < grants.length; k++) {
+        const backend = backends[grants[k]!.node]!;
+        if (backend.beginSlice === undefined) continue;
+        begun ??= new Array<null>(grants.length).fill(null);
+        requests ??= new Array<null>(grants.length).fill(null);
+        const request = this.takeDeliveries(grants[k]!);
+        requests[k] = request;
+        begun[k] = backend.beginSlice(request);
+      }
+    }
+    for (let k = 0; k < grants.length; k++) {
+      const grant = grants[k]!;
+      const collect = begun?.[k] ?? null;
+      if (collect === null) {
+        const pending = this.runSlice(grant);
+        if (pending !== undefined) await pending;
+        continue;
+      }
+      this.recordGrant(grant);
+      const pending = collect();
+      const result = pending instanceof Promise ? await pending : pending;
+      this.sliceDone(grant, requests![k]!, result);
+    }
+    return true;
+  }
+
+  /** Grants, runs and records one slice; a Promise only when the backend returned one (no await per in-process slice). */
+  private runSlice(grant: SliceGrant): Promise<void> | undefined {
+    this.recordGrant(grant);
+    const backend = this.options.backends[grant.node]!;
+    if (backend.runSliceBatch !== undefined) {
+      this.runBatch(grant, backend);
+      return undefined;
+    }
+    const request = this.takeDeliveries(grant);
+    const pending = backend.runSlice(request);
+    if (pending instanceof Promise) return pending.then((result) => this.sliceDone(grant, request, result));
+    this.sliceDone(grant, request, pending);
+    return undefined;
+  }
+
+  private sliceDone(grant: SliceGrant, request: SliceRequest, result: SliceResult): void {
     checkSliceResult(grant, request.deliveries.length, result);
     this.recordDeliveries(request, result.deliveries_taken ?? request.deliveries.length);
     this.completeSlice(grant, result);
-    return true;
   }
 
   /** Ends the run now (e.g. a backend failed); records why, and what happened when it was an error. */
@@ -254,7 +378,7 @@ export class Engine {
     while (inbox.peekTime(VIRTUAL_NS_NEVER) < restart_ns) {
       const h = inbox.pop();
       this.drop(node, t_ns, this.pool.frame_id[h]!, this.pool.from[h]! as NodeId, "node_down");
-      this.pool.release(h);
+      this.releaseFrame(h);
     }
     this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
   }
@@ -273,18 +397,23 @@ export class Engine {
     this.network_next_ns = network[this.network_next]?.t_ns ?? VIRTUAL_NS_NEVER;
   }
 
-  private grantSlice(grant: SliceGrant): SliceRequest {
-    const { node, start_ns, end_ns } = grant;
-    if (end_ns > this.network_next_ns) this.recordNetworkChanges(end_ns);
+  /** Network changes due, then the grant itself. */
+  private recordGrant(grant: SliceGrant): void {
+    if (grant.end_ns > this.network_next_ns) this.recordNetworkChanges(grant.end_ns);
     this.stats.slices += 1;
-    this.write([RecordKind.SliceGrant, node, start_ns, end_ns]);
+    this.write([RecordKind.SliceGrant, grant.node, grant.start_ns, grant.end_ns]);
+  }
+
+  /** Takes the frames due in the slice out of the node's inbox. */
+  private takeDeliveries(grant: SliceGrant): SliceRequest {
+    const { node, start_ns, end_ns } = grant;
     const inbox = this.inboxes[node]!;
     const deliveries: Delivery[] = [];
     // Frames due before the slice start reached a paused node: it takes them at its resume.
     while (inbox.peekTime(VIRTUAL_NS_NEVER) < end_ns) {
       const h = inbox.pop();
       deliveries.push(this.delivery(h, start_ns));
-      this.pool.release(h);
+      this.releaseFrame(h);
     }
     this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
     return { node, start_ns, end_ns, deliveries };
@@ -326,13 +455,81 @@ export class Engine {
         this.write([RecordKind.Lifecycle, node, out.t_ns, out.event, out.detail]);
       }
     }
-    const wake_ns = exited ? VIRTUAL_NS_NEVER : result.wake_ns;
-    this.write([RecordKind.SliceEnd, node, result.end_ns, wake_ns === VIRTUAL_NS_NEVER ? -1 : wake_ns]);
-    this.scheduler.completed(node, result.end_ns, wake_ns);
-    if (exited) this.nodeExited(node, result.end_ns);
+    this.endSlice(node, result.end_ns, exited ? VIRTUAL_NS_NEVER : result.wake_ns, exited);
     let frame_id = first_frame_id;
     for (const out of result.outputs) {
-      if (out.kind === "emit") this.route(node, out.t_ns, frame_id++, out.bytes);
+      if (out.kind === "emit") {
+        this.route_loc = -1; // copied into the arena by the first receiver that takes it
+        this.route(node, out.t_ns, frame_id++, out.bytes, 0, out.bytes.length);
+      }
+    }
+  }
+
+  /** A copy of a frame for a sink that keeps records (cut from a slab: no allocation per frame). */
+  private keptCopy(view: Uint8Array): Uint8Array {
+    const copy = this.kept_slab.alloc(view.length);
+    copy.set(view);
+    return copy;
+  }
+
+  private endSlice(node: NodeId, end_ns: number, wake_ns: number, exited: boolean): void {
+    this.write([RecordKind.SliceEnd, node, end_ns, wake_ns === VIRTUAL_NS_NEVER ? -1 : wake_ns]);
+    this.scheduler.completed(node, end_ns, wake_ns);
+    if (exited) this.nodeExited(node, end_ns);
+  }
+
+  /**
+   * A slice on the batch path: deliveries handed over as typed arrays, outputs taken from
+   * typed arrays, frames already in the arena. Records exactly what the object path would.
+   */
+  private runBatch(grant: SliceGrant, backend: NodeBackend): void {
+    const { node, start_ns, end_ns } = grant;
+    const batch = this.batch;
+    const pool = this.pool;
+    const inbox = this.inboxes[node]!;
+    batch.reset();
+    while (inbox.peekTime(VIRTUAL_NS_NEVER) < end_ns) {
+      const h = inbox.pop();
+      const t_ns = pool.t_ns[h]!;
+      batch.addDelivery(t_ns < start_ns ? start_ns : t_ns, pool.frame_id[h]!, pool.from[h]!, pool.sent_ns[h]!, pool.loc[h]!, pool.length[h]!);
+      this.releaseFrame(h);
+    }
+    this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
+    const result = backend.runSliceBatch!(node, start_ns, end_ns, batch, batch);
+    checkBatchResult(grant, batch, result);
+    const taken = result.deliveries_taken;
+    for (let k = 0; k < batch.count; k++) {
+      if (k < taken) this.write([RecordKind.FrameDeliver, node, batch.t_ns[k]!, batch.frame_id[k]!, batch.from[k]!, batch.sent_ns[k]!]);
+      else this.drop(node, batch.t_ns[k]!, batch.frame_id[k]!, batch.from[k]! as NodeId, "node_exited");
+    }
+    this.stats.frames_delivered += taken;
+    const first_frame_id = this.next_frame_id;
+    let exited = false;
+    const n_out = batch.out_count;
+    for (let k = 0; k < n_out; k++) {
+      const kind = batch.out_kind[k]!;
+      const t_ns = batch.out_t_ns[k]!;
+      if (kind === OUT_EMIT) {
+        const frame_id = this.next_frame_id++;
+        this.stats.frames_emitted += 1;
+        const view = this.arena.view(batch.out_loc[k]!, batch.out_length[k]!);
+        this.write([RecordKind.FrameEmit, node, t_ns, frame_id, this.transient_bytes ? view : this.keptCopy(view)]);
+      } else if (kind === OUT_MARK) {
+        this.stats.marks += 1;
+        this.write([RecordKind.Mark, node, t_ns, batch.out_text[k]!]);
+      } else {
+        const event = batch.out_event[k]!;
+        exited ||= event !== "boot";
+        this.write([RecordKind.Lifecycle, node, t_ns, event, batch.out_text[k]!]);
+      }
+    }
+    this.endSlice(node, result.end_ns, exited ? VIRTUAL_NS_NEVER : result.wake_ns, exited);
+    let frame_id = first_frame_id;
+    for (let k = 0; k < n_out; k++) {
+      if (batch.out_kind[k] !== OUT_EMIT) continue;
+      const loc = batch.out_loc[k]!;
+      this.route_loc = loc; // already in the arena
+      this.route(node, batch.out_t_ns[k]!, frame_id++, this.arena.chunkOf(loc), this.arena.offsetOf(loc), batch.out_length[k]!);
     }
   }
 
@@ -341,33 +538,64 @@ export class Engine {
     const inbox = this.inboxes[node]!;
     for (let h = inbox.pop(); h >= 0; h = inbox.pop()) {
       this.drop(node, t_ns, this.pool.frame_id[h]!, this.pool.from[h]! as NodeId, "node_exited");
-      this.pool.release(h);
+      this.releaseFrame(h);
     }
     this.scheduler.inbox_ns[node] = VIRTUAL_NS_NEVER;
   }
 
-  private route(from: NodeId, sent_ns: number, frame_id: number, bytes: Uint8Array): void {
-    if (bytes.length < ETH_HEADER_BYTES) {
+  /** The frame has left the inbox (its bytes stay readable until the next step's collect). */
+  private releaseFrame(h: number): void {
+    this.arena.release(this.pool.loc[h]!);
+    this.pool.release(h);
+  }
+
+  /** Routes the frame in buf[offset, offset + length) (route_loc: where it is in the arena, -1 if not yet). */
+  private route(from: NodeId, sent_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
+    if (length < ETH_HEADER_BYTES) {
       this.drop(-1, sent_ns, frame_id, from, "no_route");
       return;
     }
-    if (isGroupMac(bytes)) {
+    if ((buf[offset]! & 1) === 1) {
+      // Group (broadcast, multicast) MAC: every other node.
       for (let to = 0; to < this.node_count; to++) {
-        if (to !== from) this.transmit(to as NodeId, from, sent_ns, frame_id, bytes);
+        if (to !== from) this.transmit(to as NodeId, from, sent_ns, frame_id, buf, offset, length);
       }
       return;
     }
-    const to = this.mac_to_node.get(frameDstMac(bytes));
-    if (to === undefined || to === from) this.drop(-1, sent_ns, frame_id, from, "no_route");
-    else this.transmit(to, from, sent_ns, frame_id, bytes);
+    const to = this.nodeByMac(buf, offset);
+    if (to < 0 || to === from) this.drop(-1, sent_ns, frame_id, from, "no_route");
+    else this.transmit(to as NodeId, from, sent_ns, frame_id, buf, offset, length);
   }
 
-  private transmit(to: NodeId, from: NodeId, sent_ns: number, frame_id: number, bytes: Uint8Array): void {
+  /** The node whose MAC is the frame's destination, or -1. */
+  private nodeByMac(buf: Uint8Array, o: number): number {
+    const plan = this.mac_low_to_node;
+    if (plan !== null) {
+      if (buf[o] !== 0x02 || buf[o + 1] !== 0 || buf[o + 2] !== 0 || buf[o + 3] !== 0) return -1;
+      return plan[(buf[o + 4]! << 8) | buf[o + 5]!]!;
+    }
+    const mac = buf[o]! * 0x10000000000 + buf[o + 1]! * 0x100000000 + ((buf[o + 2]! << 24) >>> 0) + (buf[o + 3]! << 16) + (buf[o + 4]! << 8) + buf[o + 5]!;
+    return this.mac_to_node.get(mac) ?? -1;
+  }
+
+  private transmit(to: NodeId, from: NodeId, sent_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
     if (this.scheduler.alive[to] === 0) {
       this.drop(to, sent_ns, frame_id, from, "node_exited");
       return;
     }
-    const outcome = this.link(to, from).transmit(sent_ns, bytes.length);
+    const index = to * this.node_count + from;
+    let kind = this.link_kind[index]!;
+    if (kind === LINK_UNUSED) kind = this.firstFrameOn(index, to, from);
+    let outcome: number | DropReason;
+    if (kind === LINK_PLAIN) {
+      // A plain link: exactly latency later, never before the frame ahead of it.
+      outcome = sent_ns + this.latency_flat_ns[index]!;
+      const last_ns = this.plain_delivery_ns[index]!;
+      if (outcome < last_ns) outcome = last_ns;
+      this.plain_delivery_ns[index] = outcome;
+    } else {
+      outcome = this.links[index]!.transmit(sent_ns, length);
+    }
     if (typeof outcome === "string") {
       this.drop(to, sent_ns, frame_id, from, outcome);
       return;
@@ -387,23 +615,27 @@ export class Engine {
           `(use fewer nodes, --broadcasters, or raise --inflight-max)`,
       );
     }
-    this.inboxes[to]!.push(this.pool.alloc(outcome, this.next_seq++, frame_id, from, sent_ns, bytes));
+    // Copied into the arena once, for every receiver of a broadcast.
+    if (this.route_loc < 0) this.route_loc = this.arena.put(buf, offset, length);
+    this.arena.ref(this.route_loc);
+    this.inboxes[to]!.push(this.pool.alloc(outcome, this.next_seq++, frame_id, from, sent_ns, this.route_loc, length));
     if (outcome < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = outcome;
   }
 
   private delivery(h: number, start_ns: number): Delivery {
     const p = this.pool;
-    return { t_ns: Math.max(p.t_ns[h]!, start_ns), frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, bytes: p.bytes[h]! };
+    return { t_ns: Math.max(p.t_ns[h]!, start_ns), frame_id: p.frame_id[h]!, from: p.from[h]! as NodeId, sent_ns: p.sent_ns[h]!, bytes: this.arena.view(p.loc[h]!, p.length[h]!) };
   }
 
-  private link(to: NodeId, from: NodeId): LinkState {
-    const index = to * this.node_count + from;
-    let state = this.links[index];
-    if (!state) {
-      state = new LinkState(this.options.topology.link(to, from), this.options.seed, this.faults.link_steps.get(index));
-      this.links[index] = state;
-    }
-    return state;
+  /** A link's first frame: a plain link needs no more state than its last delivery time. */
+  private firstFrameOn(index: number, to: NodeId, from: NodeId): number {
+    const topology = this.options.topology;
+    const steps = this.faults.link_steps.get(index);
+    const plain = steps === undefined && topology.plainLatency(to, from) >= 0;
+    if (!plain) this.links[index] = new LinkState(topology.link(to, from), this.options.seed, steps);
+    const kind = plain ? LINK_PLAIN : LINK_MODELLED;
+    this.link_kind[index] = kind;
+    return kind;
   }
 
   private drop(to: number, t_ns: number, frame_id: number, from: NodeId, reason: DropReason): void {
@@ -414,6 +646,22 @@ export class Engine {
   private write(record: Parameters<RecordSink["write"]>[0]): void {
     this.stats.events += 1;
     this.options.sink.write(record);
+  }
+}
+
+function checkBatchResult(grant: SliceGrant, batch: SliceBatch, result: BatchSliceResult): void {
+  const where = `node ${grant.node} slice [${grant.start_ns}, ${grant.end_ns})`;
+  const taken = result.deliveries_taken;
+  if (!(Number.isInteger(taken) && taken >= 0 && taken <= batch.count)) throw new SliceResultError(`${where}: backend took ${taken} of ${batch.count} deliveries`);
+  if (!(result.end_ns >= grant.start_ns && result.end_ns <= grant.end_ns)) {
+    throw new SliceResultError(`${where}: backend ended at ${result.end_ns}, outside the slice`);
+  }
+  let last_ns = grant.start_ns;
+  const times = batch.out_t_ns;
+  for (let k = 0; k < batch.out_count; k++) {
+    const t_ns = times[k]!;
+    if (!(t_ns >= last_ns && t_ns <= result.end_ns)) throw new SliceResultError(`${where}: output at ${t_ns} out of order or outside the slice`);
+    last_ns = t_ns;
   }
 }
 

@@ -1,12 +1,12 @@
 // Frames in flight, and per receiving node the order they arrive in.
 //
 // In-flight frames live in one struct-of-arrays pool (no object per frame: they survive long
-// enough to be promoted, and collecting them dominated the profile). Each link delivers in
-// FIFO order (engine/link.ts guarantees it), so a node's inbox is a merge of per-link FIFOs
-// (linked through the pool) with a heap over the links' head frames, ordered by
-// (delivery time, routing sequence): O(1) push, O(log links) pop.
-
-import FastPriorityQueue from "fastpriorityqueue";
+// enough to be promoted, and collecting them dominated the profile); their bytes are in the
+// engine's FrameArena, referred to by location. Each link delivers in FIFO order
+// (engine/link.ts guarantees it), so a node's inbox is a merge of per-link FIFOs (linked
+// through the pool) with a binary heap over the links' head frames, ordered by (delivery
+// time, routing sequence): O(1) push, O(log links) pop. The FIFOs and the heap are typed
+// arrays indexed by sender: no object per link (at 1,024 nodes there are a million links).
 
 const NONE = -1;
 
@@ -15,15 +15,17 @@ export class FramePool {
   seq = new Float64Array(0);
   frame_id = new Float64Array(0);
   sent_ns = new Float64Array(0);
+  /** Where the frame's bytes are in the engine's FrameArena, and how many. */
+  loc = new Float64Array(0);
+  length = new Int32Array(0);
   from = new Int32Array(0);
   next = new Int32Array(0);
-  bytes: (Uint8Array | null)[] = [];
   private free_head = NONE;
   size = 0;
 
   constructor(readonly capacity_max: number) {}
 
-  alloc(t_ns: number, seq: number, frame_id: number, from: number, sent_ns: number, bytes: Uint8Array): number {
+  alloc(t_ns: number, seq: number, frame_id: number, from: number, sent_ns: number, loc: number, length: number): number {
     if (this.free_head === NONE) this.grow();
     const h = this.free_head;
     this.free_head = this.next[h]!;
@@ -32,14 +34,14 @@ export class FramePool {
     this.frame_id[h] = frame_id;
     this.from[h] = from;
     this.sent_ns[h] = sent_ns;
-    this.bytes[h] = bytes;
+    this.loc[h] = loc;
+    this.length[h] = length;
     this.next[h] = NONE;
     this.size += 1;
     return h;
   }
 
   release(h: number): void {
-    this.bytes[h] = null;
     this.next[h] = this.free_head;
     this.free_head = h;
     this.size -= 1;
@@ -63,11 +65,10 @@ export class FramePool {
     this.seq = f64(this.seq);
     this.frame_id = f64(this.frame_id);
     this.sent_ns = f64(this.sent_ns);
+    this.loc = f64(this.loc);
+    this.length = i32(this.length);
     this.from = i32(this.from);
     this.next = i32(this.next);
-    // Ascending pushes keep `bytes` a dense array (writing its last index first would leave
-    // holes, and V8 turns a holey array that large into a slow dictionary).
-    for (let h = old; h < cap; h++) this.bytes.push(null);
     for (let h = cap - 1; h >= old; h--) {
       this.next[h] = this.free_head;
       this.free_head = h;
@@ -75,45 +76,44 @@ export class FramePool {
   }
 }
 
-class LinkFifo {
-  head = NONE;
-  tail = NONE;
-  /** Key of the head frame, cached for the heap's comparator. */
-  head_t_ns = 0;
-  head_seq = 0;
-}
-
-function headBefore(a: LinkFifo, b: LinkFifo): boolean {
-  return a.head_t_ns < b.head_t_ns || (a.head_t_ns === b.head_t_ns && a.head_seq < b.head_seq);
-}
-
 export class Inbox {
-  private readonly fifos: LinkFifo[];
-  private readonly heads = new FastPriorityQueue<LinkFifo>(headBefore);
+  /** Per sender: first and last frame of its FIFO (pool handles), NONE when empty. */
+  private readonly head: Int32Array;
+  private readonly tail: Int32Array;
+  /**
+   * Binary heap of the senders with a non-empty FIFO, by their head frame's (t_ns, seq):
+   * sender, and the key copied next to it (the comparisons read no pool entry).
+   */
+  private readonly heap_from: Int32Array;
+  private readonly heap_t_ns: Float64Array;
+  private readonly heap_seq: Float64Array;
+  private heap_size = 0;
   size = 0;
 
   constructor(
     node_count: number,
     private readonly pool: FramePool,
   ) {
-    this.fifos = Array.from({ length: node_count }, () => new LinkFifo());
+    this.head = new Int32Array(node_count).fill(NONE);
+    this.tail = new Int32Array(node_count).fill(NONE);
+    this.heap_from = new Int32Array(node_count);
+    this.heap_t_ns = new Float64Array(node_count);
+    this.heap_seq = new Float64Array(node_count);
   }
 
   /** Frame `h` must not be due earlier than the last frame pushed from the same sender. */
   push(h: number): void {
     const pool = this.pool;
-    const fifo = this.fifos[pool.from[h]!]!;
-    if (fifo.head === NONE) {
-      fifo.head = h;
-      fifo.tail = h;
-      fifo.head_t_ns = pool.t_ns[h]!;
-      fifo.head_seq = pool.seq[h]!;
-      this.heads.add(fifo);
+    const from = pool.from[h]!;
+    const last = this.tail[from]!;
+    if (last === NONE) {
+      this.head[from] = h;
+      this.tail[from] = h;
+      this.siftUp(this.heap_size++, from, pool.t_ns[h]!, pool.seq[h]!);
     } else {
-      const last = fifo.tail;
-      if (!(pool.t_ns[h]! >= pool.t_ns[last]! && pool.seq[h]! > pool.seq[last]!)) throw new Error(`link from ${pool.from[h]} would reorder frames`);
+      if (!(pool.t_ns[h]! >= pool.t_ns[last]! && pool.seq[h]! > pool.seq[last]!)) throw new Error(`link from ${from} would reorder frames`);
       pool.next[last] = h;
-      fifo.tail = h;
+      this.tail[from] = h;
     }
     this.size += 1;
   }
@@ -122,35 +122,82 @@ export class Inbox {
   handles(): number[] {
     const pool = this.pool;
     const out: number[] = [];
-    for (const fifo of this.fifos) {
-      for (let h = fifo.head, k = 0; h !== NONE && k <= this.size; h = pool.next[h]!, k++) out.push(h);
+    for (let s = 0; s < this.head.length; s++) {
+      for (let h = this.head[s]!, k = 0; h !== NONE && k <= this.size; h = pool.next[h]!, k++) out.push(h);
     }
     return out.sort((a, b) => pool.t_ns[a]! - pool.t_ns[b]! || pool.seq[a]! - pool.seq[b]!);
   }
 
   peekTime(empty_ns: number): number {
-    const top = this.heads.peek();
-    return top === undefined ? empty_ns : top.head_t_ns;
+    return this.heap_size === 0 ? empty_ns : this.heap_t_ns[0]!;
   }
 
   /** Removes the earliest frame and returns its pool handle (the caller releases it), or -1. */
   pop(): number {
-    const top = this.heads.peek();
-    if (top === undefined) return NONE;
+    if (this.heap_size === 0) return NONE;
     const pool = this.pool;
-    const h = top.head;
+    const from = this.heap_from[0]!;
+    const h = this.head[from]!;
     const next = pool.next[h]!;
     this.size -= 1;
     if (next === NONE) {
-      top.head = NONE;
-      top.tail = NONE;
-      this.heads.poll();
+      this.head[from] = NONE;
+      this.tail[from] = NONE;
+      const last = --this.heap_size;
+      if (last > 0) this.siftDown(0, this.heap_from[last]!, this.heap_t_ns[last]!, this.heap_seq[last]!);
     } else {
-      top.head = next;
-      top.head_t_ns = pool.t_ns[next]!;
-      top.head_seq = pool.seq[next]!;
-      this.heads.replaceTop(top); // its key grew: sift it down
+      this.head[from] = next;
+      this.siftDown(0, from, pool.t_ns[next]!, pool.seq[next]!); // its key grew
     }
     return h;
+  }
+
+  private siftUp(i: number, from: number, t_ns: number, seq: number): void {
+    const hf = this.heap_from;
+    const ht = this.heap_t_ns;
+    const hq = this.heap_seq;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const pt = ht[p]!;
+      if (!(t_ns < pt || (t_ns === pt && seq < hq[p]!))) break;
+      hf[i] = hf[p]!;
+      ht[i] = pt;
+      hq[i] = hq[p]!;
+      i = p;
+    }
+    hf[i] = from;
+    ht[i] = t_ns;
+    hq[i] = seq;
+  }
+
+  private siftDown(i: number, from: number, t_ns: number, seq: number): void {
+    const hf = this.heap_from;
+    const ht = this.heap_t_ns;
+    const hq = this.heap_seq;
+    const n = this.heap_size;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      let c = l;
+      let ct = ht[l]!;
+      let cq = hq[l]!;
+      const r = l + 1;
+      if (r < n) {
+        const rt = ht[r]!;
+        if (rt < ct || (rt === ct && hq[r]! < cq)) {
+          c = r;
+          ct = rt;
+          cq = hq[r]!;
+        }
+      }
+      if (!(ct < t_ns || (ct === t_ns && cq < seq))) break;
+      hf[i] = hf[c]!;
+      ht[i] = ct;
+      hq[i] = cq;
+      i = c;
+    }
+    hf[i] = from;
+    ht[i] = t_ns;
+    hq[i] = seq;
   }
 }

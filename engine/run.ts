@@ -17,6 +17,8 @@ export interface RunConfigOptions {
   slice_len_max_ns?: number;
   inflight_frames_max?: number;
   backend?: NodeConfig["backend"];
+  /** The grant-set schedule (RunConfig.parallel); written into the config only when true. */
+  parallel?: boolean;
 }
 
 export function makeRunConfig(options: RunConfigOptions): RunConfig {
@@ -35,10 +37,17 @@ export function makeRunConfig(options: RunConfigOptions): RunConfig {
     until_ns: options.until_ns,
     slice_len_max_ns: options.slice_len_max_ns ?? SLICE_LEN_MAX_DEFAULT_NS,
     inflight_frames_max: options.inflight_frames_max ?? INFLIGHT_FRAMES_MAX_DEFAULT,
+    // Absent unless set: headers of runs without it stay as they were.
+    ...(options.parallel === true ? { parallel: true } : {}),
   };
 }
 
-export function createEngine(config: RunConfig, backends: readonly NodeBackend[], sink: RecordSink): Engine {
+/**
+ * `concurrent: false` runs a parallel (grant-set) configuration's slices one at a time, in
+ * the set's order: the same records (replay feeds recorded inputs in trace order, so it
+ * needs that).
+ */
+export function createEngine(config: RunConfig, backends: readonly NodeBackend[], sink: RecordSink, options: { concurrent?: boolean } = {}): Engine {
   return new Engine({
     topology: new Topology(config.topology),
     macs: config.nodes.map((node) => parseMac(node.mac)),
@@ -50,5 +59,7 @@ export function createEngine(config: RunConfig, backends: readonly NodeBackend[]
     inflight_frames_max: config.inflight_frames_max,
     wall_check_slices: backends.some((b) => b.kind === "vm") ? 1 : undefined,
     faults: config.faults,
+    parallel: config.parallel === true,
+    concurrent: options.concurrent,
   });
 }

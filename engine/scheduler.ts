@@ -107,6 +107,54 @@ export class Scheduler {
     return { node: node as NodeId, start_ns: this.clock_ns[node]!, end_ns };
   }
 
+  /**
+   * The grant-set schedule (RunConfig.parallel): from one state, every slice that is safe
+   * at once, in ascending node id — or a node fault due now, or why the run is over.
+   *
+   * Node i gets [clock_i, end_i) with end_i = min(bound_i, act_i + slice max, until, its
+   * next fault), bound_i = min over j != i of (earliest send of j + lookahead(i <- j)), all
+   * computed from this state before any slice runs, and only if end_i > act_i (it can do
+   * something). The earliest send of j is never after anything j does in its own slice of
+   * the set (it acts at >= act_j there, and nothing sent in the set reaches it before its
+   * end), so no slice of the set can receive a frame another sends in it: they may run in
+   * any order or at the same time. The node acting first always gets a slice (its bound
+   * exceeds its activity by a lookahead), so each set makes progress.
+   *
+   * Faults: when the node acting first has a fault due now, that fault is the step (the
+   * lowest such node id first, as in next()); other nodes whose fault is due now wait.
+   */
+  nextSet(): SliceGrant[] | FaultGrant | RunEndReason {
+    const first = this.faulted ? this.updateActivityFaulted() : this.updateActivity();
+    if (first < 0) return "quiescent";
+    const act_min = this.act_ns[first]!;
+    if (this.until_ns !== null && act_min >= this.until_ns) return "duration";
+    if (this.faulted && act_min === this.fault_ns[first] && (this.clock_ns[first] === act_min || this.run_state[first] !== NODE_UP)) {
+      return this.faultGrant(first as NodeId, act_min);
+    }
+    const grants: SliceGrant[] = [];
+    for (let i = 0; i < this.node_count; i++) {
+      const act = this.act_ns[i]!;
+      if (act === VIRTUAL_NS_NEVER || (this.until_ns !== null && act >= this.until_ns)) continue;
+      if (this.faulted) {
+        if (this.run_state[i] !== NODE_UP) continue; // stopped: acts at its fault only
+        if (act === this.fault_ns[i] && this.clock_ns[i] === act) continue; // its fault is due first
+      }
+      const bound_ns = this.faulted ? this.safeBoundFaulted(i, act_min) : this.safeBound(i, act_min);
+      let end_ns = Math.min(bound_ns, act + this.slice_len_max_ns);
+      if (this.until_ns !== null) end_ns = Math.min(end_ns, this.until_ns);
+      const cut_at_fault = this.faulted && end_ns >= this.fault_ns[i]! && act === this.fault_ns[i];
+      if (this.faulted) end_ns = Math.min(end_ns, this.fault_ns[i]!);
+      // Useful: the node can act in it, or it brings the clock up to a fault due at its activity.
+      if (!(end_ns > act || cut_at_fault) || !(end_ns > this.clock_ns[i]!)) {
+        if (i === first) throw new Error(`scheduler invariant: no slice for the node acting first (${i}) at ${act}`);
+        continue;
+      }
+      if (end_ns > this.horizon_ns) this.horizon_ns = end_ns;
+      grants.push({ node: i as NodeId, start_ns: this.clock_ns[i]!, end_ns });
+    }
+    return grants;
+  }
+
   private faultGrant(node: NodeId, t_ns: number): FaultGrant {
     const fault = this.node_faults[node]![this.fault_next[node]!]!;
     if (fault.t_ns !== t_ns) throw new Error(`scheduler invariant: node ${node} fault at ${fault.t_ns}, due at ${t_ns}`);

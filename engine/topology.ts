@@ -97,6 +97,16 @@ export class Topology {
     for (const [index, p] of this.overridden) checkParams(spec.source, `link to ${Math.floor(index / n)} from ${index % n}`, p);
   }
 
+  /**
+   * The latency of a plain link (no jitter, bandwidth or loss: a frame arrives exactly
+   * latency later, or with the one before it), or -1 for any other. The engine keeps plain
+   * links in flat arrays instead of a LinkState each.
+   */
+  plainLatency(to: NodeId, from: NodeId): number {
+    const p = this.overridden.get(to * this.node_count + from) ?? this.spec.link_defaults;
+    return p.jitter_ns === 0 && p.bandwidth_bps === 0 && p.loss_rate === 0 ? this.spec.latency_ns[to]![from]! : -1;
+  }
+
   link(to: NodeId, from: NodeId): Link {
     if (to === from || to < 0 || from < 0 || to >= this.node_count || from >= this.node_count) throw new RangeError(`no link to ${to} from ${from}`);
     const p = this.overridden.get(to * this.node_count + from) ?? this.spec.link_defaults;

@@ -136,6 +136,12 @@ export interface RunConfig {
   faults?: FaultPlan;
   /** The experiment file the run came from (tapsim run SCENARIO.yaml): commands, until, collect, metrics. */
   scenario?: ScenarioRunConfig;
+  /**
+   * The grant-set schedule (EngineOptions.parallel; engine/README.md "Parallel slices"):
+   * absent or false in every trace written before it existed, whose schedule (one slice at a
+   * time) replay keeps using for them.
+   */
+  parallel?: boolean;
 }
 
 /**
@@ -280,6 +286,12 @@ export interface TraceHeader {
 /** Where records go. The recorder's file writer and replay's checker implement it. */
 export interface RecordSink {
   write(record: TraceRecord): void;
+  /**
+   * The sink is done with a record's byte fields when write() returns (it encodes, compares
+   * or drops them): the engine may then pass views of its own buffers, which it reuses.
+   * Absent or false: byte fields are the sink's to keep (the engine copies where needed).
+   */
+  readonly transient_bytes?: boolean;
   /** Called now and then from the run loop (about every 25 ms of wall time): flush if due. */
   tick?(): void;
 }

@@ -101,11 +101,38 @@ export class GateChannel {
     return this.sync_fd >= 0;
   }
 
+  /**
+   * Parallel slices: sends RUN now and returns how to collect the DONE (blocking reads, or
+   * the event-loop path's Promise), so that the engine can start several VMs before waiting
+   * for any. Errors surface when collecting.
+   */
+  begin(deadline_ns: number, frames: readonly GateFrame[]): () => SliceDone | Promise<SliceDone> {
+    if (this.sync_fd < 0) {
+      const done = this.run(deadline_ns, frames);
+      done.catch(() => {}); // rejected before it is collected: reported then
+      return () => done;
+    }
+    try {
+      if (this.closed_error) throw this.closed_error;
+      this.syncIo(() => fdWriteAll(this.sync_fd, encodeRun(deadline_ns, frames), SYNC_TIMEOUT_MS));
+    } catch (err) {
+      return () => {
+        throw err;
+      };
+    }
+    return () => this.collectSync();
+  }
+
   /** runSync: like run(), blocking; throws GateClosedError when QEMU has gone. */
   runSync(deadline_ns: number, frames: readonly GateFrame[]): SliceDone {
     if (this.sync_fd < 0) throw new Error(`${this.label}: blocking I/O not enabled`);
     if (this.closed_error) throw this.closed_error;
     this.syncIo(() => fdWriteAll(this.sync_fd, encodeRun(deadline_ns, frames), SYNC_TIMEOUT_MS));
+    return this.collectSync();
+  }
+
+  /** Reads the TX messages and the DONE of the slice whose RUN was sent. */
+  private collectSync(): SliceDone {
     const frames_out: GateFrame[] = [];
     for (let guard = 0; guard <= SLICE_FRAMES_MAX; guard++) {
       const { type, count, t_ns, payload } = this.readMessageSync();

@@ -153,6 +153,41 @@ export class VmBackend implements NodeBackend {
     }
   }
 
+  /**
+   * Parallel slices (RunConfig.parallel): the RUN goes to the gate now, the DONE is read
+   * when the engine collects the result, after it has started the other VMs of the set.
+   */
+  beginSlice(request: SliceRequest): () => SliceResult | Promise<SliceResult> {
+    if (this.power === "off") throw new Error(`${this.current.spec.name}: slice [${request.start_ns}, ${request.end_ns}) asked of a powered-off VM`);
+    if (!(request.start_ns >= this.clock_ns && request.end_ns > request.start_ns)) {
+      throw new RangeError(`${this.current.spec.name}: slice [${request.start_ns}, ${request.end_ns}) does not follow the node's clock ${this.clock_ns}`);
+    }
+    if (this.power === "paused") {
+      const result = this.pausedSlice(request);
+      return () => result;
+    }
+    const outputs: SliceOutput[] = [];
+    if (!this.booted) {
+      this.booted = true;
+      outputs.push({ kind: "lifecycle", t_ns: request.start_ns, event: "boot", detail: `qemu pid ${this.current.pid}` });
+    }
+    const frames = this.sliceFrames(request, outputs);
+    const collect = this.current.gate.begin(request.end_ns + this.base_ns, frames);
+    const crashed = (err: unknown): SliceResult | Promise<SliceResult> => {
+      if (!(err instanceof GateClosedError)) throw err;
+      return this.crashed(request, err, outputs);
+    };
+    return () => {
+      try {
+        const done = collect();
+        if (done instanceof Promise) return done.then((d) => this.sliceDone(request, d.clock_ns - this.base_ns, d.frames, outputs), crashed);
+        return this.sliceDone(request, done.clock_ns - this.base_ns, done.frames, outputs);
+      } catch (err) {
+        return crashed(err);
+      }
+    };
+  }
+
   /** A paused VM does not run: its clock stands still; frames for it must wait (the engine holds them). */
   private pausedSlice(request: SliceRequest): SliceResult {
     if (request.deliveries.length > 0) throw new Error(`${this.current.spec.name}: ${request.deliveries.length} deliveries handed to a paused VM`);

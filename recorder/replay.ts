@@ -122,6 +122,8 @@ export class ReplayBackend implements NodeBackend {
 }
 
 export class CheckingSink implements RecordSink {
+  /** Records are compared as they come (observe gets the trace's own record): byte fields may be views. */
+  readonly transient_bytes = true;
   /** Called with each record once checked, while the engine is still inside the write (the debugger snapshots state there). */
   observe: ((record: TraceRecord) => void) | null = null;
   slice_ends_checked = 0;
@@ -201,7 +203,8 @@ export class ReplayDriver {
 /** The engine of a trace's configuration; a configuration the engine refuses is a malformed header. */
 function engineFromHeader(reader: TraceReader, backends: NodeBackend[], sink: RecordSink): Engine {
   try {
-    return createEngine(reader.header.config, backends, sink);
+    // Recorded inputs are fed in trace order: a parallel run's slices are replayed one at a time (the same records).
+    return createEngine(reader.header.config, backends, sink, { concurrent: false });
   } catch (err) {
     if (!(err instanceof InputError || err instanceof RangeError || err instanceof TypeError)) throw err;
     throw new TraceError(reader.path, `header is malformed: ${err.message}`);

@@ -130,6 +130,7 @@ export function validateHeader(h: Partial<TraceHeader>): string | null {
   if (!(c.until_ns === null || uint(c.until_ns))) return "config.until_ns must be null or a non-negative integer";
   if (!(uint(c.slice_len_max_ns) && c.slice_len_max_ns > 0)) return "config.slice_len_max_ns must be a positive integer";
   if (!(uint(c.inflight_frames_max) && c.inflight_frames_max > 0)) return "config.inflight_frames_max must be a positive integer";
+  if (!(c.parallel === undefined || typeof c.parallel === "boolean")) return "config.parallel must be a boolean";
   return null;
 }
 

@@ -22,6 +22,8 @@ export const CHUNK_BYTES_TARGET = 256 * 1024;
 export const FLUSH_INTERVAL_NS = 250e6;
 
 export class TraceWriter implements RecordSink {
+  /** Records are encoded as they are written: byte fields may be views. */
+  readonly transient_bytes = true;
   /** Records, bytes (whole file) and RECORDS chunks handed to the kernel so far. */
   records_written = 0;
   bytes_written = 0;

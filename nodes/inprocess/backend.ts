@@ -7,7 +7,7 @@
 // (`rebuild`) can restart; for the others the engine refuses such a plan up front
 // (control_actions). Workloads share state between their nodes, so runs of them cannot.
 
-import type { Delivery, NodeBackend, NodeControl, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
+import type { BatchSliceResult, Delivery, DeliveryBatch, NodeBackend, NodeControl, OutputBatch, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
 import { EventQueue } from "../../engine/event_queue.js";
 import { Prng } from "../../engine/prng.js";
 import { VIRTUAL_NS_NEVER, type NodeId } from "../../engine/units.js";
@@ -19,6 +19,7 @@ export interface NodeContext {
   readonly now_ns: number;
   /** This node's own random stream (derived from the run seed and the node id). */
   readonly prng: Prng;
+  /** Puts a frame on the wire now. The frame is copied: the caller may reuse its buffer. */
   send(frame: Uint8Array): void;
   /** Calls onTimer(timer_id) at `at_ns` (>= now). */
   setTimer(at_ns: number, timer_id: number): void;
@@ -28,6 +29,7 @@ export interface NodeContext {
 
 export interface ProtocolNode {
   start(ctx: NodeContext): void;
+  /** `frame` and `delivery` are valid during the call only (the engine reuses their memory): copy what you keep. */
   onFrame(ctx: NodeContext, frame: Uint8Array, delivery: Delivery): void;
   onTimer(ctx: NodeContext, timer_id: number): void;
 }
@@ -50,6 +52,10 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   now_ns = 0;
   private readonly timers = new EventQueue<TimerEntry>(TIMERS_MAX);
   private outputs: SliceOutput[] = [];
+  /** Where outputs go during a batch-path slice (null: the object path's `outputs`). */
+  private out: OutputBatch | null = null;
+  /** The delivery handed to onFrame on the batch path (one object, refilled per frame). */
+  private readonly delivery = { t_ns: 0, frame_id: 0, from: 0 as NodeId, sent_ns: 0, bytes: new Uint8Array(0) as Uint8Array };
   private timer_seq = 0;
   private started = false;
   private exited = false;
@@ -96,6 +102,45 @@ export class InProcessBackend implements NodeBackend, NodeContext {
     return { end_ns, wake_ns: this.timers.peekTime(VIRTUAL_NS_NEVER), outputs: this.outputs };
   }
 
+  /** runSlice on the engine's batch path: the same events in the same order, outputs into `out`. */
+  runSliceBatch(_node: NodeId, start_ns: number, end_ns: number, deliveries: DeliveryBatch, out: OutputBatch): BatchSliceResult {
+    if (this.powered_off || this.paused) throw new Error(`node ${this.self}: slice while ${this.powered_off ? "powered off" : "paused"}`);
+    this.out = out;
+    try {
+      if (!this.started) this.startAt(start_ns);
+      const count = deliveries.count;
+      const times = deliveries.t_ns;
+      const d = this.delivery;
+      let next = 0;
+      while (!this.exited) {
+        const frame_ns = next < count ? times[next]! : VIRTUAL_NS_NEVER;
+        const timer_ns = this.timers.peekTime(VIRTUAL_NS_NEVER);
+        if (timer_ns <= frame_ns && timer_ns < end_ns) {
+          const timer = this.timers.pop()!;
+          this.now_ns = Math.max(timer.t_ns, start_ns);
+          this.protocol.onTimer(this, timer.timer_id);
+        } else if (frame_ns < end_ns) {
+          const frame = deliveries.frame(next);
+          d.t_ns = frame_ns;
+          d.frame_id = deliveries.frame_id[next]!;
+          d.from = deliveries.from[next]! as NodeId;
+          d.sent_ns = deliveries.sent_ns[next]!;
+          d.bytes = frame;
+          next++;
+          this.now_ns = frame_ns;
+          this.protocol.onFrame(this, frame, d);
+        } else {
+          break;
+        }
+      }
+      if (this.exited) return { end_ns: this.now_ns, wake_ns: VIRTUAL_NS_NEVER, deliveries_taken: next };
+      this.now_ns = end_ns;
+      return { end_ns, wake_ns: this.timers.peekTime(VIRTUAL_NS_NEVER), deliveries_taken: count };
+    } finally {
+      this.out = null;
+    }
+  }
+
   control(c: NodeControl): void {
     if (!(c.t_ns >= this.now_ns)) throw new RangeError(`node ${this.self}: ${c.action} at ${c.t_ns} is before now (${this.now_ns})`);
     if (c.action === "poweroff") {
@@ -121,7 +166,8 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   }
 
   send(frame: Uint8Array): void {
-    this.outputs.push({ kind: "emit", t_ns: this.now_ns, bytes: frame });
+    if (this.out !== null) this.out.emit(this.now_ns, frame);
+    else this.outputs.push({ kind: "emit", t_ns: this.now_ns, bytes: frame.slice() });
   }
 
   setTimer(at_ns: number, timer_id: number): void {
@@ -132,18 +178,21 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   }
 
   mark(text: string): void {
-    this.outputs.push({ kind: "mark", t_ns: this.now_ns, text });
+    if (this.out !== null) this.out.mark(this.now_ns, text);
+    else this.outputs.push({ kind: "mark", t_ns: this.now_ns, text });
   }
 
   exit(detail: string): void {
     this.exited = true;
-    this.outputs.push({ kind: "lifecycle", t_ns: this.now_ns, event: "exit", detail });
+    if (this.out !== null) this.out.lifecycle(this.now_ns, "exit", detail);
+    else this.outputs.push({ kind: "lifecycle", t_ns: this.now_ns, event: "exit", detail });
   }
 
   private startAt(t_ns: number): void {
     this.started = true;
     this.now_ns = t_ns;
-    this.outputs.push({ kind: "lifecycle", t_ns, event: "boot", detail: "in-process" });
+    if (this.out !== null) this.out.lifecycle(t_ns, "boot", "in-process");
+    else this.outputs.push({ kind: "lifecycle", t_ns, event: "boot", detail: "in-process" });
     this.protocol.start(this);
   }
 }

@@ -16,7 +16,6 @@
 import type { Delivery } from "../../engine/backend.js";
 import { InputError } from "../../engine/errors.js";
 import { nodeIpv4, nodeMac, udpHeaders, udpPayloadOffset, UDP_FRAME_OVERHEAD_BYTES } from "../../engine/net/ethernet.js";
-import { FrameSlab } from "../../engine/net/frame_slab.js";
 import type { NodeContext, ProtocolNode } from "./backend.js";
 import { TcpMesh, TCP_STARTUP_NS_DEFAULT, TIMER_DIAL_RETRY, TIMER_TCP_START } from "./bracha_tcp.js";
 
@@ -141,9 +140,14 @@ export class BrachaNode implements ProtocolNode {
   private readonly state: Uint8Array;
   private readonly echo_count: Uint16Array;
   private readonly ready_count: Uint16Array;
-  /** Ethernet/IPv4/UDP headers towards each peer, for this message size: copied, not rebuilt. */
-  private readonly header_templates: Uint8Array[];
-  private readonly slab = new FrameSlab();
+  /**
+   * Ethernet/IPv4/UDP headers towards each peer, for this message size, one after another
+   * (UDP_FRAME_OVERHEAD_BYTES each): copied, not rebuilt. One buffer, not an array per peer:
+   * at 1,024 nodes that would be a million small arrays.
+   */
+  private readonly header_templates: Uint8Array;
+  /** The frame being sent: ctx.send copies it, so one buffer serves every frame. */
+  private readonly frame: Uint8Array;
   /** transport tcp_like: the reference's TCP mesh; null: one datagram per message. */
   private readonly tcp: TcpMesh | null;
   private readonly silent: boolean;
@@ -169,9 +173,13 @@ export class BrachaNode implements ProtocolNode {
     this.ready_count = new Uint16Array(this.n * this.m);
     const self = { mac: nodeMac(id), ip: nodeIpv4(id), port: BRACHA_PORT };
     const payload_bytes = MSG_HEADER_BYTES + params.payload_bytes;
-    this.header_templates = Array.from({ length: node_count }, (_, j) =>
-      udpHeaders(self, { mac: nodeMac(j), ip: nodeIpv4(j), port: BRACHA_PORT }, payload_bytes, new Uint8Array(UDP_FRAME_OVERHEAD_BYTES + payload_bytes)).subarray(0, UDP_FRAME_OVERHEAD_BYTES),
-    );
+    this.frame = new Uint8Array(UDP_FRAME_OVERHEAD_BYTES + payload_bytes);
+    this.header_templates = new Uint8Array(node_count * UDP_FRAME_OVERHEAD_BYTES);
+    for (let j = 0; j < node_count; j++) {
+      this.frame.fill(0); // udpHeaders sums the checksum field as it finds it
+      const headers = udpHeaders(self, { mac: nodeMac(j), ip: nodeIpv4(j), port: BRACHA_PORT }, payload_bytes, this.frame);
+      this.header_templates.set(headers.subarray(0, UDP_FRAME_OVERHEAD_BYTES), j * UDP_FRAME_OVERHEAD_BYTES);
+    }
     this.silent = params.silent_nodes.includes(id);
     const broadcasters = broadcastingNodes(params, node_count);
     this.broadcaster = broadcasters.includes(id);
@@ -322,32 +330,35 @@ export class BrachaNode implements ProtocolNode {
    * hand it to ourselves without the network (reference rules counted it in sendVote).
    */
   private broadcast(ctx: NodeContext, type: number, origin: number, seq: number): void {
-    const payload = encodeMessage(type, origin, seq, this.params.payload_bytes);
-    for (let j = 0; j < this.n; j++) {
-      if (j === this.id) continue;
-      if (this.tcp !== null) {
-        this.tcp.send(ctx, j, payload);
-        continue;
+    if (this.tcp !== null) {
+      // The mesh queues the message (Nagle): a buffer of its own, shared by every peer's queue.
+      const payload = new Uint8Array(MSG_HEADER_BYTES + this.params.payload_bytes);
+      encodeMessage(type, origin, seq, this.params.payload_bytes, payload, 0);
+      for (let j = 0; j < this.n; j++) if (j !== this.id) this.tcp.send(ctx, j, payload);
+    } else {
+      const frame = this.frame;
+      encodeMessage(type, origin, seq, this.params.payload_bytes, frame, UDP_FRAME_OVERHEAD_BYTES);
+      const templates = this.header_templates;
+      for (let j = 0; j < this.n; j++) {
+        if (j === this.id) continue;
+        const base = j * UDP_FRAME_OVERHEAD_BYTES;
+        for (let k = 0; k < UDP_FRAME_OVERHEAD_BYTES; k++) frame[k] = templates[base + k]!;
+        ctx.send(frame);
       }
-      const frame = this.slab.alloc(UDP_FRAME_OVERHEAD_BYTES + payload.length);
-      frame.set(this.header_templates[j]!);
-      frame.set(payload, UDP_FRAME_OVERHEAD_BYTES);
-      ctx.send(frame);
     }
     if (!this.reference_rules) this.handle(ctx, type, origin, seq);
   }
 }
 
-function encodeMessage(type: number, origin: number, seq: number, payload_bytes: number): Uint8Array {
-  const msg = new Uint8Array(MSG_HEADER_BYTES + payload_bytes);
-  msg[0] = MSG_MAGIC;
-  msg[1] = type;
-  msg[2] = origin >>> 8;
-  msg[3] = origin & 0xff;
-  msg[4] = seq >>> 24;
-  msg[5] = (seq >>> 16) & 0xff;
-  msg[6] = (seq >>> 8) & 0xff;
-  msg[7] = seq & 0xff;
-  for (let i = 0; i < payload_bytes; i++) msg[MSG_HEADER_BYTES + i] = (origin + seq + i) & 0xff;
-  return msg;
+/** Writes the message into buf at offset o (MSG_HEADER_BYTES + payload_bytes bytes). */
+function encodeMessage(type: number, origin: number, seq: number, payload_bytes: number, buf: Uint8Array, o: number): void {
+  buf[o] = MSG_MAGIC;
+  buf[o + 1] = type;
+  buf[o + 2] = origin >>> 8;
+  buf[o + 3] = origin & 0xff;
+  buf[o + 4] = seq >>> 24;
+  buf[o + 5] = (seq >>> 16) & 0xff;
+  buf[o + 6] = (seq >>> 8) & 0xff;
+  buf[o + 7] = seq & 0xff;
+  for (let i = 0; i < payload_bytes; i++) buf[o + MSG_HEADER_BYTES + i] = (origin + seq + i) & 0xff;
 }
