@@ -59,7 +59,7 @@ const link = (t: Topology, to: number, from: number) => t.link(to as NodeId, fro
 test("every seed matrix loads with its size and values as written", () => {
   const sizes: Record<string, number> = {
     "delays_1x1.txt": 1, "delays_2x2.txt": 2, "delays_2x2_asym.txt": 2, "delays_3x3.txt": 3, "delays_3x3_mid.txt": 3,
-    "delays_3x3_short.txt": 3, "delays_9x9_aws.txt": 9, "latency_3x3_aws.txt": 3,
+    "delays_3x3_short.txt": 3, "delays_4x4_50ms.txt": 4, "delays_9x9_aws.txt": 9, "latency_3x3_aws.txt": 3,
   };
   const files = readdirSync(configs).filter((f) => f.endsWith(".txt")).sort();
   assert.equal(files, Object.keys(sizes).sort());
