@@ -76,9 +76,11 @@ function additionsOf(path: string, header: TraceHeader, image: GuestImage): Buff
     node_count: header.config.nodes.length,
     adds,
     packages: recorded.packages?.requested ?? null,
+    node_packages: recorded.nodes.map((n) => n.packages?.requested ?? null),
     authorized_key: ensureClientKey().public_line,
     password_login: recorded.ssh_password_login,
     memory_mib: header.config.vm!.memory_mib,
+    ...(header.config.vm!.node_memory_mib === undefined ? {} : { node_memory_mib: header.config.vm!.node_memory_mib }),
     cache_root: defaultCacheRoot(),
     log: (line) => console.error(`tapsim image: ${line}`),
   });
@@ -87,6 +89,9 @@ function additionsOf(path: string, header: TraceHeader, image: GuestImage): Buff
   }
   for (const [node, rec] of recorded.nodes.entries()) {
     const now = built.record.nodes[node]!;
+    if ((now.packages?.archive_sha256 ?? null) !== (rec.packages?.archive_sha256 ?? null)) {
+      throw new InputError(`${path}: node ${node}'s packages archive built here differs from the recorded one (other package versions?)`);
+    }
     if (now.archive_sha256 === rec.archive_sha256) continue;
     const changed = rec.files.find((f, i) => JSON.stringify(f) !== JSON.stringify(now.files[i])) ?? rec.files[0];
     throw new InputError(`${path}: node ${node}'s added files differ from the recording${changed ? ` (first: ${changed.path})` : ""}; a rerun needs the same files and the same user's SSH key`);

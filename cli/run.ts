@@ -6,6 +6,7 @@ import { InputError } from "../engine/errors.js";
 import type { Engine, RunSummary } from "../engine/engine.js";
 import { INFLIGHT_FRAMES_MAX_DEFAULT } from "../engine/engine.js";
 import { brachaConfig, validateWorkload } from "../nodes/inprocess/workloads.js";
+import type { BrachaRules, BrachaTransport } from "../nodes/inprocess/bracha.js";
 import { makeRunConfig, SLICE_LEN_MAX_DEFAULT_NS } from "../engine/run.js";
 import { inProcessBackends } from "../nodes/inprocess/run.js";
 import type { Workload } from "../nodes/inprocess/workloads.js";
@@ -30,6 +31,9 @@ interface RunFlags extends CommonRunFlags {
   startSpread: number;
   silent: number[];
   broadcasters?: number;
+  transport?: string;
+  rules?: string;
+  startup?: number;
   progress: boolean;
   vms?: number;
   netns?: number;
@@ -49,6 +53,9 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("--start-spread <duration>", "bracha: nodes start at random offsets within this", durationOption("--start-spread"), 1_000_000)
     .option("--silent <ids>", "bracha: comma-separated crash-silent nodes (at most f)", integerListOption("--silent"), [])
     .option("--broadcasters <k>", "bracha: only the first k correct nodes broadcast", integerOption("--broadcasters", 1))
+    .option("--transport <t>", "bracha: udp (one datagram per message) or tcp_like (the reference's TCP mesh: sequential setup, Nagle; docs/bracha.md)")
+    .option("--rules <r>", "bracha: textbook thresholds, or reference (the reference program's: f = N/3, Ready at floor((N+f)/2) echoes)")
+    .option("--startup <duration>", "bracha tcp_like: from a node's start to its program listening and dialing (default 4ms)", durationOption("--startup"))
     .option("-s, --seed <n>", "seed for jitter, loss and workload randomness", integerOption("--seed", 0), 1)
     .option("-d, --duration <duration>", "stop at this virtual time (default: when nothing is left to do)", durationOption("--duration"))
     .option("--slice-max <duration>", "longest slice, whatever the lookahead allows", durationOption("--slice-max", 1), SLICE_LEN_MAX_DEFAULT_NS)
@@ -89,7 +96,7 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
 
 /** Flags that only one kind of run reads; given to another kind they would be ignored silently. */
 const FLAGS_OF_KIND: Readonly<Record<RunKind, readonly string[]>> = {
-  inprocess: ["nodes", "workload", "messages", "payloadBytes", "startSpread", "silent", "broadcasters"],
+  inprocess: ["nodes", "workload", "messages", "payloadBytes", "startSpread", "silent", "broadcasters", "transport", "rules", "startup"],
   vms: ["image", "password", "memory", "sshPortBase", "sshTimeout", "ssh", "bootCmd", "rtcBase", "pace", "mgmtNet"],
   netns: ["netnsCmd"],
 };
@@ -128,6 +135,9 @@ export function buildRunConfig(flags: RunFlags): RunConfig {
     start_spread_ns: flags.startSpread,
     silent_nodes: flags.silent,
     broadcasters: flags.broadcasters ?? null,
+    ...(flags.transport === undefined ? {} : { transport: flags.transport as BrachaTransport }),
+    ...(flags.rules === undefined ? {} : { rules: flags.rules as BrachaRules }),
+    ...(flags.startup === undefined ? {} : { startup_ns: flags.startup }),
   });
   validateWorkload(workload, topology.node_names.length);
   return makeRunConfig({

@@ -139,6 +139,8 @@ async function runVms(scenario: Scenario, flags: ScenarioRunFlags, trace_path: s
     add: vm.adds,
     ...(vm.packages === null ? {} : { packages: vm.packages.join(",") }),
     memory: vm.memory_mib,
+    ...(vm.node_memory_mib.some((m) => m !== null) ? { nodeMemory: vm.node_memory_mib.map((m) => m ?? vm.memory_mib) } : {}),
+    ...(vm.node_packages.some((p) => p !== null) ? { nodePackages: vm.node_packages } : {}),
     sshPortBase: flags.sshPortBase,
     sshTimeout: flags.sshTimeout,
     ssh: vm.ssh,

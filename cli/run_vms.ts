@@ -45,6 +45,9 @@ export interface VmRunFlags extends CommonRunFlags {
   progress: boolean;
   pace?: string;
   mgmtNet: string;
+  /** A scenario's per-node settings (absent: --memory and --packages for every node). */
+  nodeMemory?: number[];
+  nodePackages?: (string[] | null)[];
 }
 
 export const EXIT_VM_FAILED = 1;
@@ -88,7 +91,7 @@ export async function prepareVmRun(flags: VmRunFlags, topology: TopologySpec): P
   const packages = flags.packages === undefined ? null : parsePackageList(flags.packages);
   const password = guestPassword(flags);
   const image = await resolveImage(flags, password);
-  if (image.kind === "qcow2" && (adds.length > 0 || packages !== null)) throw new InputError("--add and --packages need the default guest (not --image)");
+  if (image.kind === "qcow2" && (adds.length > 0 || packages !== null || (flags.nodePackages ?? []).some((p) => p !== null))) throw new InputError("--add and --packages need the default guest (not --image)");
   const key = ensureClientKey();
   const additions = image.kind === "initramfs" ? defaultGuestAdditions(flags, image, adds, packages, key, password) : null;
   const config = makeRunConfig({
@@ -101,6 +104,7 @@ export async function prepareVmRun(flags: VmRunFlags, topology: TopologySpec): P
     backend: "vm",
   });
   config.vm = { ...vmRunConfig(flags, image, qemu_version, boot_commands), mgmt_net, mgmt_live: flags.ssh };
+  if (flags.nodeMemory !== undefined) config.vm.node_memory_mib = flags.nodeMemory;
   if (additions !== null) config.vm.additions = additions.record;
   const access: Access = { key, password: image.kind === "qcow2" ? image.ssh_password : password };
   return { flags, config, image, boot_commands, extra_archives: additions?.archives ?? null, access, pace, mgmt_net };
@@ -187,9 +191,11 @@ function defaultGuestAdditions(flags: VmRunFlags, image: GuestImage & { kind: "i
     node_count: flags.vms,
     adds,
     packages,
+    ...(flags.nodePackages === undefined ? {} : { node_packages: flags.nodePackages }),
     authorized_key: key.public_line,
     password_login: password !== undefined,
     memory_mib: flags.memory,
+    ...(flags.nodeMemory === undefined ? {} : { node_memory_mib: flags.nodeMemory }),
     cache_root: defaultCacheRoot(),
     log: (line) => log(flags, `tapsim image: ${line}`),
   });

@@ -223,6 +223,8 @@ export interface VmRunConfig {
   gate_protocol_version: number;
   image: { kind: "initramfs" | "qcow2"; identity: string; source: string };
   memory_mib: number;
+  /** Per node, where a scenario gives nodes different memory (absent: memory_mib for all). */
+  node_memory_mib?: number[];
   /** Every guest's RTC starts here (`-rtc base=...,clock=vm`). */
   rtc_base: string;
   icount_shift: number;
@@ -243,11 +245,18 @@ export interface VmRunConfig {
  */
 export interface VmAdditionsConfig {
   /** Per node: its own archive (files, SSH access) and that archive's sha256; appended after the packages' one. */
-  nodes: { sources: { host_path: string; guest_path: string }[]; files: GuestFileRecord[]; archive_sha256: string }[];
+  nodes: { sources: { host_path: string; guest_path: string }[]; files: GuestFileRecord[]; archive_sha256: string; packages?: PackagesRecordConfig | null }[];
   /** --packages: the names asked for, every package unpacked for them, and the shared archive's sha256. */
-  packages: { requested: string[]; resolved: { name: string; version: string; deb_sha256: string }[]; archive_sha256: string } | null;
+  packages: PackagesRecordConfig | null;
   /** Whether the guests' dropbear accepts passwords (tapsim run --password); keys always. */
   ssh_password_login: boolean;
+}
+
+/** A --packages archive: the names asked for, every package unpacked for them, the archive's sha256. Per node when a scenario gives nodes their own. */
+export interface PackagesRecordConfig {
+  requested: string[];
+  resolved: { name: string; version: string; deb_sha256: string }[];
+  archive_sha256: string;
 }
 
 export interface GuestFileRecord {

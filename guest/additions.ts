@@ -20,8 +20,11 @@ export interface AdditionsInput {
   /** "ssh-ed25519 AAAA…": root's authorized_keys in every node. */
   readonly authorized_key: string;
   readonly password_login: boolean;
+  /** Per node, packages of its own (a scenario's nodes[i].packages), added to `packages`. */
+  readonly node_packages?: readonly (readonly string[] | null)[];
   /** An initramfs must fit in half the guest's memory. */
   readonly memory_mib: number;
+  readonly node_memory_mib?: readonly number[];
   readonly cache_root: string;
   readonly log: (line: string) => void;
 }
@@ -34,23 +37,50 @@ export interface Additions {
 
 export function buildAdditions(input: AdditionsInput): Additions {
   const base = readArchive(input.image.initrd_path);
-  const pkgs = input.packages === null ? null : ensurePackagesArchive(input.packages, input.image, { cache_root: input.cache_root, log: input.log });
-  const pkg_gz = pkgs === null ? null : readFileSync(pkgs.path);
-  const pkg_entries = pkg_gz === null ? [] : readCpioGz(pkg_gz);
-  const below = existingTree(base, pkg_entries);
+  const per_node = input.node_packages !== undefined && input.node_packages.some((p) => p !== null && p.length > 0);
+  const sets = Array.from({ length: input.node_count }, (_, node) => packageSet(input.packages, per_node ? input.node_packages![node] ?? null : null));
+  const archives_by_set = new Map<string, PackagesArchiveRead | null>();
+  for (const set of sets) if (!archives_by_set.has(setKey(set))) archives_by_set.set(setKey(set), readPackages(set, input));
   const hosts = input.adds.map((add) => ({ add, entries: hostEntries(add) }));
   const access = accessEntries(input.authorized_key, input.password_login);
   const archives: Buffer[] = [];
   const nodes: VmAdditionsConfig["nodes"] = [];
   for (let node = 0; node < input.node_count; node++) {
+    const pkgs = archives_by_set.get(setKey(sets[node]!))!;
+    const below = existingTree(base, pkgs?.entries ?? []);
     const mine = hosts.filter((h) => h.add.node === null || h.add.node === node);
     const entries = [...mine.flatMap((h) => h.entries), ...access];
-    checkFits(node, [base, pkg_entries, entries], input.memory_mib);
+    checkFits(node, [base, pkgs?.entries ?? [], entries], input.node_memory_mib?.[node] ?? input.memory_mib);
     const built = buildArchive(entries, below);
-    archives.push(pkg_gz === null ? built.gz : Buffer.concat([pkg_gz, built.gz]));
-    nodes.push({ sources: mine.map((h) => ({ host_path: h.add.host_path, guest_path: h.add.guest_path })), files: built.files, archive_sha256: built.sha256 });
+    archives.push(pkgs === null ? built.gz : Buffer.concat([pkgs.gz, built.gz]));
+    const record = { sources: mine.map((h) => ({ host_path: h.add.host_path, guest_path: h.add.guest_path })), files: built.files, archive_sha256: built.sha256 };
+    nodes.push(per_node ? { ...record, packages: pkgs?.record ?? null } : record);
   }
-  return { archives, record: { nodes, packages: pkgs?.record ?? null, ssh_password_login: input.password_login } };
+  const shared = per_node ? null : archives_by_set.get(setKey(sets[0] ?? null))?.record ?? null;
+  return { archives, record: { nodes, packages: shared, ssh_password_login: input.password_login } };
+}
+
+interface PackagesArchiveRead {
+  gz: Buffer;
+  entries: CpioEntry[];
+  record: NonNullable<VmAdditionsConfig["packages"]>;
+}
+
+/** The run's packages and the node's own, sorted, without repeats; null for none. */
+function packageSet(shared: readonly string[] | null, own: readonly string[] | null): string[] | null {
+  const all = [...new Set([...(shared ?? []), ...(own ?? [])])].sort();
+  return all.length === 0 ? null : all;
+}
+
+function setKey(set: readonly string[] | null): string {
+  return set === null ? "" : set.join(",");
+}
+
+function readPackages(set: readonly string[] | null, input: AdditionsInput): PackagesArchiveRead | null {
+  if (set === null) return null;
+  const pkgs = ensurePackagesArchive(set, input.image, { cache_root: input.cache_root, log: input.log });
+  const gz = readFileSync(pkgs.path);
+  return { gz, entries: readCpioGz(gz), record: pkgs.record };
 }
 
 /** The kernel unpacks the initramfs into a RAM file system capped at half the memory. */

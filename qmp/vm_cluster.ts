@@ -189,7 +189,7 @@ export class VmCluster {
       mac: cfg.mac,
       boot: boot.kind === "initramfs" && extra_initrd_path !== null ? { ...boot, extra_initrd_path } : boot,
       ssh_port: o.ssh_port_base + node,
-      memory_mib: o.memory_mib,
+      memory_mib: o.config.vm?.node_memory_mib?.[node] ?? o.memory_mib,
       rtc_base: shiftedRtcBase(o.rtc_base, t0_ns),
       rng_seed: o.config.seed * 4096 + node,
       run_dir: this.run_dir,

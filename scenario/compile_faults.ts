@@ -9,7 +9,7 @@
 import { isMap, isScalar, type YAMLMap } from "yaml";
 import { readParams } from "../engine/topology_parse.js";
 import type { FaultPlan, LinkChange, NetworkChange, NodeFault } from "../engine/trace_records.js";
-import { formatDurationNs } from "../engine/units.js";
+import { formatBandwidthBps, formatDurationNs } from "../engine/units.js";
 import { describe, readFields, valueOrKey, type Ctx, type Field, type YamlNode } from "../engine/yaml_fields.js";
 import type { NodeNames } from "./node_names.js";
 import { readBool, readPositiveDuration, readTime, seqItems } from "./values.js";
@@ -202,7 +202,7 @@ class FaultState {
     if (params.latency !== undefined) set.latency_ns = params.latency.value;
     if (params.jitter !== undefined) set.jitter_ns = params.jitter.value;
     if (Object.keys(set).length === 0) this.ctx.fail(f.value, `${where}: says which links but not what changes (latency, jitter, bandwidth, loss, queue)`);
-    const what = Object.entries(set).map(([k, v]) => `${k}=${v}`).join(" ");
+    const what = Object.entries(set).map(([k, v]) => linkValueText(k, v as number)).join(" ");
     return { links, label: `${label} ${what}`, set };
   }
 
@@ -236,4 +236,14 @@ class FaultState {
     const n = this.names.names.length;
     this.network.push({ t_ns, action, label, links: links.map((l) => ({ to: Math.floor(l / n), from: l % n })), set });
   }
+}
+
+/** "latency=40ms", "loss=1%", "bandwidth=10Mbit", "queue=100p": the units a scenario is written in. */
+function linkValueText(key: string, v: number): string {
+  if (key.endsWith("_ns")) return `${key.slice(0, -3)}=${formatDurationNs(v)}`;
+  if (key === "bandwidth_bps") return `bandwidth=${formatBandwidthBps(v)}`;
+  if (key === "loss_rate") return `loss=${+(v * 100).toPrecision(6)}%`;
+  if (key === "queue_packets_max") return `queue=${v}p`;
+  if (key === "queue_bytes_max") return `queue=${v}B`;
+  return `${key}=${v}`;
 }

@@ -102,7 +102,7 @@ export class ScenarioController {
     if (this.ready[node]) this.sendDue(node, inner, request, marks);
     const pending = inner.runSlice(request);
     const result = pending instanceof Promise ? await pending : pending;
-    this.observe(node, request, result);
+    this.observe(node, result);
     if (this.phase === "collecting") this.takeCollected(inner);
     if (marks.length === 0) return result;
     // Keep the outputs in time order: the marks say when each agent message went in.
@@ -152,13 +152,12 @@ export class ScenarioController {
     }
   }
 
-  private observe(node: number, request: SliceRequest, result: SliceResult): void {
+  private observe(node: number, result: SliceResult): void {
     for (const out of result.outputs) {
       if (out.kind === "command") this.commandEvent(node, out.event, out.id, out.t_ns, out.detail);
       else if (out.kind === "guest_output") this.consoleText(node, out.text, result.end_ns);
     }
     if (this.phase === "running") this.checkAllExited();
-    void request;
   }
 
   private commandEvent(node: number, event: "start" | "exit", id: string, t_ns: number, detail: string): void {

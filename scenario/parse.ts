@@ -14,17 +14,18 @@ import type { FaultPlan, ScenarioCommand, ScenarioMetric, ScenarioRunConfig, Wor
 import { Ctx, describe, parseYamlRoot, readFields, scalarText, valueOrKey, type Field, type YamlNode } from "../engine/yaml_fields.js";
 import { compileFaults } from "./compile_faults.js";
 import { NodeNames } from "./node_names.js";
-import { readBool, readDuration, readId, readInt, readIntList, readMemoryMib, readPositiveDuration, readStringList, readTime, seqItems } from "./values.js";
+import { BRACHA_RULES, BRACHA_TRANSPORTS } from "../nodes/inprocess/bracha.js";
+import { readBool, readChoice, readDuration, readId, readInt, readIntList, readMemoryMib, readPositiveDuration, readStringList, readTime, seqItems } from "./values.js";
 
 export const TOP_FIELDS = ["name", "topology", "nodes", "seed", "slice_max", "workload", "vm", "commands", "until", "collect", "faults", "metrics"] as const;
-const NODE_FIELDS = ["name", "add"] as const;
+const NODE_FIELDS = ["name", "add", "memory", "packages"] as const;
 const VM_FIELDS = ["memory", "image", "packages", "add", "rtc_base", "ssh"] as const;
 const COMMAND_FIELDS = ["name", "node", "nodes", "run", "at", "after", "delay", "ok_exit", "timeout"] as const;
 const UNTIL_FIELDS = ["duration", "all_exited", "output"] as const;
 const OUTPUT_FIELDS = ["node", "pattern"] as const;
 const COLLECT_FIELDS = ["node", "nodes", "path"] as const;
 const METRIC_FIELDS = ["name", "node", "nodes", "pattern", "unit"] as const;
-const WORKLOAD_FIELDS = ["kind", "messages", "payload_bytes", "start_spread", "silent", "broadcasters"] as const;
+const WORKLOAD_FIELDS = ["kind", "messages", "payload_bytes", "start_spread", "silent", "broadcasters", "transport", "rules", "startup"] as const;
 /** A command rides in one agent datagram (qmp/agent.ts); longer scripts go in a file (`add:`). */
 export const COMMAND_BYTES_MAX = 1200;
 const COMMANDS_MAX = 4096;
@@ -39,6 +40,9 @@ export interface ScenarioVm {
   rtc_base: string;
   /** Whether the host may reach the guests over SSH while the run goes (default: no, a closed world). */
   ssh: boolean;
+  /** Per node (nodes: as a list): memory and packages of its own, null where it has none. */
+  node_memory_mib: (number | null)[];
+  node_packages: (string[] | null)[];
 }
 
 export interface Scenario {
@@ -80,6 +84,7 @@ export function parseScenario(text: string, source: string, defaults: ScenarioDe
   const workload = fields.has("workload") ? readWorkload(ctx, fields.get("workload")!) : null;
   if (workload !== null) refuseVmFields(ctx, fields);
   const vm = workload === null ? readVm(ctx, fields, names, defaults) : null;
+  if (vm?.image != null && vm.node_packages.some((p) => p !== null)) ctx.fail(fields.get("nodes")!.key, "nodes: packages need the default guest (vm.image is a user's qcow2 image)");
   if (vm?.image != null) for (const name of ["commands", "collect"] as const) {
     const f = fields.get(name);
     if (f !== undefined) ctx.fail(f.key, `${name}: needs the default guest, whose agent runs them (vm.image is a user's qcow2 image)`);
@@ -154,11 +159,15 @@ function readWorkload(ctx: Ctx, f: Field): WorkloadConfig {
   if (w.has("start_spread")) out["start_spread_ns"] = readDuration(ctx, w.get("start_spread")!, "workload.start_spread");
   if (w.has("broadcasters")) out["broadcasters"] = readInt(ctx, w.get("broadcasters")!, "workload.broadcasters", 1, 4096);
   if (w.has("silent")) out["silent_nodes"] = readIntList(ctx, w.get("silent")!, "workload.silent");
+  if (w.has("transport")) out["transport"] = readChoice(ctx, w.get("transport")!, "workload.transport", BRACHA_TRANSPORTS);
+  if (w.has("rules")) out["rules"] = readChoice(ctx, w.get("rules")!, "workload.rules", BRACHA_RULES);
+  if (w.has("startup")) out["startup_ns"] = readDuration(ctx, w.get("startup")!, "workload.startup");
   return out;
 }
 
 function readVm(ctx: Ctx, fields: Map<string, Field>, names: NodeNames, defaults: ScenarioDefaults): ScenarioVm {
-  const vm: ScenarioVm = { memory_mib: defaults.memory_mib, image: null, packages: null, adds: [], rtc_base: defaults.rtc_base, ssh: false };
+  const n = names.names.length;
+  const vm: ScenarioVm = { memory_mib: defaults.memory_mib, image: null, packages: null, adds: [], rtc_base: defaults.rtc_base, ssh: false, node_memory_mib: new Array(n).fill(null), node_packages: new Array(n).fill(null) };
   const f = fields.get("vm");
   if (f !== undefined) {
     if (!isMap(f.value)) ctx.fail(valueOrKey(f), `vm: expected a mapping (memory, image, packages, add, rtc_base, ssh), got ${describe(f.value)}`);
@@ -184,6 +193,8 @@ function readNodeList(ctx: Ctx, seq: YAMLSeq, names: NodeNames, vm: ScenarioVm):
     const f = readFields(ctx, node as YAMLMap, NODE_FIELDS, `nodes[${i}]`);
     if (f.has("name")) renamed[i] = readId(ctx, f.get("name")!, `nodes[${i}].name`);
     if (f.has("add")) vm.adds.push(...readAdds(ctx, f.get("add")!, `nodes[${i}].add`, i));
+    if (f.has("memory")) vm.node_memory_mib[i] = readMemoryMib(ctx, f.get("memory")!, `nodes[${i}].memory`);
+    if (f.has("packages")) vm.node_packages[i] = readStringList(ctx, f.get("packages")!, `nodes[${i}].packages`).sort();
   });
   names.rename(renamed, seq);
 }

@@ -69,3 +69,11 @@ export function readMemoryMib(ctx: Ctx, f: Field, where: string): number {
   return mib;
 }
 
+
+/** One of a fixed set of words. */
+export function readChoice<T extends string>(ctx: Ctx, f: Field, where: string, choices: readonly T[]): T {
+  const v = f.value;
+  const text = isScalar(v) && typeof v.value === "string" ? v.value : null;
+  if (text === null || !(choices as readonly string[]).includes(text)) ctx.fail(valueOrKey(f), `${where}: expected one of ${choices.join(", ")}, got ${describe(v)}`);
+  return text as T;
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh clone: npm dependencies (only when package-lock.json
 # changed since the last install) and the TypeScript build. Later issues add the
-# tapio-rs napi build, the slice-gate plugin and the guest image below.
+# tapio-rs napi build, the slice-gate plugin, the guest workloads and the guest image below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
@@ -17,6 +17,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 bash scripts/build_tapio.sh  # the tapio-rs napi addon (cargo), when its source changed
 bash scripts/build_gate.sh  # the slice-gate QEMU plugin (gcc), when its source changed
+bash scripts/build_workloads.sh  # guest programs (workloads/, Go), when their sources changed
 echo "bootstrap: tsc build" >&2
 # From scratch: a stale dist/ could hold compiled tests whose sources were removed.
 rm -rf dist

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The demo: bootstrap (Debian packages, npm, the napi addon, the gate plugin, the default
-# guest image), then the main job: three QEMU VMs of the default guest on the reference's
-# 3x3 latency matrix, each pinging the others from a boot-time command while every slice
-# and frame is recorded; summarise and replay that trace. Then in-process Bracha on the
+# guest image), then the main job: the ping-mesh scenario, three QEMU VMs of the default
+# guest on the reference's 3x3 latency matrix, each pinging the others while every slice
+# and frame is recorded; its results, then a summary and a replay of its trace. Then in-process Bracha on the
 # 9-node AWS matrix: record, replay, and diff against another seed over a jittery topology.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,10 +11,10 @@ out=${TAPSIM_DEMO_DIR:-demo-out}
 mkdir -p "$out"
 tapsim() { node --max-semi-space-size=32 bin/tapsim.js "$@"; }
 set -x
-tapsim run --vms 3 --latency latency_configs/delays_3x3.txt --duration 20s --no-ssh --no-progress \
-  --boot-cmd 'sleep 1; for ip in 10.0.0.1 10.0.0.2 10.0.0.3; do ping -c 3 $ip; done' --trace "$out/vm3.trace"
-tapsim info "$out/vm3.trace"
-tapsim replay "$out/vm3.trace"
+rm -rf "$out/ping_mesh"
+tapsim run scenarios/ping_mesh.yaml --out "$out/ping_mesh" --no-progress
+tapsim info "$out/ping_mesh/trace.tapsim"
+tapsim replay "$out/ping_mesh/trace.tapsim"
 tapsim run --latency latency_configs/delays_9x9_aws.txt --messages 20 --seed 1 --trace "$out/aws9.trace"
 tapsim info "$out/aws9.trace"
 tapsim replay "$out/aws9.trace"

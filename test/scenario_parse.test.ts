@@ -58,6 +58,33 @@ test("commands: node groups expand to one command per node; after: resolves on t
   assert.is(s.until_ns, null);
 });
 
+test("nodes as a list: names replace the topology's, per-node files, memory and packages", () => {
+  const s = parse(`${TOPO}until: 5s
+vm: {memory: 128MiB, packages: [bc]}
+nodes:
+  - {name: client, memory: 512MiB, packages: [jq, bc]}
+  - {name: server, add: ["data:/srv/data"]}
+  - {name: third}
+`);
+  assert.equal(s.topology.node_names, ["client", "server", "third"]);
+  assert.equal(s.vm!.node_memory_mib, [512, null, null]);
+  assert.equal(s.vm!.node_packages, [["bc", "jq"], null, null]);
+  assert.equal(s.vm!.packages, ["bc"]);
+  assert.equal(s.vm!.adds, [`1:${path.resolve("data")}:/srv/data`]);
+  assert.match(errorOf(`${TOPO}until: 5s
+nodes:
+  - {name: a}
+  - {name: a}
+  - {name: b}
+`), /^s\.yaml:4:3: nodes: node 1 and node 0 are both named "a"$/);
+  assert.match(errorOf(`${TOPO}until: 5s
+nodes:
+  - {name: a, memory: 12MiB}
+  - {name: b}
+  - {name: c}
+`), /nodes\[0\]\.memory: expected whole MiB within 64MiB\.\.64GiB/);
+});
+
 test("until: a duration, all_exited, or a mapping; output patterns compile", () => {
   assert.is(parse(`${TOPO}until: 90s\n`).until_ns, 90e9);
   const u = parse(`${TOPO}commands: [{node: n0, run: "true"}]\nuntil: {duration: 1m, all_exited: true, output: {node: n2, pattern: "^done ([0-9]+)"}}\n`).run.until;

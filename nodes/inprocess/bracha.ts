@@ -5,12 +5,20 @@
 //
 // Per instance (origin, seq): on INITIAL send ECHO; on ceil((N+f+1)/2) ECHOs or f+1 READYs
 // send READY (once); on 2f+1 READYs deliver. A node's own messages count without the network.
+//
+// Two options bring the model closer to the reference program (docs/bracha.md): `rules:
+// reference` takes its thresholds and vote rules (f = N/3, Ready at ECHO >= floor((N+f)/2),
+// ECHO and READY at f+1 READYs, delivery at 2f+1; the originator does not echo its own
+// INITIAL; thresholds are checked only when a message of that kind arrives), and `transport:
+// tcp_like` its TCP mesh (bracha_tcp.ts: sequential connection setup, Nagle). Both absent:
+// the textbook rules over UDP, and a config (and trace) without those fields, as before.
 
 import type { Delivery } from "../../engine/backend.js";
 import { InputError } from "../../engine/errors.js";
 import { nodeIpv4, nodeMac, udpHeaders, udpPayloadOffset, UDP_FRAME_OVERHEAD_BYTES } from "../../engine/net/ethernet.js";
 import { FrameSlab } from "../../engine/net/frame_slab.js";
 import type { NodeContext, ProtocolNode } from "./backend.js";
+import { TcpMesh, TCP_STARTUP_NS_DEFAULT, TIMER_DIAL_RETRY, TIMER_TCP_START } from "./bracha_tcp.js";
 
 export const BRACHA_PORT = 4000;
 const MSG_INITIAL = 1;
@@ -34,7 +42,18 @@ export interface BrachaParams {
   silent_nodes: number[];
   /** How many nodes broadcast (the lowest-numbered correct ones); null = all. Traffic grows as N^2 per broadcast. */
   broadcasters: number | null;
+  /** How messages travel (absent: "udp", one datagram per message). */
+  transport?: BrachaTransport;
+  /** Thresholds and vote rules (absent: "textbook"). */
+  rules?: BrachaRules;
+  /** tcp_like: from a node's start to its program listening and dialing (absent: TCP_STARTUP_NS_DEFAULT). */
+  startup_ns?: number;
 }
+
+export const BRACHA_TRANSPORTS = ["udp", "tcp_like"] as const;
+export type BrachaTransport = (typeof BRACHA_TRANSPORTS)[number];
+export const BRACHA_RULES = ["textbook", "reference"] as const;
+export type BrachaRules = (typeof BRACHA_RULES)[number];
 
 export const BRACHA_DEFAULTS: BrachaParams = {
   messages_per_node: 10,
@@ -44,12 +63,20 @@ export const BRACHA_DEFAULTS: BrachaParams = {
   broadcasters: null,
 };
 
-export function faultsTolerated(n: number): number {
-  return Math.floor((n - 1) / 3);
+export function faultsTolerated(n: number, rules: BrachaRules = "textbook"): number {
+  return rules === "reference" ? Math.floor(n / 3) : Math.floor((n - 1) / 3);
+}
+
+/** Silent nodes the rules can take and still deliver: the reference's f = N/3 can exceed it. */
+export function silentNodesMax(n: number, rules: BrachaRules = "textbook"): number {
+  const f = faultsTolerated(n, rules);
+  return rules === "reference" ? Math.min(f, n - (2 * f + 1)) : f;
 }
 
 export function checkBrachaParams(params: BrachaParams, n: number): void {
-  const f = faultsTolerated(n);
+  const rules = params.rules ?? "textbook";
+  const f = faultsTolerated(n, rules);
+  const silent_max = silentNodesMax(n, rules);
   const check = (ok: boolean, field: string, message: string) => {
     if (!ok) throw new InputError(`workload.${field}: ${message}`);
   };
@@ -57,7 +84,10 @@ export function checkBrachaParams(params: BrachaParams, n: number): void {
   check(n * params.messages_per_node <= BRACHA_INSTANCES_MAX, "messages_per_node", `nodes x messages must be <= ${BRACHA_INSTANCES_MAX}, got ${n * params.messages_per_node}`);
   check(Number.isSafeInteger(params.payload_bytes) && params.payload_bytes >= 0 && params.payload_bytes <= 1400, "payload_bytes", `must be an integer within 0..1400, got ${params.payload_bytes}`);
   check(Number.isSafeInteger(params.start_spread_ns) && params.start_spread_ns >= 0, "start_spread_ns", `must be a non-negative integer, got ${params.start_spread_ns}`);
-  check(params.silent_nodes.length <= f, "silent_nodes", `${params.silent_nodes.length} silent nodes exceed f = ${f} for ${n} nodes`);
+  check(BRACHA_RULES.includes(rules), "rules", `must be one of ${BRACHA_RULES.join(", ")}, got ${JSON.stringify(rules)}`);
+  check(BRACHA_TRANSPORTS.includes(params.transport ?? "udp"), "transport", `must be one of ${BRACHA_TRANSPORTS.join(", ")}, got ${JSON.stringify(params.transport)}`);
+  check(params.startup_ns === undefined || (Number.isSafeInteger(params.startup_ns) && params.startup_ns >= 0), "startup_ns", `must be a non-negative integer, got ${params.startup_ns}`);
+  check(params.silent_nodes.length <= silent_max, "silent_nodes", `${params.silent_nodes.length} silent nodes exceed f = ${f} for ${n} nodes${silent_max < f ? ` (${rules} rules: at most ${silent_max})` : ""}`);
   for (const id of params.silent_nodes) check(Number.isInteger(id) && id >= 0 && id < n, "silent_nodes", `no node ${id} among ${n}`);
   const b = params.broadcasters;
   check(b === null || (Number.isSafeInteger(b) && b >= 1 && b <= n - params.silent_nodes.length), "broadcasters", `must be within 1..${n - params.silent_nodes.length} (correct nodes), got ${b}`);
@@ -107,18 +137,21 @@ export class BrachaNode implements ProtocolNode {
   private readonly m: number;
   private readonly f: number;
   private readonly echo_threshold: number;
+  private readonly reference_rules: boolean;
   private readonly state: Uint8Array;
   private readonly echo_count: Uint16Array;
   private readonly ready_count: Uint16Array;
   /** Ethernet/IPv4/UDP headers towards each peer, for this message size: copied, not rebuilt. */
   private readonly header_templates: Uint8Array[];
   private readonly slab = new FrameSlab();
+  /** transport tcp_like: the reference's TCP mesh; null: one datagram per message. */
+  private readonly tcp: TcpMesh | null;
   private readonly silent: boolean;
   private readonly broadcaster: boolean;
   private readonly delivered_goal: number;
   private next_seq = 0;
   private delivered = 0;
-  malformed_frames = 0;
+  private malformed_udp_frames = 0;
 
   constructor(
     private readonly id: number,
@@ -128,8 +161,9 @@ export class BrachaNode implements ProtocolNode {
   ) {
     this.n = node_count;
     this.m = params.messages_per_node;
-    this.f = faultsTolerated(node_count);
-    this.echo_threshold = Math.ceil((node_count + this.f + 1) / 2);
+    this.reference_rules = params.rules === "reference";
+    this.f = faultsTolerated(node_count, params.rules);
+    this.echo_threshold = this.reference_rules ? Math.floor((node_count + this.f) / 2) : Math.ceil((node_count + this.f + 1) / 2);
     this.state = new Uint8Array(this.n * this.m);
     this.echo_count = new Uint16Array(this.n * this.m);
     this.ready_count = new Uint16Array(this.n * this.m);
@@ -142,32 +176,63 @@ export class BrachaNode implements ProtocolNode {
     const broadcasters = broadcastingNodes(params, node_count);
     this.broadcaster = broadcasters.includes(id);
     this.delivered_goal = broadcasters.length * this.m;
+    this.tcp = params.transport === "tcp_like" ? new TcpMesh(id, node_count, payload_bytes, { ready: (ctx) => this.onMeshReady(ctx), message: (ctx, _from, msg) => this.onMessage(ctx, msg, 0) }) : null;
+  }
+
+  get malformed_frames(): number {
+    return this.malformed_udp_frames + (this.tcp?.malformed_frames ?? 0);
   }
 
   start(ctx: NodeContext): void {
+    // Over TCP even a silent node joins the mesh (the others wait for all N-1 connections).
+    if (this.tcp !== null) {
+      ctx.setTimer(ctx.now_ns + ctx.prng.nextBelow(this.params.start_spread_ns + 1) + (this.params.startup_ns ?? TCP_STARTUP_NS_DEFAULT), TIMER_TCP_START);
+      return;
+    }
     if (!this.broadcaster) return;
     ctx.setTimer(ctx.now_ns + ctx.prng.nextBelow(this.params.start_spread_ns + 1), TIMER_START);
   }
 
   onTimer(ctx: NodeContext, timer_id: number): void {
     if (timer_id === TIMER_START) this.broadcastNext(ctx);
+    else if (timer_id === TIMER_TCP_START) this.tcp!.start(ctx);
+    else if (timer_id === TIMER_DIAL_RETRY) this.tcp!.retryDial(ctx);
   }
 
   onFrame(ctx: NodeContext, frame: Uint8Array, _delivery: Delivery): void {
+    if (this.tcp !== null) {
+      if (!this.tcp.onFrame(ctx, frame)) this.malformed_udp_frames += 1;
+      return;
+    }
     if (this.silent) return;
     const o = udpPayloadOffset(frame);
-    if (o < 0 || frame.length - o < MSG_HEADER_BYTES || frame[o] !== MSG_MAGIC) {
-      this.malformed_frames += 1;
+    if (o < 0) {
+      this.malformed_udp_frames += 1;
       return;
     }
-    const type = frame[o + 1]!;
-    const origin = (frame[o + 2]! << 8) | frame[o + 3]!;
-    const seq = ((frame[o + 4]! << 24) | (frame[o + 5]! << 16) | (frame[o + 6]! << 8) | frame[o + 7]!) >>> 0;
+    this.onMessage(ctx, frame, o);
+  }
+
+  private onMeshReady(ctx: NodeContext): void {
+    if (this.broadcaster && !this.silent) this.broadcastNext(ctx);
+  }
+
+  /** One message at offset `o` of `bytes`: checked, then handled by the rules in force. */
+  private onMessage(ctx: NodeContext, bytes: Uint8Array, o: number): void {
+    if (this.silent) return;
+    if (bytes.length - o < MSG_HEADER_BYTES || bytes[o] !== MSG_MAGIC) {
+      this.malformed_udp_frames += 1;
+      return;
+    }
+    const type = bytes[o + 1]!;
+    const origin = (bytes[o + 2]! << 8) | bytes[o + 3]!;
+    const seq = ((bytes[o + 4]! << 24) | (bytes[o + 5]! << 16) | (bytes[o + 6]! << 8) | bytes[o + 7]!) >>> 0;
     if (origin >= this.n || seq >= this.m || type < MSG_INITIAL || type > MSG_READY) {
-      this.malformed_frames += 1;
+      this.malformed_udp_frames += 1;
       return;
     }
-    this.handle(ctx, type, origin, seq);
+    if (this.reference_rules) this.handleReference(ctx, type, origin, seq);
+    else this.handle(ctx, type, origin, seq);
   }
 
   private handle(ctx: NodeContext, type: number, origin: number, seq: number): void {
@@ -188,6 +253,43 @@ export class BrachaNode implements ProtocolNode {
     const readies = ++this.ready_count[instance]!;
     if (readies >= this.f + 1 && (this.state[instance]! & SENT_READY) === 0) this.sendReady(ctx, instance, origin, seq);
     if (readies >= 2 * this.f + 1 && (this.state[instance]! & DELIVERED) === 0) this.deliver(ctx, instance, origin, seq);
+  }
+
+  /**
+   * The reference program's rules, step for step (workloads/bracha/protocol.go does the same):
+   * a vote we send counts here at once, and thresholds are looked at only when a vote of
+   * that kind arrives. States: none, echoed (SENT_ECHO), readied (SENT_ECHO | SENT_READY).
+   */
+  private handleReference(ctx: NodeContext, type: number, origin: number, seq: number): void {
+    const instance = origin * this.m + seq;
+    const echoed = () => (this.state[instance]! & SENT_ECHO) !== 0;
+    const readied = () => (this.state[instance]! & SENT_READY) !== 0;
+    if (type === MSG_INITIAL) {
+      if (!echoed()) this.sendVote(ctx, instance, MSG_ECHO, origin, seq);
+      return;
+    }
+    if (type === MSG_ECHO) {
+      this.echo_count[instance]! += 1;
+      if (this.echo_count[instance]! >= this.echo_threshold && !echoed()) this.sendVote(ctx, instance, MSG_ECHO, origin, seq);
+      if (this.echo_count[instance]! >= this.echo_threshold && !readied()) this.sendVote(ctx, instance, MSG_READY, origin, seq);
+      return;
+    }
+    this.ready_count[instance]! += 1;
+    if (this.ready_count[instance]! >= this.f + 1 && !echoed()) this.sendVote(ctx, instance, MSG_ECHO, origin, seq);
+    if (this.ready_count[instance]! >= this.f + 1 && !readied()) this.sendVote(ctx, instance, MSG_READY, origin, seq);
+    if (this.ready_count[instance]! >= 2 * this.f + 1 && readied() && (this.state[instance]! & DELIVERED) === 0) this.deliver(ctx, instance, origin, seq);
+  }
+
+  /** Reference rules: an ECHO or READY to every peer, counted as our own vote here. */
+  private sendVote(ctx: NodeContext, instance: number, type: number, origin: number, seq: number): void {
+    if (type === MSG_ECHO) {
+      this.state[instance]! |= SENT_ECHO;
+      this.echo_count[instance]! += 1;
+    } else {
+      this.state[instance]! |= SENT_READY;
+      this.ready_count[instance]! += 1;
+    }
+    this.broadcast(ctx, type, origin, seq);
   }
 
   private sendReady(ctx: NodeContext, instance: number, origin: number, seq: number): void {
@@ -215,18 +317,24 @@ export class BrachaNode implements ProtocolNode {
     this.broadcast(ctx, MSG_INITIAL, this.id, seq);
   }
 
-  /** One frame to every peer, then the same message to ourselves without the network. */
+  /**
+   * The message to every peer (a frame each, or through the TCP mesh); textbook rules then
+   * hand it to ourselves without the network (reference rules counted it in sendVote).
+   */
   private broadcast(ctx: NodeContext, type: number, origin: number, seq: number): void {
     const payload = encodeMessage(type, origin, seq, this.params.payload_bytes);
-    const length = UDP_FRAME_OVERHEAD_BYTES + payload.length;
     for (let j = 0; j < this.n; j++) {
       if (j === this.id) continue;
-      const frame = this.slab.alloc(length);
+      if (this.tcp !== null) {
+        this.tcp.send(ctx, j, payload);
+        continue;
+      }
+      const frame = this.slab.alloc(UDP_FRAME_OVERHEAD_BYTES + payload.length);
       frame.set(this.header_templates[j]!);
       frame.set(payload, UDP_FRAME_OVERHEAD_BYTES);
       ctx.send(frame);
     }
-    this.handle(ctx, type, origin, seq);
+    if (!this.reference_rules) this.handle(ctx, type, origin, seq);
   }
 }
 

@@ -54,7 +54,9 @@ function brachaSummary(params: BrachaParams, stats: BrachaStats): { lines: strin
   const all_done_ns = Math.max(...stats.done_ns);
   const json = {
     nodes: n,
-    faults_tolerated: faultsTolerated(n),
+    transport: params.transport ?? "udp",
+    rules: params.rules ?? "textbook",
+    faults_tolerated: faultsTolerated(n, params.rules),
     silent_nodes: params.silent_nodes,
     broadcasters,
     messages_per_node: params.messages_per_node,
@@ -62,16 +64,19 @@ function brachaSummary(params: BrachaParams, stats: BrachaStats): { lines: strin
     deliveries_expected: expected,
     mean_delivery_latency_ms: stats.deliveries ? stats.latency_sum_ns / stats.deliveries / 1e6 : NaN,
     completion_latency_ms: { p50: pick(0.5), p99: pick(0.99), max: completion_ms.at(-1) ?? NaN },
+    /** Per node: when it had delivered every message (a VM run's "Execution time"); null: never. */
+    done_ms: Array.from(stats.done_ns, (t) => (t >= 0 ? t / 1e6 : null)),
     all_delivered_at_ns: stats.done_ns.every((t, id) => t >= 0 || params.silent_nodes.includes(id)) ? all_done_ns : null,
   };
   const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(3) : "n/a");
   const lines = [
-    `bracha: ${n} nodes (f=${json.faults_tolerated}, ${params.silent_nodes.length} silent), ${broadcasters} broadcasting ${params.messages_per_node} messages each`,
+    `bracha: ${n} nodes (f=${json.faults_tolerated}, ${params.silent_nodes.length} silent), ${broadcasters} broadcasting ${params.messages_per_node} messages each${json.transport === "udp" && json.rules === "textbook" ? "" : ` (${json.transport}, ${json.rules} rules)`}`,
     `bracha: ${stats.deliveries}/${expected} deliveries; mean latency broadcast->delivery ${fmt(json.mean_delivery_latency_ms)} ms`,
     `bracha: broadcast completion (all correct nodes delivered) p50 ${fmt(pick(0.5))} ms, p99 ${fmt(pick(0.99))} ms, max ${fmt(completion_ms.at(-1) ?? NaN)} ms`,
     json.all_delivered_at_ns === null
       ? "bracha: NOT every correct node delivered every message"
       : `bracha: every correct node delivered everything by t=${(all_done_ns / 1e9).toFixed(9)}s`,
+    `bracha: per node, all delivered at (s): ${json.done_ms.map((t) => (t === null ? "-" : (t / 1e3).toFixed(3))).join(" ")}`,
   ];
   return { lines, json };
 }

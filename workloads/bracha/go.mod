@@ -1,0 +1,3 @@
+module tapsim/workloads/bracha
+
+go 1.26
