@@ -146,7 +146,11 @@ test(`${PROVIDERS} honest providers, ${COUNT} BUYs: winners = the score formula 
     assert.is(informs.length, PROVIDERS, `tx ${tx}: every provider reported`);
     const recomputed: number[][] = [];
     for (const inform of informs) {
-      const views = inform.views as View[];
+      const views = events
+        .filter((e) => e.ev === "view" && e.tx === tx && e.from === inform.from)
+        .sort((a, b) => (a.target as number) - (b.target as number))
+        .map((e) => e.view as View);
+      assert.is(views.length, PROVIDERS, `tx ${tx}: provider ${inform.from}'s views logged`);
       const scores = inform.scores as number[];
       const row = views.map((v, j) => {
         assert.not.ok(v.missing, `tx ${tx}: provider ${inform.from} has p${j}'s beacon`);

@@ -145,7 +145,11 @@ func (c *consumer) collect(tx int, strategy string) map[int]Message {
 				if want == tOffer {
 					logJSON(map[string]any{"ev": "offer", "tx": tx, "from": m.From, "offer": m.Offer})
 				} else {
-					logJSON(map[string]any{"ev": "inform_vote", "tx": tx, "from": m.From, "scores": m.Scores, "views": m.Views})
+					// One line per view: the guest agent splits console lines at 1024 bytes.
+					logJSON(map[string]any{"ev": "inform_vote", "tx": tx, "from": m.From, "scores": m.Scores})
+					for target, v := range m.Views {
+						logJSON(map[string]any{"ev": "view", "tx": tx, "from": m.From, "target": target, "view": v})
+					}
 				}
 			}
 		case <-timeout:
