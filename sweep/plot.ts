@@ -66,6 +66,11 @@ async function renderPlot(m: Merged, spec: PlotSpec): Promise<string | null> {
       ...(series === null ? {} : { color: { field: "series", type: "nominal", title: series } }),
     },
   };
+  return renderVegaLite(chart);
+}
+
+/** A Vega-Lite spec rendered to SVG headless (vega's View.toSVG, no browser). */
+export async function renderVegaLite(chart: vl.TopLevelSpec): Promise<string> {
   const view = new vega.View(vega.parse(vl.compile(chart).spec), { renderer: "none" });
   try {
     return await view.toSVG();

@@ -1,0 +1,3 @@
+module tapsim/workloads/auction
+
+go 1.22
