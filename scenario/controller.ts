@@ -7,6 +7,7 @@
 
 import type { NodeBackend, NodeControl, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
 import type { RunEndReason, ScenarioCommand, ScenarioRunConfig } from "../engine/trace_records.js";
+import { LineSplitter } from "./metrics.js";
 
 /** What the controller needs of a VM node (qmp/vm_backend.ts). */
 export interface AgentNode extends NodeBackend {
@@ -25,8 +26,6 @@ export interface CollectedFile {
 
 /** The guest's ready line: init prints it once the agent listens (guest/init.sh), so commands may be sent from then on. */
 const AGENT_READY_RE = /^tapsim-guest: ready\b/;
-/** Bound on a console line kept while waiting for its end (longer ones are cut). */
-const LINE_BYTES_MAX = 64 * 1024;
 
 type Phase = "running" | "collecting" | "done";
 
@@ -55,7 +54,10 @@ export class ScenarioController {
   private readonly commands: CommandState[];
   private readonly by_id = new Map<string, CommandState>();
   private readonly ready: boolean[];
-  private readonly partial_line: string[];
+  /** Per node: its console cut into lines the way results.ts cuts it, so `until: output` sees the lines the metrics see. */
+  private readonly consoles: LineSplitter[];
+  /** Virtual time of the console record being split (the lines it completes are dated by it). */
+  private console_t_ns = 0;
   private readonly collect_sent: boolean[];
   /** Powered off (a command not yet sent there waits for a restart, or never runs). */
   private readonly down: boolean[];
@@ -70,7 +72,7 @@ export class ScenarioController {
     this.commands = run.commands.map((spec) => ({ spec, due_ns: spec.at_ns, sent_ns: null, started_ns: null, exited: false, killed: false }));
     for (const c of this.commands) this.by_id.set(c.spec.id, c);
     this.ready = new Array<boolean>(node_count).fill(false);
-    this.partial_line = new Array<string>(node_count).fill("");
+    this.consoles = Array.from({ length: node_count }, (_, node) => this.consoleFor(node));
     this.collect_sent = new Array<boolean>(node_count).fill(false);
     this.down = new Array<boolean>(node_count).fill(false);
     this.patterns = run.until.output.map((o) => ({ node: o.node, re: new RegExp(o.pattern), text: o.pattern }));
@@ -115,7 +117,7 @@ export class ScenarioController {
       // The agent (and every command it ran) is gone with the guest; a restarted guest
       // says when its new agent listens.
       this.ready[node] = false;
-      this.partial_line[node] = "";
+      this.consoles[node] = this.consoleFor(node); // a half line of the old guest is no line
       this.down[node] = c.action === "poweroff";
       if (c.action === "poweroff") for (const s of this.commands) if (s.spec.node === node && s.sent_ns !== null && !s.exited) s.exited = true;
       if (c.action === "poweroff" && this.collect_sent[node]) this.abandonCollect(node);
@@ -155,7 +157,10 @@ export class ScenarioController {
   private observe(node: number, result: SliceResult): void {
     for (const out of result.outputs) {
       if (out.kind === "command") this.commandEvent(node, out.event, out.id, out.t_ns, out.detail);
-      else if (out.kind === "guest_output") this.consoleText(node, out.text, result.end_ns);
+      else if (out.kind === "guest_output") {
+        this.console_t_ns = result.end_ns;
+        this.consoles[node]!.push(out.text);
+      }
     }
     if (this.phase === "running") this.checkAllExited();
   }
@@ -176,18 +181,15 @@ export class ScenarioController {
     }
   }
 
-  /** Console text arrives in arbitrary pieces: match whole lines. */
-  private consoleText(node: number, text: string, t_ns: number): void {
-    const lines = (this.partial_line[node] + text).split("\n");
-    const last = lines.pop()!;
-    this.partial_line[node] = last.length > LINE_BYTES_MAX ? last.slice(-LINE_BYTES_MAX) : last;
-    for (const raw of lines) {
-      const line = raw.replace(/\r$/, "");
-      if (AGENT_READY_RE.test(line)) this.ready[node] = true;
-      if (this.phase !== "running") continue;
-      const hit = this.patterns.find((p) => p.node === node && p.re.test(line));
-      if (hit) this.conditionMet(`node ${node} printed a line matching /${hit.text}/ at t=${t_ns}`);
-    }
+  private consoleFor(node: number): LineSplitter {
+    return new LineSplitter((line) => this.consoleLine(node, line));
+  }
+
+  private consoleLine(node: number, line: string): void {
+    if (AGENT_READY_RE.test(line)) this.ready[node] = true;
+    if (this.phase !== "running") return;
+    const hit = this.patterns.find((p) => p.node === node && p.re.test(line));
+    if (hit) this.conditionMet(`node ${node} printed a line matching /${hit.text}/ at t=${this.console_t_ns}`);
   }
 
   private checkAllExited(): void {
