@@ -71,6 +71,7 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("--add <spec>", "VMs: HOST_PATH:GUEST_PATH (every VM) or N:HOST_PATH:GUEST_PATH, a file or folder put into the initramfs, modes kept (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--packages <names>", "VMs: comma-separated Debian packages added to the default guest (with the libraries they need)")
     .option("--memory <MiB>", "VMs: guest memory", integerOption("--memory", 64, 65536), MEMORY_MIB_DEFAULT)
+    .option("--snapshot", "VMs: start from a snapshot of the default guest (booted once per image and memory size, cached), guest RAM shared copy-on-write; each node's identity arrives after the restore, so runs stay deterministic")
     .option("--ssh-port-base <port>", "VMs: node i's SSH is forwarded from 127.0.0.1:(port+i)", integerOption("--ssh-port-base", 1024, 65535), SSH_PORT_BASE_DEFAULT)
     .option("--ssh-timeout <ms>", "VMs: how long to wait for every VM to answer SSH", integerOption("--ssh-timeout", 1000), 300_000)
     .option("--no-ssh", "VMs: do not wait for SSH (nothing touches the guests from outside; fully deterministic)")

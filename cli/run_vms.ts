@@ -9,7 +9,7 @@ import { InputError } from "../engine/errors.js";
 import { makeRunConfig } from "../engine/run.js";
 import type { TopologySpec } from "../engine/topology.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
-import type { RunConfig, VmRunConfig } from "../engine/trace_records.js";
+import type { RunConfig, VmRunConfig, VmSnapshotConfig } from "../engine/trace_records.js";
 import { formatVirtualNs } from "../engine/units.js";
 import { buildAdditions } from "../guest/additions.js";
 import { parseAddSpecs, type AddSpec } from "../guest/extra.js";
@@ -19,6 +19,7 @@ import { startBootLines } from "../qmp/boot_watch.js";
 import { GATE_PROTOCOL_VERSION } from "../qmp/gate_channel.js";
 import { checkQemu } from "../qmp/launcher.js";
 import { parseMgmtNet } from "../qmp/mgmt.js";
+import { ensureSnapshot, type Snapshot } from "../qmp/snapshot.js";
 import { vmNameProblem } from "../qmp/qemu_values.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
@@ -45,6 +46,8 @@ export interface VmRunFlags extends CommonRunFlags {
   progress: boolean;
   pace?: string;
   mgmtNet: string;
+  /** Start every VM from a snapshot of the default guest (built once per image and memory size). */
+  snapshot?: boolean;
   /** A scenario's per-node settings (absent: --memory and --packages for every node). */
   nodeMemory?: number[];
   nodePackages?: (string[] | null)[];
@@ -68,6 +71,8 @@ export interface VmRunPlan {
   readonly access: Access;
   readonly pace: number | undefined;
   readonly mgmt_net: string;
+  /** By memory size, when the VMs start from snapshots. */
+  readonly snapshots: ReadonlyMap<number, Snapshot> | null;
 }
 
 export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
@@ -107,8 +112,26 @@ export async function prepareVmRun(flags: VmRunFlags, topology: TopologySpec): P
   config.vm = { ...vmRunConfig(flags, image, qemu_version, boot_commands), mgmt_net, mgmt_live: flags.ssh };
   if (flags.nodeMemory !== undefined) config.vm.node_memory_mib = flags.nodeMemory;
   if (additions !== null) config.vm.additions = additions.record;
+  const snapshots = flags.snapshot === true ? await ensureSnapshots(flags, image, qemu_version, config.vm) : null;
+  if (snapshots !== null) config.vm.snapshots = [...snapshots.values()].map(snapshotRecord);
   const access: Access = { key, password: image.kind === "qcow2" ? image.ssh_password : password };
-  return { flags, config, image, boot_commands, extra_archives: additions?.archives ?? null, access, pace, mgmt_net };
+  return { flags, config, image, boot_commands, extra_archives: additions?.archives ?? null, access, pace, mgmt_net, snapshots };
+}
+
+/** One snapshot per memory size the run's nodes use, built now if the cache has none. */
+export async function ensureSnapshots(flags: { readonly json: boolean; readonly progress?: boolean }, image: GuestImage, qemu_version: string, vm: VmRunConfig): Promise<Map<number, Snapshot>> {
+  if (image.kind !== "initramfs") throw new InputError("--snapshot needs the default guest (not --image)");
+  const sizes = [...new Set(vm.node_memory_mib ?? [vm.memory_mib])].sort((a, b) => a - b);
+  const out = new Map<number, Snapshot>();
+  for (const memory_mib of sizes) {
+    const { snapshot } = await ensureSnapshot(image, memory_mib, { cache_root: defaultCacheRoot(), qemu_version, log: (line) => log(flags, `tapsim: ${line}`) });
+    out.set(memory_mib, snapshot);
+  }
+  return out;
+}
+
+export function snapshotRecord(s: Snapshot): VmSnapshotConfig {
+  return { key: s.key, memory_mib: s.memory_mib, state_sha256: s.state_sha256, park_clock_ns: s.park_clock_ns };
 }
 
 export interface VmRunHooks {
@@ -138,7 +161,7 @@ export function vmRunOptions(plan: VmRunPlan, hooks: VmRunHooks): RunOptions & {
 
 async function startCluster(plan: VmRunPlan, ctx: LifecycleContext, hooks: VmRunHooks): Promise<Started & { cluster: VmCluster }> {
   const { flags, config, access } = plan;
-  ctx.log(`tapsim run: booting ${flags.vms} VMs (QEMU ${config.vm!.qemu_version}, image ${config.vm!.image.identity.slice(0, 12)}), topology ${config.topology.source}`);
+  ctx.log(`tapsim run: ${plan.snapshots === null ? "booting" : "starting from snapshots"} ${flags.vms} VMs (QEMU ${config.vm!.qemu_version}, image ${config.vm!.image.identity.slice(0, 12)}), topology ${config.topology.source}`);
   const cluster = await VmCluster.start({
     config,
     image: plan.image,
@@ -151,6 +174,7 @@ async function startCluster(plan: VmRunPlan, ctx: LifecycleContext, hooks: VmRun
     onCrash: (b) => ctx.fail(b.crash!),
     mgmt_net: plan.mgmt_net,
     mgmt_live: flags.ssh,
+    ...(plan.snapshots === null ? {} : { snapshots: plan.snapshots }),
   });
   let state: RunState | null = null;
   let boot_lines: { stop(): void } | null = null;
@@ -283,7 +307,7 @@ function vmRunConfig(flags: VmRunFlags, image: GuestImage, qemu_version: string,
 }
 
 
-function log(flags: VmRunFlags, line: string): void {
+function log(flags: { readonly json: boolean; readonly progress?: boolean }, line: string): void {
   if (flags.json) return;
   // Over the progress line, not after it.
   if (flags.progress && process.stderr.isTTY === true) process.stderr.write("\r\x1b[K");

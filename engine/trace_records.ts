@@ -243,6 +243,17 @@ export interface VmRunConfig {
   mgmt_live?: boolean;
   /** Default guest: what was added to each node's initramfs (absent in older traces). */
   additions?: VmAdditionsConfig;
+  /** VMs started from snapshots (qmp/snapshot.ts), one per memory size; absent: every VM booted. */
+  snapshots?: VmSnapshotConfig[];
+}
+
+/** A snapshot a run's VMs started from: a re-run needs one whose saved state is this one. */
+export interface VmSnapshotConfig {
+  key: string;
+  memory_mib: number;
+  state_sha256: string;
+  /** QEMU's virtual clock in the saved state (engine time 0 of a clone). */
+  park_clock_ns: number;
 }
 
 /**

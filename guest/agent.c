@@ -20,6 +20,13 @@
 //   tapsim-agent: end <path> sha256=<hex>
 //   tapsim-agent: nofile <path> <reason>
 //   tapsim-agent: error <reason>     (the message is ignored)
+//
+// `tapsim-agent --identity DIR` (a snapshot template's init, parked): waits for a clone's
+// identity, the first thing the host injects after the restore (qmp/snapshot.ts):
+//   identity <archive bytes> <archive sha256>\n<sim.* words, as on a kernel command line>
+//   chunk <index>\n<archive bytes from index * CHUNK_BYTES>   (binary; in order)
+// writes DIR/cmdline and DIR/extra.cpio.gz (the node's extra archive, checked against its
+// size and sha256), prints "tapsim-agent: identity ..." and exits 0 (1 on a bad message).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,7 +58,10 @@ enum {
   PATH_BYTES_MAX = 1024,
   DATA_RAW_BYTES = 765,    // 1020 base64 characters per data line
   CONSOLE_LINE_BYTES_MAX = 2048,
+  CHUNK_BYTES = 1400,       // identity: archive bytes per chunk datagram
 };
+static const int64_t ARCHIVE_BYTES_MAX = 256 << 20;
+static const int IDENTITY_RCVBUF_BYTES = 64 << 20;  // chunks come back to back: no drops
 static const int64_t FILE_BYTES_MAX = 16 << 20;
 
 struct command {
@@ -383,10 +393,14 @@ static void handle(char *msg, size_t n) {
   say("tapsim-agent: error unknown verb (expected run, kill or collect)");
 }
 
-/** This end of the management link: sim.mgmt=<addr>/<prefix> on the kernel command line. */
+/**
+ * This end of the management link: sim.mgmt=<addr>/<prefix> on the kernel command line, or
+ * in a snapshot clone's identity (/run/tapsim/cmdline, which then replaces it).
+ */
 static struct in_addr mgmt_addr(void) {
   struct in_addr a = {htonl(INADDR_ANY)};
-  FILE *f = fopen("/proc/cmdline", "r");
+  FILE *f = fopen("/run/tapsim/cmdline", "r");
+  if (!f) f = fopen("/proc/cmdline", "r");
   if (!f) return a;
   char line[4096];
   size_t n = fread(line, 1, sizeof line - 1, f);
@@ -425,7 +439,83 @@ static int open_sigchld(void) {
   return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-int main(void) {
+// ---- identity (snapshot clones) ----
+
+static bool write_file(const char *dir, const char *name, const void *p, size_t n) {
+  char path[PATH_BYTES_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  const char *c = p;
+  while (n > 0) {
+    ssize_t w = write(fd, c, n);
+    if (w <= 0) return close(fd), false;
+    c += w, n -= (size_t)w;
+  }
+  return close(fd) == 0;
+}
+
+struct identity {
+  int64_t archive_bytes;
+  char archive_sha[65];
+  uint8_t *archive;
+  int64_t chunks_got;
+};
+
+/** The identity datagram: its header, then the cmdline text, written to DIR/cmdline. */
+static bool take_identity(struct identity *id, const char *dir, char *msg, size_t n) {
+  msg[n] = 0;
+  char *nl = memchr(msg, '\n', n);
+  if (!nl || memchr(msg, 0, n)) return false;
+  *nl = 0;
+  if (sscanf(msg, "identity %" SCNd64 " %64[0-9a-f]", &id->archive_bytes, id->archive_sha) != 2) return false;
+  if (id->archive_bytes < 0 || id->archive_bytes > ARCHIVE_BYTES_MAX || strlen(id->archive_sha) != 64) return false;
+  id->archive = malloc((size_t)id->archive_bytes + 1);
+  if (!id->archive) return false;
+  return write_file(dir, "cmdline", nl + 1, strlen(nl + 1));
+}
+
+/** One chunk, in order: its bytes go to their place in the archive. */
+static bool take_chunk(struct identity *id, const char *msg, size_t n) {
+  const char *nl = memchr(msg, '\n', n);
+  int64_t index;
+  if (!nl || sscanf(msg, "chunk %" SCNd64, &index) != 1 || index != id->chunks_got) return false;
+  size_t len = n - (size_t)(nl + 1 - msg);
+  int64_t at = index * CHUNK_BYTES;
+  if (at + (int64_t)len > id->archive_bytes || (len != CHUNK_BYTES && at + (int64_t)len != id->archive_bytes)) return false;
+  memcpy(id->archive + at, nl + 1, len);
+  id->chunks_got += 1;
+  return true;
+}
+
+static int identity_main(const char *dir) {
+  int sock = open_socket();
+  if (sock < 0) return say("tapsim-agent: error cannot listen on eth0 port %d: %s", AGENT_PORT, strerror(errno)), 1;
+  setsockopt(sock, SOL_SOCKET, SO_RCVBUFFORCE, &IDENTITY_RCVBUF_BYTES, sizeof IDENTITY_RCVBUF_BYTES);
+  static char msg[MESSAGE_BYTES_MAX + 1];
+  struct identity id = {.archive_bytes = -1};
+  int64_t chunks_max = ARCHIVE_BYTES_MAX / CHUNK_BYTES + 2;
+  for (int64_t i = 0; i <= chunks_max; i++) {
+    ssize_t got = recv(sock, msg, MESSAGE_BYTES_MAX + 1, MSG_TRUNC);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0 || got > MESSAGE_BYTES_MAX) return say("tapsim-agent: error identity: bad datagram (%zd bytes)", got), 1;
+    bool ok = id.archive_bytes < 0 ? take_identity(&id, dir, msg, (size_t)got) : take_chunk(&id, msg, (size_t)got);
+    if (!ok) return say("tapsim-agent: error identity: malformed or out-of-order message %" PRId64, i), 1;
+    if (id.chunks_got * CHUNK_BYTES >= id.archive_bytes) break;
+  }
+  struct sha256 h;
+  char hex[65];
+  sha256_init(&h);
+  sha256_update(&h, id.archive, (size_t)id.archive_bytes);
+  sha256_hex(&h, hex);
+  if (strcmp(hex, id.archive_sha) != 0) return say("tapsim-agent: error identity: archive sha256 %s, expected %s", hex, id.archive_sha), 1;
+  if (!write_file(dir, "extra.cpio.gz", id.archive, (size_t)id.archive_bytes)) return say("tapsim-agent: error identity: cannot write %s/extra.cpio.gz", dir), 1;
+  say("tapsim-agent: identity archive=%" PRId64 " t=%" PRIu64, id.archive_bytes, rdtsc());
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--identity") == 0) return identity_main(argv[2]);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   int sock = open_socket();

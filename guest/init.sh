@@ -28,22 +28,71 @@ fail() {
   poweroff -f
 }
 
-# init gets no dotted parameters in its environment: read them from the command line.
-# set -f: a word with a glob character must not expand against the root directory.
-SIM_ID=none SIM_IP= SIM_HOSTNAME=tapsim SIM_SEED=1 SIM_CMD= SIM_RTC_BASE=
-set -f
-for word in $(cat /proc/cmdline); do
-  case "$word" in
-    sim.id=*) SIM_ID=${word#*=} ;;
-    sim.seed=*) SIM_SEED=${word#*=} ;;
-    sim.cmd=*) SIM_CMD=${word#*=} ;;
-    sim.ip=*) SIM_IP=${word#*=} ;;
-    sim.hostname=*) SIM_HOSTNAME=${word#*=} ;;
-    sim.mgmt=*) SIM_MGMT=${word#*=} ;;
-    sim.rtc_base=*) SIM_RTC_BASE=${word#*=} ;;
-  esac
-done
-set +f
+# init gets no dotted parameters in its environment: read them from the command line (or
+# from a snapshot clone's identity, in the same form). set -f: a word with a glob character
+# must not expand against the root directory.
+read_params() {
+  set -f
+  for word in $(cat "$1"); do
+    case "$word" in
+      sim.id=*) SIM_ID=${word#*=} ;;
+      sim.seed=*) SIM_SEED=${word#*=} ;;
+      sim.cmd=*) SIM_CMD=${word#*=} ;;
+      sim.ip=*) SIM_IP=${word#*=} ;;
+      sim.hostname=*) SIM_HOSTNAME=${word#*=} ;;
+      sim.mgmt=*) SIM_MGMT=${word#*=} ;;
+      sim.rtc_base=*) SIM_RTC_BASE=${word#*=} ;;
+      sim.template=*) SIM_TEMPLATE=${word#*=} ;;
+      sim.mac=*) SIM_MAC=${word#*=} ;;
+      sim.mgmt_mac=*) SIM_MGMT_MAC=${word#*=} ;;
+    esac
+  done
+  set +f
+}
+SIM_ID=none SIM_IP= SIM_HOSTNAME=tapsim SIM_SEED=1 SIM_CMD= SIM_RTC_BASE= SIM_TEMPLATE= SIM_MAC= SIM_MGMT_MAC=
+read_params /proc/cmdline
+
+# Load order matters (each module needs the ones before it); the list is written by
+# the image builder (guest/build.ts, GUEST_MODULES).
+load_modules() {
+  kdir=/lib/modules/$(uname -r)
+  while read -r mod; do
+    [ -n "$mod" ] || continue
+    insmod "$kdir/$mod" || fail "insmod $mod"
+  done </etc/tapsim/modules
+  # Both NICs are probed while virtio_net loads; the bounded wait covers a late probe.
+  n=0
+  while [ ! -e /sys/class/net/eth1 ] && [ $n -lt 50 ]; do
+    usleep 100000
+    n=$((n + 1))
+  done
+  [ -e /sys/class/net/eth1 ] || fail "no eth1 (need two virtio-net NICs: eth0 management, eth1 simulated)"
+}
+
+# A snapshot template (qmp/snapshot.ts) boots this far once per image and parks: the host
+# saves it here, and every clone resumes inside `tapsim-agent --identity`, which returns
+# with the node's settings and extra archive, injected through the gate after the restore.
+# The NICs then take the node's MACs (the template's are the same in every clone).
+reseed=
+if [ "$SIM_TEMPLATE" = 1 ]; then
+  load_modules
+  ip addr add 10.255.0.15/24 dev eth0 || fail "eth0 template address"
+  ip link set eth0 up || fail "eth0 up"
+  mkdir -p /run/tapsim
+  echo "tapsim-guest: parked t=$(vtime)"
+  tapsim-agent --identity /run/tapsim </dev/null || fail "no identity from the host"
+  read_params /run/tapsim/cmdline
+  ip link set eth0 down
+  ip addr flush dev eth0
+  ip link set eth0 address "$SIM_MGMT_MAC" || fail "eth0 address $SIM_MGMT_MAC"
+  ip link set eth1 address "$SIM_MAC" || fail "eth1 address $SIM_MAC"
+  if [ -s /run/tapsim/extra.cpio.gz ]; then
+    (cd / && gzip -dc /run/tapsim/extra.cpio.gz | cpio -idmu 2>/dev/null) || fail "extra archive"
+  fi
+  rm -f /run/tapsim/extra.cpio.gz
+  reseed=reseed
+  echo "tapsim-guest: identity node=$SIM_ID t=$(vtime)"
+fi
 
 # The kernel set the clock from the CMOS RTC, whole seconds only: it runs behind the run's
 # clock (RTC base + virtual time) by the fraction of a second at which it read the RTC.
@@ -55,23 +104,9 @@ fi
 # The RNG gets a seed from the run seed and node id: nothing (dropbear first of all) waits
 # minutes of TCG time for timer-jitter entropy, and the same run draws the same numbers.
 case "$SIM_ID" in ''|*[!0-9]*) rng_id=0 ;; *) rng_id=$SIM_ID ;; esac
-seed-rng $((SIM_SEED * 4096 + rng_id)) || fail "seed-rng"
+seed-rng $((SIM_SEED * 4096 + rng_id)) $reseed || fail "seed-rng"
 
-# Load order matters (each module needs the ones before it); the list is written by
-# the image builder (guest/build.ts, GUEST_MODULES).
-kdir=/lib/modules/$(uname -r)
-while read -r mod; do
-  [ -n "$mod" ] || continue
-  insmod "$kdir/$mod" || fail "insmod $mod"
-done </etc/tapsim/modules
-
-# Both NICs are probed while virtio_net loads; the bounded wait covers a late probe.
-n=0
-while [ ! -e /sys/class/net/eth1 ] && [ $n -lt 50 ]; do
-  usleep 100000
-  n=$((n + 1))
-done
-[ -e /sys/class/net/eth1 ] || fail "no eth1 (need two virtio-net NICs: eth0 management, eth1 simulated)"
+[ "$SIM_TEMPLATE" = 1 ] || load_modules
 
 hostname "$SIM_HOSTNAME"
 echo "$SIM_HOSTNAME" >/etc/hostname

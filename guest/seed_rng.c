@@ -4,7 +4,9 @@
 // which under TCG costs ~4 s of virtual time (and far more of wall time) per boot, and dropbear
 // waits for it. Deterministic guest randomness is what a replayable simulation needs; it is
 // not a secure RNG, and the guests are test machines on a simulated network.
+#include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <linux/random.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,9 +24,14 @@ static uint64_t splitmix64(uint64_t *state) {
   return z ^ (z >> 31);
 }
 
+// `seed-rng SEED reseed` (snapshot clones): the template's kernel RNG was already seeded, so
+// the new seed would only be drawn at the next scheduled reseed (seconds later); clones of
+// one template would meanwhile draw the same numbers (boot_id, TCP secrets). RNDRESEEDCRNG
+// rekeys it from the pool, new seed included, at once.
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: seed-rng SEED\n");
+  bool reseed = argc == 3 && strcmp(argv[2], "reseed") == 0;
+  if (argc != 2 && !reseed) {
+    fprintf(stderr, "usage: seed-rng SEED [reseed]\n");
     return 2;
   }
   uint64_t state = strtoull(argv[1], NULL, 0);
@@ -41,6 +48,11 @@ int main(int argc, char **argv) {
   int fd = open("/dev/urandom", O_WRONLY);
   if (fd < 0 || ioctl(fd, RNDADDENTROPY, &req.info) != 0) {
     perror("seed-rng");
+    return 1;
+  }
+  // ENODATA: the RNG was not ready yet, and crediting the seed just now rekeyed it anyway.
+  if (reseed && ioctl(fd, RNDRESEEDCRNG) != 0 && errno != ENODATA) {
+    perror("seed-rng: reseed");
     return 1;
   }
   close(fd);

@@ -9,15 +9,19 @@
 //   vclock -s BASE   set CLOCK_REALTIME to BASE (epoch seconds) + virtual time
 //   vclock -c BASE   print how far CLOCK_REALTIME is from BASE + virtual time
 //
-// BASE defaults to sim.rtc_base= on the kernel command line (the run's --rtc-base).
+// BASE defaults to sim.rtc_base= on the kernel command line (the run's --rtc-base). A
+// snapshot clone's settings arrive after the restore in /run/tapsim/cmdline, which then
+// replaces the kernel command line (the template's).
 // sim.t0=NS (default 0) is the engine time at which this QEMU started: a node restarted at
 // engine time t0 boots a fresh QEMU whose TSC starts at 0 again, and its clock must read
-// RTC base + t0 + TSC, to the nanosecond, like a node that never went down.
+// RTC base + t0 + TSC, to the nanosecond, like a node that never went down. A snapshot
+// clone's TSC starts where its template parked, so its sim.t0 is negative.
 // -s applies an offset (clock_adjtime ADJ_SETOFFSET) measured between two reads taken
 // back to back in user space, so the syscall's own latency does not enter the result.
 #define _GNU_SOURCE  // clock_adjtime
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,28 +44,36 @@ static int64_t realtime_ns(void) {
   return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
-/** The value of `key` (e.g. "sim.rtc_base=") on the kernel command line; -1 when absent. */
-static int64_t cmdline_value(const char *key) {
-  FILE *f = fopen("/proc/cmdline", "r");
-  if (!f) return -1;
+/** The value of `key` (e.g. "sim.rtc_base=") on the kernel command line, into *out; false when absent. */
+static bool cmdline_value(const char *key, int64_t *out) {
+  FILE *f = fopen("/run/tapsim/cmdline", "r");
+  if (!f) f = fopen("/proc/cmdline", "r");
+  if (!f) return false;
   char line[4096];
   size_t n = fread(line, 1, sizeof line - 1, f);
   fclose(f);
   line[n] = 0;
   for (char *p = line; (p = strstr(p, key)) != NULL; p++) {
-    if (p == line || p[-1] == ' ') return strtoll(p + strlen(key), NULL, 10);
+    if (p == line || p[-1] == ' ') {
+      *out = strtoll(p + strlen(key), NULL, 10);
+      return true;
+    }
   }
-  return -1;
+  return false;
 }
 
-static int64_t base_from_cmdline(void) { return cmdline_value("sim.rtc_base="); }
+static int64_t base_from_cmdline(void) {
+  int64_t v;
+  return cmdline_value("sim.rtc_base=", &v) ? v : -1;
+}
 
 /** Engine time at this QEMU's start (sim.t0), 0 for a node's first boot. */
 static int64_t t0_ns(void) {
-  static int64_t t0 = -2;
-  if (t0 == -2) {
-    t0 = cmdline_value("sim.t0=");
-    if (t0 < 0) t0 = 0;
+  static bool known = false;
+  static int64_t t0 = 0;
+  if (!known) {
+    if (!cmdline_value("sim.t0=", &t0)) t0 = 0;
+    known = true;
   }
   return t0;
 }

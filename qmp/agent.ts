@@ -62,9 +62,22 @@ export interface AgentAddress {
  * agent at <net>.i.2:5999, IPv4 and UDP checksums filled in.
  */
 export function agentFrame(to: AgentAddress, payload: Uint8Array): Uint8Array {
+  return udpToAgent(hostMgmtAddr(to.mgmt_net, to.node), guestMgmtAddr(to.mgmt_net, to.node), to.guest_mac, payload);
+}
+
+/** A snapshot template's agent, parked before it knows its node: eth0 is 10.255.0.15/24 (guest/init.sh). */
+export const TEMPLATE_AGENT_IP = "10.255.0.15";
+const TEMPLATE_HOST_IP = "10.255.0.1";
+
+/** A datagram for the parked agent of a snapshot clone (its identity and extra archive), to `guest_mac`, the template's. */
+export function templateAgentFrame(guest_mac: string, payload: Uint8Array): Uint8Array {
+  return udpToAgent(TEMPLATE_HOST_IP, TEMPLATE_AGENT_IP, guest_mac, payload);
+}
+
+function udpToAgent(src_ip: string, dst_ip: string, guest_mac: string, payload: Uint8Array): Uint8Array {
   if (payload.length > AGENT_MESSAGE_BYTES_MAX) throw new RangeError(`agent payload of ${payload.length} bytes`);
-  const src = { mac: parseMac(AGENT_HOST_MAC), ip: ipv4(hostMgmtAddr(to.mgmt_net, to.node)), port: AGENT_SRC_PORT };
-  const dst = { mac: parseMac(to.guest_mac), ip: ipv4(guestMgmtAddr(to.mgmt_net, to.node)), port: AGENT_PORT };
+  const src = { mac: parseMac(AGENT_HOST_MAC), ip: ipv4(src_ip), port: AGENT_SRC_PORT };
+  const dst = { mac: parseMac(guest_mac), ip: ipv4(dst_ip), port: AGENT_PORT };
   const frame = buildUdpFrame(src, dst, payload);
   const sum = udpChecksum(frame);
   frame[UDP_CHECKSUM_AT] = sum >>> 8;

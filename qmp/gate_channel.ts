@@ -17,7 +17,9 @@ const MSG_HELLO = 1;
 const MSG_DONE = 2;
 const MSG_TX = 3;
 const MSG_ERROR = 4;
+const MSG_PARKED = 5;
 const MSG_RUN = 1;
+const MSG_PARK = 2;
 /** Bounds one message from the gate (a corrupt length must not allocate without limit). */
 const PAYLOAD_BYTES_MAX = 64 * 1024 * 1024;
 const FRAME_BYTES_MAX = 65536 + 64;
@@ -82,6 +84,30 @@ export class GateChannel {
     }
     this.socket.write(encodeRun(deadline_ns, frames));
     return this.expect(MSG_DONE);
+  }
+
+  /**
+   * Stops the VM where the gate is frozen now (the end of the last slice) and resolves with
+   * that clock; QEMU's main loop, hence QMP, runs from then on (qmp/snapshot.ts saves the
+   * state). No RUN may follow.
+   */
+  park(): Promise<number> {
+    const message = Buffer.alloc(HEADER_BYTES);
+    message.writeUInt32LE(MSG_PARK, 0);
+    if (this.sync_fd >= 0) {
+      try {
+        if (this.closed_error) throw this.closed_error;
+        this.syncIo(() => fdWriteAll(this.sync_fd, message, SYNC_TIMEOUT_MS));
+        const { type, count, t_ns, payload } = this.readMessageSync();
+        const outcome = applyMessage(type, count, Buffer.from(payload.buffer, payload.byteOffset, payload.length), MSG_PARKED, []);
+        if (outcome !== "done") throw this.closeSync(typeof outcome === "object" ? `gate error: ${outcome.error}` : "frames after PARK");
+        return Promise.resolve(t_ns);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    this.socket.write(message);
+    return this.expect(MSG_PARKED).then((done) => done.clock_ns);
   }
 
   /**

@@ -10,6 +10,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import path from "node:path";
 import { promisify } from "node:util";
 import { InputError } from "../engine/errors.js";
+import { QmpClient } from "./client.js";
 import { GateChannel } from "./gate_channel.js";
 import { checkQemuValues } from "./qemu_values.js";
 import { bootInitrd } from "./initrd.js";
@@ -35,7 +36,13 @@ export type BootSpec =
       /** Appended to the initrd for this VM (qmp/initrd.ts): files, packages, SSH access. */
       readonly extra_initrd_path?: string;
     }
-  | { readonly kind: "qcow2"; readonly base_path: string };
+  | { readonly kind: "qcow2"; readonly base_path: string }
+  /**
+   * A clone of a parked default guest (qmp/snapshot.ts): guest RAM is the template's memory
+   * file mapped copy-on-write (MAP_PRIVATE: never written), the rest of the machine comes
+   * from the saved device state. Machine and devices must be the template's exactly.
+   */
+  | { readonly kind: "snapshot"; readonly ram_path: string; readonly state_path: string };
 
 export interface VmSpec {
   readonly node: number;
@@ -54,7 +61,15 @@ export interface VmSpec {
   readonly gate_plugin_path?: string;
   /** Default true: slices are exchanged with blocking I/O on the gate socket (fastest). */
   readonly blocking_gate?: boolean;
+  /** A snapshot template: guest RAM in this file, shared (written through), so it can be saved beside the state. */
+  readonly template_ram_path?: string;
+  /** Management NIC MAC on QEMU's command line (default mgmtMac(node)); a clone keeps its template's. */
+  readonly mgmt_mac?: string;
 }
+
+/** The option ROM QEMU loads for a PVH kernel (-kernel): a clone names it itself, to have the template's RAM blocks. */
+const PVH_OPTION_ROM = "pvh.bin";
+const RAM_BACKEND_ID = "pc.ram";
 
 export interface VmExit {
   readonly code: number | null;
@@ -87,10 +102,12 @@ export function mgmtMac(node: number): string {
 }
 
 export function qemuArgs(spec: VmSpec, gate_socket: string, qmp_socket: string, console_path: string, overlay_path: string | null): string[] {
-  const mgmt_mac = mgmtMac(spec.node);
+  const mgmt_mac = spec.mgmt_mac ?? mgmtMac(spec.node);
   const plugin = spec.gate_plugin_path ?? GATE_PLUGIN_PATH;
-  const paths = [gate_socket, plugin, console_path, qmp_socket, ...(overlay_path === null ? [] : [overlay_path])];
+  const boot_paths = spec.boot.kind === "snapshot" ? [spec.boot.ram_path, spec.boot.state_path] : spec.template_ram_path !== undefined ? [spec.template_ram_path] : [];
+  const paths = [gate_socket, plugin, console_path, qmp_socket, ...(overlay_path === null ? [] : [overlay_path]), ...boot_paths];
   checkQemuValues({ name: spec.name, mac: spec.mac, rtc_base: spec.rtc_base, paths });
+  if (boot_paths.some((p) => /[\s'"\\$`;&|<>]/.test(p))) throw new InputError(`${boot_paths.join(", ")}: snapshot paths must not hold spaces or shell characters`);
   const args = [
     "-name", `tapsim-${spec.name}`,
     "-machine", "pc,accel=tcg",
@@ -119,12 +136,32 @@ export function qemuArgs(spec: VmSpec, gate_socket: string, qmp_socket: string, 
     // gate's send-time stamp is deterministic; the default bottom half runs in the main loop.
     "-device", `virtio-net-pci,netdev=sim,addr=0x4,mac=${spec.mac},tx=timer,x-txtimer=1000,ioeventfd=off,romfile=`,
   ];
+  if (spec.boot.kind === "snapshot" || spec.template_ram_path !== undefined) args.push(...snapshotArgs(spec));
   if (spec.boot.kind === "initramfs") {
     args.push("-kernel", spec.boot.kernel_path, "-initrd", spec.boot.initrd_path, "-append", spec.boot.append);
+  } else if (spec.boot.kind === "snapshot") {
+    // Same RAM blocks as the template (its -kernel added this ROM); no kernel or initrd is
+    // loaded: QEMU would keep their ~60 MB in its heap for a reset that never comes.
+    args.push("-option-rom", PVH_OPTION_ROM, "-incoming", "defer");
   } else {
     args.push("-drive", `file=${overlay_path},if=virtio,format=qcow2`);
   }
   return args;
+}
+
+/**
+ * Guest RAM as a file: the template writes through it (share=on) and skips it in the saved
+ * state (x-ignore-shared); a clone maps it privately, so pages it never writes stay shared
+ * with every other clone in the page cache. Both ends set x-ignore-shared over QMP
+ * (7.2 has no command-line switch for it): see snapshotMigration.
+ */
+function snapshotArgs(spec: VmSpec): string[] {
+  const clone = spec.boot.kind === "snapshot";
+  const ram_path = clone ? (spec.boot as { ram_path: string }).ram_path : spec.template_ram_path!;
+  return [
+    "-object", `memory-backend-file,id=${RAM_BACKEND_ID},size=${spec.memory_mib}M,mem-path=${ram_path},share=${clone ? "off" : "on"}`,
+    "-machine", `memory-backend=${RAM_BACKEND_ID}`,
+  ];
 }
 
 export class QemuVm {
@@ -168,8 +205,10 @@ export class QemuVm {
     child.stderr!.on("data", (s: string) => (tail = (tail + s).slice(-STDERR_TAIL_BYTES)));
     const exited = new Promise<VmExit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
     const spawn_error = new Promise<never>((_, reject) => child.once("error", reject));
+    let restoring: QmpClient | null = null;
     try {
       const socket = await raceExit(accept(server, GATE_CONNECT_TIMEOUT_MS, spec.name), exited, spawn_error, () => tail, spec.name);
+      if (spec.boot.kind === "snapshot") restoring = await raceExit(restoreState(qmp_socket, spec.boot.state_path), exited, spawn_error, () => tail, spec.name);
       const gate = new GateChannel(socket, spec.name);
       const vm = new QemuVm(spec, child, gate, qmp_socket, console_path, exited);
       vm.watch(() => tail);
@@ -181,6 +220,7 @@ export class QemuVm {
       await exited;
       throw err;
     } finally {
+      restoring?.close();
       server.close();
       initrd.remove();
     }
@@ -227,6 +267,51 @@ export class QemuVm {
     });
     this.child.stderr!.on("data", () => (this.stderr_tail = tail()));
   }
+}
+
+/**
+ * Migration settings of a template and its clones (they must agree): RAM in the shared
+ * file is not part of the stream; no self-announce after the restore (its timer runs on
+ * the host clock: a main-loop event at a host-dependent time).
+ */
+export async function snapshotMigration(qmp: QmpClient): Promise<void> {
+  await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+  await qmp.execute("migrate-set-parameters", { "announce-rounds": 0 });
+}
+
+/**
+ * A clone started with -incoming defer: loads the template's state, then `cont` (the
+ * template was saved paused, and the state says so); the gate says HELLO at the vCPU's
+ * first timer check, before the guest's first instruction. Returns the QMP client, to be
+ * closed after HELLO: the guest starts at once and the gate freezes it holding the lock the
+ * main loop needs to answer `cont`, so the reply comes later, or never if closed first.
+ */
+async function restoreState(qmp_socket: string, state_path: string): Promise<QmpClient> {
+  const qmp = await QmpClient.connect(qmp_socket);
+  try {
+    await snapshotMigration(qmp);
+    await qmp.execute("migrate-incoming", { uri: `exec:cat ${state_path}` });
+    await migrationSettled(qmp, `${state_path}: cannot restore the snapshot`);
+    qmp.execute("cont").catch(() => {});
+    return qmp;
+  } catch (err) {
+    qmp.close();
+    throw err;
+  }
+}
+
+const MIGRATION_POLL_MS = 10;
+const MIGRATION_TIMEOUT_MS = 120_000;
+
+/** Waits for a migration (either direction) to complete; throws with QEMU's reason if it fails. */
+export async function migrationSettled(qmp: QmpClient, what: string): Promise<void> {
+  for (let waited_ms = 0; waited_ms < MIGRATION_TIMEOUT_MS; waited_ms += MIGRATION_POLL_MS) {
+    const s = await qmp.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
+    if (s.status === "completed") return;
+    if (s.status === "failed" || s.status === "cancelled") throw new Error(`${what} (${s["error-desc"] ?? s.status})`);
+    await new Promise((resolve) => setTimeout(resolve, MIGRATION_POLL_MS));
+  }
+  throw new Error(`${what}: migration did not finish within ${MIGRATION_TIMEOUT_MS} ms`);
 }
 
 async function createOverlay(base_path: string, overlay_path: string): Promise<string> {

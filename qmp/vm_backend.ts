@@ -20,6 +20,7 @@ import { ConsoleReader } from "./console_reader.js";
 import { GateClosedError, IFACE_MGMT, type GateFrame } from "./gate_channel.js";
 import { mgmtMac, type QemuVm } from "./launcher.js";
 import { MGMT_NET_DEFAULT, type MgmtPort } from "./mgmt.js";
+import { IDENTITY_CHUNK_SPACING_NS } from "./snapshot.js";
 
 export interface SliceAccuracy {
   slices: number;
@@ -32,6 +33,11 @@ export interface VmBackendOptions {
   readonly mgmt_net?: string;
   /** Boots a fresh QEMU of this node's spec whose guest clock starts at engine time t0_ns (restart). */
   readonly restart?: (t0_ns: number) => Promise<QemuVm>;
+  /**
+   * A snapshot clone's identity (qmp/snapshot.ts): the frames that make the parked guest this
+   * node, injected on the management NIC from t0_ns on (the node's start: 0, or a restart's).
+   */
+  readonly identity?: (t0_ns: number) => readonly Uint8Array[];
 }
 
 /** A file the agent handed back (bytes checked against its size and sha256), or why not. */
@@ -83,6 +89,7 @@ export class VmBackend implements NodeBackend {
     this.current = vm;
     this.console = new ConsoleReader(vm.console_path);
     this.base_ns = helloOf(vm);
+    this.enqueueIdentity(0);
   }
 
   /** The node's QEMU (a new one after each restart). */
@@ -127,6 +134,15 @@ export class VmBackend implements NodeBackend {
     let at = this.queue.length;
     while (at > 0 && this.queue[at - 1]!.t_ns > t_ns) at--;
     this.queue.splice(at, 0, { t_ns, frame });
+  }
+
+  /** Identity frames IDENTITY_CHUNK_SPACING_NS apart from t0_ns, ahead of any message due then. */
+  private enqueueIdentity(t0_ns: number): void {
+    const frames = this.options.identity?.(t0_ns) ?? [];
+    const identity = frames.map((frame, i) => ({ t_ns: t0_ns + i * IDENTITY_CHUNK_SPACING_NS, frame }));
+    const rest = this.queue;
+    this.queue = [];
+    for (const m of [...identity, ...rest].sort((a, b) => a.t_ns - b.t_ns)) this.queue.push(m);
   }
 
   /** Synchronous when the gate uses blocking I/O (the usual case); a Promise otherwise or on a crash. */
@@ -273,6 +289,7 @@ export class VmBackend implements NodeBackend {
     this.power = "on";
     // Messages due while the node was off had no agent to reach; host frames sent meanwhile hit a dead NIC.
     this.queue = this.queue.filter((m) => m.t_ns >= t0_ns);
+    this.enqueueIdentity(t0_ns);
     for (let i = 0; i < MGMT_DRAIN_BATCHES_MAX && (this.mgmt?.takeFrames().length ?? 0) > 0; i++);
   }
 

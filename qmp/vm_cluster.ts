@@ -10,9 +10,10 @@ import { InputError } from "../engine/errors.js";
 import type { RunConfig } from "../engine/trace_records.js";
 import { rtcBaseEpochS } from "../engine/units.js";
 import { kernelCmdline, type GuestImage, type NodeCmdline } from "../guest/image.js";
-import { QemuVm, type BootSpec, type VmSpec } from "./launcher.js";
+import { mgmtMac, QemuVm, type BootSpec, type VmSpec } from "./launcher.js";
 import { guestMgmtCidr, MGMT_NET_DEFAULT, MgmtNet, type MgmtPort } from "./mgmt.js";
 import { sshExec, waitForSsh, type SshTarget } from "./ssh.js";
+import { identityFrames, TEMPLATE_MGMT_MAC, TEMPLATE_RTC_BASE, TEMPLATE_SIM_MAC, type Snapshot } from "./snapshot.js";
 import { VmBackend } from "./vm_backend.js";
 
 export const SSH_PORT_BASE_DEFAULT = 2222;
@@ -41,6 +42,8 @@ export interface VmClusterOptions {
   readonly mgmt_live?: boolean;
   /** Ports for the management NICs when not live (`tapsim rerun` feeds recorded frames). */
   readonly mgmt_ports?: readonly MgmtPort[];
+  /** Default guest: start every VM from the snapshot of its memory size (qmp/snapshot.ts) instead of booting it. */
+  readonly snapshots?: ReadonlyMap<number, Snapshot>;
 }
 
 export class VmCluster {
@@ -75,7 +78,8 @@ export class VmCluster {
     for (const [i, s] of started.entries()) {
       if (s.status !== "fulfilled") continue;
       const port = cluster.mgmt?.ports[i] ?? options.mgmt_ports?.[i] ?? null;
-      cluster.backends.push(new VmBackend(s.value, options.onCrash, port, { mgmt_net: cluster.mgmtNet(), restart: (t0_ns) => cluster.startVm(i, t0_ns) }));
+      const identity = cluster.snapshotOf(i) === null ? {} : { identity: (t0_ns: number) => cluster.identityFrames(i, t0_ns) };
+      cluster.backends.push(new VmBackend(s.value, options.onCrash, port, { mgmt_net: cluster.mgmtNet(), restart: (t0_ns) => cluster.startVm(i, t0_ns), ...identity }));
     }
     const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
     if (failed) {
@@ -147,6 +151,8 @@ export class VmCluster {
     if (this.stopped) throw new Error(`node ${node}: the run's VMs are stopped`);
     if (!(Number.isSafeInteger(t0_ns) && t0_ns >= 0)) throw new RangeError(`node ${node}: start time ${t0_ns} ns`);
     this.ensureRunDir();
+    const snapshot = this.snapshotOf(node);
+    if (snapshot !== null) return await QemuVm.start(this.cloneSpec(node, snapshot));
     const extra = this.writeExtraArchive(node);
     try {
       return await QemuVm.start(this.vmSpec(node, extra, t0_ns));
@@ -189,11 +195,56 @@ export class VmCluster {
       mac: cfg.mac,
       boot: boot.kind === "initramfs" && extra_initrd_path !== null ? { ...boot, extra_initrd_path } : boot,
       ssh_port: o.ssh_port_base + node,
-      memory_mib: o.config.vm?.node_memory_mib?.[node] ?? o.memory_mib,
+      memory_mib: this.memoryMib(node),
       rtc_base: shiftedRtcBase(o.rtc_base, t0_ns),
       rng_seed: o.config.seed * 4096 + node,
       run_dir: this.run_dir,
     };
+  }
+
+  /** The snapshot node starts from, or null when it boots (no snapshots, or a user image). */
+  snapshotOf(node: number): Snapshot | null {
+    if (this.options.snapshots === undefined) return null;
+    const snapshot = this.options.snapshots.get(this.memoryMib(node));
+    if (snapshot === undefined) throw new Error(`node ${node}: no snapshot for ${this.memoryMib(node)} MiB`);
+    return snapshot;
+  }
+
+  private memoryMib(node: number): number {
+    return this.options.config.vm?.node_memory_mib?.[node] ?? this.options.memory_mib;
+  }
+
+  /**
+   * A clone is its template's machine exactly (MACs, RTC, seed included: the saved devices
+   * carry them anyway); the node's own settings arrive as its identity (identityFrames).
+   */
+  private cloneSpec(node: number, snapshot: Snapshot): VmSpec {
+    return {
+      node,
+      name: this.options.config.nodes[node]!.name,
+      mac: TEMPLATE_SIM_MAC,
+      mgmt_mac: TEMPLATE_MGMT_MAC,
+      boot: { kind: "snapshot", ram_path: snapshot.ram_path, state_path: snapshot.state_path },
+      ssh_port: this.options.ssh_port_base + node,
+      memory_mib: snapshot.memory_mib,
+      rtc_base: TEMPLATE_RTC_BASE,
+      rng_seed: 0,
+      run_dir: this.run_dir,
+    };
+  }
+
+  /**
+   * Node's identity for a clone started at engine time t0_ns: the words its kernel command
+   * line would hold, with sim.t0 such that vclock reads engine time (the clone's TSC starts
+   * at the park clock), the NICs' MACs, and the extra archive.
+   */
+  identityFrames(node: number, t0_ns: number): Uint8Array[] {
+    const o = this.options;
+    if (o.image.kind !== "initramfs") throw new Error("snapshots need the default guest");
+    const snapshot = this.snapshotOf(node)!;
+    const cmdline = kernelCmdline({ ...o.image, kernel_cmdline_base: "" }, this.cmdlineNode(node)).trim();
+    const words = `${cmdline} sim.t0=${t0_ns - snapshot.park_clock_ns} sim.mac=${o.config.nodes[node]!.mac} sim.mgmt_mac=${mgmtMac(node)}${bootCommandWord(node, o.boot_commands[node] ?? null)}`;
+    return identityFrames({ words, archive: o.extra_archives?.[node] ?? null });
   }
 
   /** Every VM runs under -icount; a dated RTC base lets init set the clock to the nanosecond. */
@@ -237,13 +288,16 @@ function bootSpec(image: GuestImage, node: NodeCmdline, boot_command: string | n
     if (boot_command !== null) throw new InputError(`--boot-cmd needs the default guest (a user image runs its own boot scripts)`);
     return { kind: "qcow2", base_path: image.path };
   }
-  let append = kernelCmdline(image, node);
-  if (boot_command !== null) {
-    const encoded = Buffer.from(boot_command).toString("base64");
-    if (encoded.length > BOOT_CMD_BYTES_MAX) throw new InputError(`--boot-cmd for node ${node.id}: longer than the kernel command line allows (${BOOT_CMD_BYTES_MAX} bytes base64)`);
-    append += ` sim.cmd=${encoded}`;
-  }
+  const append = kernelCmdline(image, node) + bootCommandWord(node.id, boot_command);
   return { kind: "initramfs", kernel_path: image.kernel_path, initrd_path: image.initrd_path, append };
+}
+
+/** " sim.cmd=<base64>" for a boot command, "" for none. */
+function bootCommandWord(node: number, boot_command: string | null): string {
+  if (boot_command === null) return "";
+  const encoded = Buffer.from(boot_command).toString("base64");
+  if (encoded.length > BOOT_CMD_BYTES_MAX) throw new InputError(`--boot-cmd for node ${node}: longer than the kernel command line allows (${BOOT_CMD_BYTES_MAX} bytes base64)`);
+  return ` sim.cmd=${encoded}`;
 }
 
 /** Every forward binds 127.0.0.1:(base + i); find a taken port before starting anything. */

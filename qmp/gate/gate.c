@@ -15,6 +15,8 @@
 //                   guest sent during the slice), TX (frames, when the buffer fills mid-slice),
 //                   ERROR (text payload).
 //   engine -> gate: RUN (deadline + frames to inject at their due times). EOF: exit QEMU.
+//                   PARK: stop the VM right here and answer PARKED (clock); the gate then
+//                   lets QEMU's main loop run (QMP: save the state for snapshots, quit).
 // Internal struct layouts (NetClientState, NetClientInfo, QEMUTimer) are QEMU 7.2's: the
 // install function refuses any other version, and checks the layout on the netdev it hooks.
 
@@ -118,13 +120,14 @@ extern VersionInfo *qmp_query_version(Error **errp);
 extern void qmp_register_command(void *cmds, const char *name, void (*fn)(QDict *, QObject **, Error **), unsigned options, unsigned special_features);
 extern char qmp_commands[];
 extern void *qnum_from_int(int64_t value);
+extern void qmp_stop(void **errp);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 // ---- protocol ----
 
-enum { MSG_HELLO = 1, MSG_DONE = 2, MSG_TX = 3, MSG_ERROR = 4 };
-enum { MSG_RUN = 1 };
+enum { MSG_HELLO = 1, MSG_DONE = 2, MSG_TX = 3, MSG_ERROR = 4, MSG_PARKED = 5 };
+enum { MSG_RUN = 1, MSG_PARK = 2 };
 enum { GATE_PROTOCOL_VERSION = 2 };  // 2: frames carry their interface (0 simulated, 1 management)
 enum { HEADER_BYTES = 24, FRAME_HEADER_BYTES = 16 };
 enum { FRAME_BYTES_MAX = 65536 + 64 };
@@ -161,6 +164,10 @@ static struct {
   QEMUTimerListGroup timers;  // private: only the vCPU thread runs them (see timers_notify)
   bool timers_running;
   QEMUTimer gate_timer;
+  // Armed (expired) by PARK on a group nobody runs: keeps every later instruction budget at
+  // 0 and stops the main loop's idle warp (a pending expired timer means no warp).
+  QEMUTimerListGroup park_timers;
+  QEMUTimer park_guard;
   bool started;
   int64_t deadline_ns;
   uint8_t *tx;
@@ -413,9 +420,35 @@ static void on_tb_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
 
 // ---- the gate ----
 
+// Snapshots (qmp/snapshot.ts): stop the VM at exactly now_ns, so the saved state is the
+// guest at the end of the last slice. A stop requested from here completes in the main loop
+// later (QMP is served from then on); until then the vCPU must run no instruction and the
+// clock must not move. Measured without the guard: the main loop's idle warp moved the
+// clock to the guest's next timer first (+11 ms). An expired timer pending on a group that
+// no one runs keeps instruction budgets at 0 and makes the warp a no-op (deadline 0).
+static void park_notify(void *opaque, int type) {
+  (void)opaque;
+  (void)type;
+}
+
+static void park_guard_cb(void *opaque) { (void)opaque; }
+
+static void park(int64_t now_ns) {
+  timerlistgroup_init(&g.park_timers, park_notify, NULL);
+  timer_init_full(&g.park_guard, &g.park_timers, QEMU_CLOCK_VIRTUAL, SCALE_NS, 0, park_guard_cb, NULL);
+  timer_mod_ns(&g.park_guard, now_ns);
+  qmp_stop(NULL);
+  MsgHeader h = { MSG_PARKED, 0, (uint64_t)now_ns, 0 };
+  write_all(&h, sizeof h);
+}
+
 static void read_run(int64_t now_ns) {
   MsgHeader h;
   if (!read_all(&h, sizeof h)) leave(0);  // engine closed the channel: the run is over
+  if (h.type == MSG_PARK && h.payload_bytes == 0) {
+    park(now_ns);
+    return;
+  }
   if (h.type != MSG_RUN) die("unexpected message type %s from the engine", h.type == 0 ? "0" : "?");
   if (h.payload_bytes > PAYLOAD_BYTES_MAX) die("RUN payload too large%s", "");
   if ((int64_t)h.t_ns <= now_ns) die("RUN deadline not after the current virtual time%s", "");
