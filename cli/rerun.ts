@@ -15,6 +15,8 @@ import { hostNowNs } from "../engine/units.js";
 import { buildAdditions } from "../guest/additions.js";
 import { defaultCacheRoot, ensureDefaultImage, openUserImage, type GuestImage } from "../guest/image.js";
 import { checkQemu } from "../qmp/launcher.js";
+import type { Snapshot } from "../qmp/snapshot.js";
+import { ensureSnapshots } from "./run_vms.js";
 import type { MgmtPort } from "../qmp/mgmt.js";
 import { VmCluster } from "../qmp/vm_cluster.js";
 import type { VmBackend } from "../qmp/vm_backend.js";
@@ -42,7 +44,8 @@ async function rerunCommand(path: string): Promise<number> {
     const image = await imageOf(path, header);
     const extra_archives = additionsOf(path, header, image);
     const started = hostNowNs();
-    const outcome = await rerun(reader, header, image, extra_archives);
+    const snapshots = await snapshotsOf(path, header, image);
+    const outcome = await rerun(reader, header, image, extra_archives, snapshots);
     report(outcome, (hostNowNs() - started) / 1e9);
     return !outcome.identical ? EXIT_DIVERGED : outcome.trace_incomplete ? EXIT_INCOMPLETE : 0;
   } finally {
@@ -99,7 +102,25 @@ function additionsOf(path: string, header: TraceHeader, image: GuestImage): Buff
   return built.archives;
 }
 
-async function rerun(reader: TraceReader, header: TraceHeader, image: GuestImage, extra_archives: Buffer[] | null): Promise<ReplayOutcome> {
+/**
+ * The snapshots the recorded VMs started from, found in (or built into) the cache and
+ * checked against the recorded saved states: a template that parked elsewhere would start
+ * other guests.
+ */
+async function snapshotsOf(path: string, header: TraceHeader, image: GuestImage): Promise<Map<number, Snapshot> | null> {
+  const vm = header.config.vm!;
+  if (vm.snapshots === undefined) return null;
+  const found = await ensureSnapshots({ json: false }, image, vm.qemu_version, vm);
+  for (const rec of vm.snapshots) {
+    const now = found.get(rec.memory_mib);
+    if (now === undefined || now.state_sha256 !== rec.state_sha256) {
+      throw new InputError(`${path}: recorded from a snapshot whose saved state is ${rec.state_sha256.slice(0, 12)}, but the one here (${rec.memory_mib} MiB) is ${now?.state_sha256.slice(0, 12) ?? "missing"}`);
+    }
+  }
+  return found;
+}
+
+async function rerun(reader: TraceReader, header: TraceHeader, image: GuestImage, extra_archives: Buffer[] | null, snapshots: Map<number, Snapshot> | null): Promise<ReplayOutcome> {
   const vm = header.config.vm!;
   const ports = header.config.nodes.map((_, node) => new RecordedMgmtPort(node));
   let failure: string | null = null;
@@ -115,6 +136,7 @@ async function rerun(reader: TraceReader, header: TraceHeader, image: GuestImage
     ...(vm.mgmt_net === undefined ? {} : { mgmt_net: vm.mgmt_net }),
     mgmt_live: false,
     mgmt_ports: ports,
+    ...(snapshots === null ? {} : { snapshots }),
   });
   // Ctrl+C ends the process: each QEMU follows (parent-death signal) and removes its files.
   try {

@@ -148,6 +148,7 @@ async function runVms(scenario: Scenario, flags: ScenarioRunFlags, trace_path: s
     sshPortBase: flags.sshPortBase,
     sshTimeout: flags.sshTimeout,
     ssh: vm.ssh,
+    snapshot: vm.snapshot,
     bootCmd: [],
     rtcBase: vm.rtc_base,
     progress: flags.progress,

@@ -19,7 +19,7 @@ import { readBool, readChoice, readDuration, readId, readInt, readIntList, readM
 
 export const TOP_FIELDS = ["name", "topology", "nodes", "seed", "slice_max", "workload", "vm", "commands", "until", "collect", "faults", "metrics"] as const;
 const NODE_FIELDS = ["name", "add", "memory", "packages"] as const;
-const VM_FIELDS = ["memory", "image", "packages", "add", "rtc_base", "ssh"] as const;
+const VM_FIELDS = ["memory", "image", "packages", "add", "rtc_base", "ssh", "snapshot"] as const;
 const COMMAND_FIELDS = ["name", "node", "nodes", "run", "at", "after", "delay", "ok_exit", "timeout"] as const;
 const UNTIL_FIELDS = ["duration", "all_exited", "output"] as const;
 const OUTPUT_FIELDS = ["node", "pattern"] as const;
@@ -40,6 +40,8 @@ export interface ScenarioVm {
   rtc_base: string;
   /** Whether the host may reach the guests over SSH while the run goes (default: no, a closed world). */
   ssh: boolean;
+  /** Start the VMs from a snapshot of the default guest instead of booting them (tapsim run --snapshot). */
+  snapshot: boolean;
   /** Per node (nodes: as a list): memory and packages of its own, null where it has none. */
   node_memory_mib: (number | null)[];
   node_packages: (string[] | null)[];
@@ -167,10 +169,10 @@ function readWorkload(ctx: Ctx, f: Field): WorkloadConfig {
 
 function readVm(ctx: Ctx, fields: Map<string, Field>, names: NodeNames, defaults: ScenarioDefaults): ScenarioVm {
   const n = names.names.length;
-  const vm: ScenarioVm = { memory_mib: defaults.memory_mib, image: null, packages: null, adds: [], rtc_base: defaults.rtc_base, ssh: false, node_memory_mib: new Array(n).fill(null), node_packages: new Array(n).fill(null) };
+  const vm: ScenarioVm = { memory_mib: defaults.memory_mib, image: null, packages: null, adds: [], rtc_base: defaults.rtc_base, ssh: false, snapshot: false, node_memory_mib: new Array(n).fill(null), node_packages: new Array(n).fill(null) };
   const f = fields.get("vm");
   if (f !== undefined) {
-    if (!isMap(f.value)) ctx.fail(valueOrKey(f), `vm: expected a mapping (memory, image, packages, add, rtc_base, ssh), got ${describe(f.value)}`);
+    if (!isMap(f.value)) ctx.fail(valueOrKey(f), `vm: expected a mapping (memory, image, packages, add, rtc_base, ssh, snapshot), got ${describe(f.value)}`);
     const v = readFields(ctx, f.value as YAMLMap, VM_FIELDS, "vm");
     if (v.has("memory")) vm.memory_mib = readMemoryMib(ctx, v.get("memory")!, "vm.memory");
     if (v.has("image")) vm.image = path.resolve(ctx.baseDir, scalarText(ctx, v.get("image")!, "vm", "a qcow2 image path"));
@@ -178,6 +180,8 @@ function readVm(ctx: Ctx, fields: Map<string, Field>, names: NodeNames, defaults
     if (v.has("add")) vm.adds.push(...readAdds(ctx, v.get("add")!, "vm.add", null));
     if (v.has("rtc_base")) vm.rtc_base = scalarText(ctx, v.get("rtc_base")!, "vm", "a date such as 2025-01-01T00:00:00");
     if (v.has("ssh")) vm.ssh = readBool(ctx, v.get("ssh")!, "vm.ssh");
+    if (v.has("snapshot")) vm.snapshot = readBool(ctx, v.get("snapshot")!, "vm.snapshot");
+    if (vm.snapshot && vm.image !== null) ctx.fail(v.get("snapshot")!.key, "vm.snapshot needs the default guest (vm.image is a user's qcow2 image)");
   }
   const nodes = fields.get("nodes");
   if (nodes !== undefined && isSeq(nodes.value)) readNodeList(ctx, nodes.value as YAMLSeq, names, vm);
