@@ -177,6 +177,25 @@ async function saveState(vm: QemuVm, state_path: string): Promise<void> {
     qmp.close();
   }
   await vm.exited;
+  writeFileSync(state_path, withoutHostClockOffsets(readFileSync(state_path)));
+}
+
+/**
+ * QEMU 7.2's "timer" section (version 2) begins with cpu_ticks_offset, dummy and
+ * cpu_clock_offset, offsets from the host's clock; under -icount neither the virtual clock
+ * nor the TSC reads them (both are the instruction count, the "timer/icount" subsection).
+ * Two builds of one template differed in these 16 bytes only: zeroed, the saved state is
+ * byte-for-byte the same on every build, so a re-run elsewhere can check it by hash.
+ */
+export function withoutHostClockOffsets(state: Buffer): Buffer {
+  const marker = Buffer.from([5, ...Buffer.from("timer"), 0, 0, 0, 0, 0, 0, 0, 2]);
+  const at = state.indexOf(marker);
+  if (at < 0 || state.indexOf(marker, at + 1) >= 0) throw new Error("snapshot state: expected exactly one QEMU 7.2 \"timer\" section");
+  const fields = at + marker.length;
+  const out = Buffer.from(state);
+  out.fill(0, fields, fields + 8); // cpu_ticks_offset
+  out.fill(0, fields + 16, fields + 24); // cpu_clock_offset
+  return out;
 }
 
 export interface NodeIdentity {
