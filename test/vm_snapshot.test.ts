@@ -3,7 +3,8 @@
 // Real QEMU, real gate, real frames; the snapshot cache of the builds under test is a
 // scratch folder, the CLI runs use the repo's cache (as a user's would).
 
-import { readFileSync, mkdtempSync, rmSync, truncateSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
@@ -66,11 +67,15 @@ test("a snapshot is built once, reused, rebuilt when damaged (to the same state)
   assert.is(manifest.image_identity, image.identity);
 });
 
-test("3 VMs from a snapshot: RTTs equal the matrix, each guest its own identity, two runs identical", () => {
-  const boot = "cat /proc/sys/kernel/random/boot_id; head -c 8 /dev/urandom | od -An -tx1; hostname; ip -4 addr show eth1 | grep -o 'inet [0-9./]*'; sleep 1; ping -c 4 -i 0.3 10.0.0.$(( ($(hostname | tr -dc 0-9) + 1) % 3 + 1 ))";
+test("3 VMs from a snapshot: RTTs equal the matrix, each guest its own identity and files, two runs identical", () => {
+  // 200 kB in the extra archive: ~140 identity chunks, so the chunked path is exercised.
+  const blob = path.join(dir, "blob");
+  writeFileSync(blob, Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 7919 + (i >> 8)) & 0xff)));
+  const blob_sha = createHash("sha256").update(readFileSync(blob)).digest("hex");
+  const boot = "sha256sum /root/blob; cat /proc/sys/kernel/random/boot_id; head -c 8 /dev/urandom | od -An -tx1; hostname; ip -4 addr show eth1 | grep -o 'inet [0-9./]*'; sleep 1; ping -c 4 -i 0.3 10.0.0.$(( ($(hostname | tr -dc 0-9) + 1) % 3 + 1 ))";
   const traces = ["a", "b"].map((n) => path.join(dir, `snap-${n}.trace`));
   for (const trace of traces) {
-    const r = tapsim("run", "--vms", "3", "--snapshot", "--latency", MATRIX, "--duration", "4s", "--no-ssh", "--no-progress", "--boot-cmd", boot, "--trace", trace);
+    const r = tapsim("run", "--vms", "3", "--snapshot", "--latency", MATRIX, "--duration", "4s", "--no-ssh", "--no-progress", "--add", `${blob}:/root/blob`, "--boot-cmd", boot, "--trace", trace);
     assert.is(r.code, 0, r.stderr);
     assert.match(r.stderr, /starting from snapshots 3 VMs/);
   }
@@ -88,6 +93,7 @@ test("3 VMs from a snapshot: RTTs equal the matrix, each guest its own identity,
     boot_ids.add(/\b([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\r?$/m.exec(text)?.[1] ?? "none");
     randoms.add(/^((?: [0-9a-f]{2}){8})\r?$/m.exec(text)?.[1] ?? "none");
     assert.match(text, new RegExp(`inet 10\\.0\\.0\\.${node + 1}/16`));
+    assert.ok(text.includes(`${blob_sha}  /root/blob`), `node ${node}: the added file arrived whole`);
     const peer = (node + 1) % 3;
     const rtts = [...text.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).slice(1);
     assert.is(rtts.length, 3, text);
