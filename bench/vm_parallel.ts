@@ -1,0 +1,103 @@
+// Parallel slices on VMs (issue #12 item 1): wall time per virtual second of busy clusters,
+// one slice at a time against grant sets (RunConfig.parallel: every VM whose slice is safe
+// at once gets RUN before any DONE is awaited), in the same process, alternating the two
+// modes so that machine load hits both alike. VMs start from the snapshot (the boot is not
+// what is measured); the window starts WARMUP_NS after the start, when the traffic runs.
+//
+//   node dist/bench/vm_parallel.js           3 VMs ping-flooding both peers; 8 VMs each
+//                                            flooding its successor (busy guests)
+//   node dist/bench/vm_parallel.js quick     the 3-VM case, one repetition
+//
+// Expected on N cores: a grant set holds every VM whose lookahead allows it to run now
+// (all of them when the topology's latencies are equal); they then use min(N, set size)
+// cores, minus the engine's own serial work between sets (routing, records: a few % of a
+// slice for busy guests). So the speed-up is bounded by min(N, VMs per set) and falls
+// towards 1 as slices get shorter and idler (the per-switch cost is serial).
+
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+import { createEngine, makeRunConfig } from "../engine/run.js";
+import type { RecordSink } from "../engine/trace_records.js";
+import { defaultCacheRoot, ensureDefaultImage } from "../guest/image.js";
+import { checkQemu } from "../qmp/launcher.js";
+import { ensureSnapshot, type Snapshot } from "../qmp/snapshot.js";
+import { VmCluster } from "../qmp/vm_cluster.js";
+import { awsLikeTopology, median, note, printTable, progress, QUICK } from "./common.js";
+
+const NULL_SINK: RecordSink = { write: () => {} };
+const MEMORY_MIB = 256;
+const WARMUP_NS = 1_000_000_000;
+const WINDOW_NS = 2_000_000_000;
+const REPEATS = QUICK ? 1 : 2;
+
+interface ParallelCase {
+  readonly label: string;
+  readonly vms: number;
+  /** Boot command; {peers}: every other node's IP, {next}: the successor's. */
+  readonly command: string;
+}
+
+/** Wall seconds per virtual second over the window, and frames sent in it. */
+async function measure(c: ParallelCase, parallel: boolean, snapshot: Snapshot): Promise<{ wall_per_virtual: number; frames: number; slices: number }> {
+  const topology = awsLikeTopology(c.vms);
+  const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: WARMUP_NS + WINDOW_NS, backend: "vm", parallel });
+  const ips = config.nodes.map((n) => n.ip);
+  const boot_commands = config.nodes.map((n) => c.command.replace(/\{peers\}/g, ips.filter((_, i) => i !== n.id).join(" ")).replace(/\{next\}/g, ips[(n.id + 1) % c.vms]!));
+  const cluster = await VmCluster.start({
+    config,
+    image: await ensureDefaultImage(),
+    ssh_port_base: 44000,
+    memory_mib: MEMORY_MIB,
+    rtc_base: "2025-01-01T00:00:00",
+    boot_commands,
+    mgmt_live: false,
+    onCrash: (b) => {
+      throw new Error(b.crash ?? "crash");
+    },
+    snapshots: new Map([[MEMORY_MIB, snapshot]]),
+  });
+  try {
+    const engine = createEngine(config, cluster.backends, NULL_SINK);
+    while (engine.now_ns < WARMUP_NS && (await engine.step()));
+    const before = { frames: engine.stats.frames_emitted, slices: engine.stats.slices, virtual_ns: engine.now_ns };
+    const t0 = process.hrtime.bigint();
+    while (await engine.step());
+    const wall_ns = Number(process.hrtime.bigint() - t0);
+    return { wall_per_virtual: wall_ns / (engine.now_ns - before.virtual_ns), frames: engine.stats.frames_emitted - before.frames, slices: engine.stats.slices - before.slices };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const image = await ensureDefaultImage();
+  const { snapshot } = await ensureSnapshot(image, MEMORY_MIB, { cache_root: defaultCacheRoot(), qemu_version: await checkQemu(), log: progress });
+  const cases: ParallelCase[] = [
+    { label: "3 VMs, ping floods (1 ms, both peers)", vms: 3, command: "sleep 0.5; for p in {peers}; do ping -q -i 0.001 $p > /dev/null & done" },
+    ...(QUICK ? [] : [{ label: "8 busy VMs (each floods its successor, 1 ms)", vms: 8, command: "sleep 0.5; ping -q -i 0.001 {next} > /dev/null" }]),
+  ];
+  const rows: string[][] = [];
+  for (const c of cases) {
+    const seq: number[] = [];
+    const par: number[] = [];
+    let frames = [0, 0];
+    let slices = [0, 0];
+    for (let r = 0; r < REPEATS; r++) {
+      progress(`${c.label}: repetition ${r + 1}, one slice at a time`);
+      const s = await measure(c, false, snapshot);
+      progress(`${c.label}: repetition ${r + 1}, parallel`);
+      const p = await measure(c, true, snapshot);
+      seq.push(s.wall_per_virtual);
+      par.push(p.wall_per_virtual);
+      frames = [s.frames, p.frames];
+      slices = [s.slices, p.slices];
+    }
+    const [s, p] = [median(seq), median(par)];
+    rows.push([c.label, s.toFixed(2), p.toFixed(2), `${(s / p).toFixed(2)}x`, `${frames[0]} / ${frames[1]}`, `${slices[0]} / ${slices[1]}`]);
+  }
+  printTable(["case", "sequential wall/virtual", "parallel wall/virtual", "speed-up", "frames seq / par", "slices seq / par"], rows, 1);
+  const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  note(`window ${WINDOW_NS / 1e9} s of virtual time after ${WARMUP_NS / 1e9} s; median of ${REPEATS} alternating repetitions; load average at the end ${load}`);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
