@@ -20,7 +20,7 @@
 // must hold (another image, a damaged state file) is removed and built again, never used.
 
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ICOUNT_CLOCK_CMDLINE, type InitramfsImage } from "../guest/image.js";
 import { TEMPLATE_AGENT_IP, templateAgentFrame } from "./agent.js";
@@ -76,6 +76,7 @@ export async function ensureSnapshot(image: InitramfsImage, memory_mib: number, 
   const dir = path.join(opts.cache_root, "snapshots", key.slice(0, 16));
   const found = readSnapshot(dir, key, image.identity);
   if (found !== null) return { snapshot: found, built: false };
+  removeAbandonedBuilds(path.dirname(dir));
   if (existsSync(dir)) opts.log?.(`snapshot ${dir}: does not match this image or is damaged; building it again`);
   rmSync(dir, { recursive: true, force: true });
   await buildSnapshot(image, memory_mib, key, dir, opts);
@@ -108,9 +109,12 @@ function readSnapshot(dir: string, key: string, image_identity: string): Snapsho
 /** Boots the template in a private folder beside `dir`, parks and saves it, then renames the folder into place. */
 async function buildSnapshot(image: InitramfsImage, memory_mib: number, key: string, dir: string, opts: SnapshotOptions): Promise<void> {
   const started_ms = Date.now();
-  const tmp = `${dir}.tmp-${process.pid}`;
+  const tmp = `${dir}${TMP_INFIX}${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true, mode: 0o700 });
+  // An uncaught error or exit() mid-build: the half-built folder (~100 MB of RAM file) goes too.
+  const onExit = () => rmSync(tmp, { recursive: true, force: true });
+  process.on("exit", onExit);
   opts.log?.(`building the snapshot of image ${image.identity.slice(0, 12)} with ${memory_mib} MiB (boots once, ~10 s)`);
   let vm: QemuVm | null = null;
   try {
@@ -147,6 +151,33 @@ async function buildSnapshot(image: InitramfsImage, memory_mib: number, key: str
   } finally {
     await vm?.stop();
     rmSync(tmp, { recursive: true, force: true });
+    process.off("exit", onExit);
+  }
+}
+
+const TMP_INFIX = ".tmp-";
+
+/** Builds killed outright (SIGKILL, power loss) leave `<key>.tmp-<pid>`: removed once that pid is gone. */
+function removeAbandonedBuilds(root: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const at = name.indexOf(TMP_INFIX);
+    const pid = at < 0 ? NaN : Number(name.slice(at + TMP_INFIX.length));
+    if (Number.isSafeInteger(pid) && pid > 0 && !processAlive(pid)) rmSync(path.join(root, name), { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
