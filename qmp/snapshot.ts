@@ -146,7 +146,13 @@ async function buildSnapshot(image: InitramfsImage, memory_mib: number, key: str
       build_wall_ms: Date.now() - started_ms,
     };
     writeFileSync(path.join(tmp, "snapshot.json"), `${JSON.stringify(manifest, null, 2)}\n`);
-    renameSync(tmp, dir);
+    try {
+      renameSync(tmp, dir);
+    } catch (err) {
+      // Another run built the same snapshot meanwhile: theirs is used (ensureSnapshot reads it).
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST" && code !== "ENOTEMPTY") throw err;
+    }
     opts.log?.(`snapshot ${dir}: parked at ${(park_clock_ns / 1e9).toFixed(2)} s of virtual time, built in ${((Date.now() - started_ms) / 1000).toFixed(1)} s`);
   } finally {
     await vm?.stop();
