@@ -141,6 +141,8 @@ test("the issue's schema errors, each one located line: unknown node, overlappin
     [`${TOPO}until: 9s\ncomands: []\n`, /^s\.yaml:3:1: top level: unknown field "comands" \(did you mean "commands"\?\)$/],
     [`${TOPO}workload: {kind: bracha}\ncommands: [{node: n0, run: "true"}]\n`, /^s\.yaml:3:1: commands: in-process nodes \(workload:\) run no guest programs/],
     [`${TOPO}workload: {kind: bracha}\nfaults:\n  - {at: 1s, crash: n1}\n  - {at: 2s, restart: n1}\n`, /^s\.yaml:5:14: faults: restart needs VM nodes/],
+    [`${TOPO}until: 9s\nvm: {image: disk.qcow2, snapshot: true}\n`, /^s\.yaml:3:25: vm\.snapshot needs the default guest/],
+    [`${TOPO}until: 9s\nvm: {snapshot: sometimes}\n`, /^s\.yaml:3:\d+: vm\.snapshot: /],
   ];
   for (const [text, want] of cases) assert.match(errorOf(text), want, text);
 });
