@@ -26,7 +26,8 @@
 //   identity <archive bytes> <archive sha256>\n<sim.* words, as on a kernel command line>
 //   chunk <index>\n<archive bytes from index * CHUNK_BYTES>   (binary; in order)
 // writes DIR/cmdline and DIR/extra.cpio.gz (the node's extra archive, checked against its
-// size and sha256), prints "tapsim-agent: identity ..." and exits 0 (1 on a bad message).
+// size and sha256), prints "tapsim-agent: identity ...", and forks: the parent exits 0 (init
+// goes on), the child stays on as the node's agent on the same socket (exit 1 on a bad message).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -439,6 +440,8 @@ static int open_sigchld(void) {
   return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+static int serve(int sock);
+
 // ---- identity (snapshot clones) ----
 
 static bool write_file(const char *dir, const char *name, const void *p, size_t n) {
@@ -511,18 +514,30 @@ static int identity_main(const char *dir) {
   if (strcmp(hex, id.archive_sha) != 0) return say("tapsim-agent: error identity: archive sha256 %s, expected %s", hex, id.archive_sha), 1;
   if (!write_file(dir, "extra.cpio.gz", id.archive, (size_t)id.archive_bytes)) return say("tapsim-agent: error identity: cannot write %s/extra.cpio.gz", dir), 1;
   say("tapsim-agent: identity archive=%" PRId64 " t=%" PRIu64, id.archive_bytes, rdtsc());
-  return 0;
+  free(id.archive);
+  // A clone's first seconds are TCG translating code for the first time: going on as the
+  // agent saves an exec and the wait for it to listen (bound to eth0, any address on it).
+  pid_t pid = fork();
+  if (pid < 0) return say("tapsim-agent: error identity: fork: %s", strerror(errno)), 1;
+  if (pid > 0) _exit(0);
+  setsid();
+  return serve(sock);
 }
 
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--identity") == 0) return identity_main(argv[2]);
-  signal(SIGPIPE, SIG_IGN);
-  signal(SIGHUP, SIG_IGN);
   int sock = open_socket();
   if (sock < 0) {
     say("tapsim-agent: error cannot listen on eth0 port %d: %s", AGENT_PORT, strerror(errno));
     return 1;
   }
+  return serve(sock);
+}
+
+/** The agent's loop: messages from the socket, command output, reaped children. Never returns but on error. */
+static int serve(int sock) {
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
   int sigfd = open_sigchld();
   if (sigfd < 0) {
     say("tapsim-agent: error signalfd: %s", strerror(errno));

@@ -69,18 +69,52 @@ load_modules() {
   [ -e /sys/class/net/eth1 ] || fail "no eth1 (need two virtio-net NICs: eth0 management, eth1 simulated)"
 }
 
+# The host key is built into the image (every VM of an image shares it), so boot does
+# no key generation. dropbear forks before it binds: wait until :22 (0x0016) listens.
+# Keys only (-s: root's authorized_keys comes in the run's extra archive), unless the
+# run asked for password login (tapsim run --password), which puts the flag file there.
+start_dropbear() {
+  no_passwords=-s
+  [ -e /etc/tapsim/ssh-password-login ] && no_passwords=
+  dropbear $no_passwords -r /etc/dropbear/dropbear_ed25519_host_key -p 22 -P /run/dropbear.pid || fail "dropbear"
+  n=0
+  while ! grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp && [ $n -lt 100 ]; do
+    usleep 50000
+    n=$((n + 1))
+  done
+  grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp || fail "dropbear is not listening on port 22"
+}
+
+# The guest agent (guest/agent.c): scenario commands and file collection, driven by UDP
+# datagrams the host injects on eth0 through the slice gate; it reports on the console.
+# Waited for (port 5999 = 0x176F bound) so that a command sent after the ready line is
+# never lost.
+start_agent() {
+  tapsim-agent </dev/null >/dev/console 2>&1 &
+  n=0
+  while ! grep -q '^ *[0-9]*: [0-9A-F]*:176F ' /proc/net/udp && [ $n -lt 1000 ]; do
+    usleep 1000
+    n=$((n + 1))
+  done
+  grep -q '^ *[0-9]*: [0-9A-F]*:176F ' /proc/net/udp || fail "tapsim-agent is not listening on port 5999"
+}
+
 # A snapshot template (qmp/snapshot.ts) boots this far once per image and parks: the host
 # saves it here, and every clone resumes inside `tapsim-agent --identity`, which returns
-# with the node's settings and extra archive, injected through the gate after the restore.
-# The NICs then take the node's MACs (the template's are the same in every clone).
+# with the node's settings and extra archive, injected through the gate after the restore,
+# and stays on as the node's agent. The NICs then take the node's MACs (the template's are
+# the same in every clone). dropbear starts before the park (the costliest start under TCG:
+# a dynamically linked program): it draws no randomness until a connection comes, and then
+# reseeds from the kernel, which by then holds the node's seed (dropbear >= 2020.79).
 reseed=
 if [ "$SIM_TEMPLATE" = 1 ]; then
   load_modules
   ip addr add 10.255.0.15/24 dev eth0 || fail "eth0 template address"
   ip link set eth0 up || fail "eth0 up"
   mkdir -p /run/tapsim
+  start_dropbear
   echo "tapsim-guest: parked t=$(vtime)"
-  tapsim-agent --identity /run/tapsim </dev/null || fail "no identity from the host"
+  tapsim-agent --identity /run/tapsim </dev/null >/dev/console 2>&1 || fail "no identity from the host"
   read_params /run/tapsim/cmdline
   ip link set eth0 down
   ip addr flush dev eth0
@@ -121,31 +155,14 @@ if [ -n "$SIM_IP" ]; then
   echo "${SIM_IP%/*} $SIM_HOSTNAME" >>/etc/hosts
 fi
 
-# The host key is built into the image (every VM of an image shares it), so boot does
-# no key generation. dropbear forks before it binds: wait until :22 (0x0016) listens.
-# Keys only (-s: root's authorized_keys comes in the run's extra archive), unless the
-# run asked for password login (tapsim run --password), which puts the flag file there.
-no_passwords=-s
-[ -e /etc/tapsim/ssh-password-login ] && no_passwords=
-dropbear $no_passwords -r /etc/dropbear/dropbear_ed25519_host_key -p 22 -P /run/dropbear.pid || fail "dropbear"
-n=0
-while ! grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp && [ $n -lt 100 ]; do
-  usleep 50000
-  n=$((n + 1))
-done
-grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp || fail "dropbear is not listening on port 22"
+if [ "$SIM_TEMPLATE" != 1 ]; then
+  start_dropbear
+elif [ -e /etc/tapsim/ssh-password-login ]; then
+  kill "$(cat /run/dropbear.pid)" && rm -f /run/dropbear.pid
+  start_dropbear
+fi
 
-# The guest agent (guest/agent.c): scenario commands and file collection, driven by UDP
-# datagrams the host injects on eth0 through the slice gate; it reports on the console.
-# Waited for (port 5999 = 0x176F bound) so that a command sent after the ready line is
-# never lost.
-tapsim-agent </dev/null >/dev/console 2>&1 &
-n=0
-while ! grep -q '^ *[0-9]*: [0-9A-F]*:176F ' /proc/net/udp && [ $n -lt 1000 ]; do
-  usleep 1000
-  n=$((n + 1))
-done
-grep -q '^ *[0-9]*: [0-9A-F]*:176F ' /proc/net/udp || fail "tapsim-agent is not listening on port 5999"
+[ "$SIM_TEMPLATE" = 1 ] || start_agent
 
 echo "tapsim-guest: ready node=$SIM_ID ip=${SIM_IP%/*} hostname=$SIM_HOSTNAME t=$(vtime)"
 # sim.cmd: a base64 shell script run once at boot (tapsim run --boot-cmd). Unlike commands

@@ -79,6 +79,7 @@ export async function ensureSnapshot(image: InitramfsImage, memory_mib: number, 
   removeAbandonedBuilds(path.dirname(dir));
   if (existsSync(dir)) opts.log?.(`snapshot ${dir}: does not match this image or is damaged; building it again`);
   rmSync(dir, { recursive: true, force: true });
+  removeStaleSnapshots(path.dirname(dir), image.identity, opts.log);
   await buildSnapshot(image, memory_mib, key, dir, opts);
   const built = readSnapshot(dir, key, image.identity);
   if (built === null) throw new Error(`${dir}: the snapshot just built does not read back`);
@@ -162,6 +163,32 @@ async function buildSnapshot(image: InitramfsImage, memory_mib: number, key: str
 }
 
 const TMP_INFIX = ".tmp-";
+
+/**
+ * Snapshots of images other than this one (the image was rebuilt: new packages, a changed
+ * builder) can never be used again; each holds ~100 MB of RAM file. Other memory sizes of
+ * the same image stay.
+ */
+function removeStaleSnapshots(root: string, image_identity: string, log?: (line: string) => void): void {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.includes(TMP_INFIX)) continue;
+    let identity: string | null = null;
+    try {
+      identity = (JSON.parse(readFileSync(path.join(root, name, "snapshot.json"), "utf8")) as SnapshotManifest).image_identity;
+    } catch {
+      // no manifest: a folder not made by a finished build (those are renamed with one)
+    }
+    if (identity === image_identity) continue;
+    rmSync(path.join(root, name), { recursive: true, force: true });
+    log?.(`removed stale snapshot ${name}`);
+  }
+}
 
 /** Builds killed outright (SIGKILL, power loss) leave `<key>.tmp-<pid>`: removed once that pid is gone. */
 function removeAbandonedBuilds(root: string): void {
