@@ -4,7 +4,7 @@
 // scratch folder, the CLI runs use the repo's cache (as a user's would).
 
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
@@ -59,12 +59,14 @@ test("a snapshot is built once, reused, rebuilt when damaged (to the same state)
   assert.is(repaired.snapshot.state_sha256, first.snapshot.state_sha256);
   assert.is(repaired.snapshot.park_clock_ns, first.snapshot.park_clock_ns);
 
+  const manifest = JSON.parse(readFileSync(path.join(first.snapshot.dir, "snapshot.json"), "utf8")) as { image_identity: string };
+  assert.is(manifest.image_identity, image.identity);
+  // The image changed (rebuilt): its own snapshot, and the old one, unusable now, is gone.
   const changed = { ...image, identity: "0".repeat(64) };
   const other = await ensureSnapshot(changed, MIB, { cache_root, qemu_version });
   assert.ok(other.built, "a changed image gets its own snapshot");
   assert.is.not(other.snapshot.dir, first.snapshot.dir);
-  const manifest = JSON.parse(readFileSync(path.join(first.snapshot.dir, "snapshot.json"), "utf8")) as { image_identity: string };
-  assert.is(manifest.image_identity, image.identity);
+  assert.not.ok(existsSync(first.snapshot.dir), "the stale snapshot was removed");
 });
 
 test("3 VMs from a snapshot: RTTs equal the matrix, each guest its own identity and files, two runs identical", () => {
