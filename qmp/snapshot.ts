@@ -20,7 +20,7 @@
 // must hold (another image, a damaged state file) is removed and built again, never used.
 
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ICOUNT_CLOCK_CMDLINE, type InitramfsImage } from "../guest/image.js";
 import { TEMPLATE_AGENT_IP, templateAgentFrame } from "./agent.js";
@@ -60,6 +60,9 @@ interface SnapshotManifest {
   readonly park_clock_ns: number;
   readonly state_sha256: string;
   readonly ram_bytes: number;
+  readonly ram_sha256: string;
+  /** The RAM file's mtime at the build: a later one means it was written, and is checked by hash. */
+  readonly ram_mtime_ms: number;
   readonly built_at: string;
   readonly build_wall_ms: number;
 }
@@ -102,7 +105,9 @@ function readSnapshot(dir: string, key: string, image_identity: string): Snapsho
   if (m.format !== TEMPLATE_FORMAT || m.key !== key || m.image_identity !== image_identity) return null;
   const ram_path = path.join(dir, "ram");
   const state_path = path.join(dir, "state");
-  if (statSync(ram_path, { throwIfNoEntry: false })?.size !== m.ram_bytes) return null;
+  const ram = statSync(ram_path, { throwIfNoEntry: false });
+  if (ram?.size !== m.ram_bytes) return null;
+  if (ram.mtimeMs !== m.ram_mtime_ms && sha256File(ram_path) !== m.ram_sha256) return null;
   if (!existsSync(state_path) || sha256File(state_path) !== m.state_sha256) return null;
   return { dir, key, ram_path, state_path, memory_mib: m.memory_mib, park_clock_ns: m.park_clock_ns, state_sha256: m.state_sha256 };
 }
@@ -143,6 +148,8 @@ async function buildSnapshot(image: InitramfsImage, memory_mib: number, key: str
       park_clock_ns,
       state_sha256: sha256File(path.join(tmp, "state")),
       ram_bytes: statSync(path.join(tmp, "ram")).size,
+      ram_sha256: sha256File(path.join(tmp, "ram")),
+      ram_mtime_ms: statSync(path.join(tmp, "ram")).mtimeMs,
       built_at: new Date().toISOString(),
       build_wall_ms: Date.now() - started_ms,
     };
@@ -282,6 +289,19 @@ export function identityFrames(identity: NodeIdentity): Uint8Array[] {
   return frames;
 }
 
+/** Streamed in 4 MiB reads: a RAM file is as large as the guest's memory. */
 function sha256File(file: string): string {
-  return createHash("sha256").update(readFileSync(file)).digest("hex");
+  const hash = createHash("sha256");
+  const buf = Buffer.allocUnsafe(4 << 20);
+  const fd = openSync(file, "r");
+  try {
+    for (let guard = 0; guard < Number.MAX_SAFE_INTEGER; guard++) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest("hex");
 }

@@ -4,7 +4,7 @@
 // scratch folder, the CLI runs use the repo's cache (as a user's would).
 
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
@@ -40,7 +40,7 @@ function exec(port_base: number, node: number, command: string) {
 
 const consoleOf = (rs: TraceRecord[], node: number) => rs.filter((r) => r[0] === RecordKind.GuestOutput && r[1] === node).map((r) => r[3] as string).join("");
 
-test("a snapshot is built once, reused, rebuilt when damaged (to the same state), and never used for another image", async () => {
+test("a snapshot is built once, reused, rebuilt when its RAM or state is damaged (to the same state), and never used for another image", async () => {
   const image = await ensureDefaultImage();
   const qemu_version = await checkQemu();
   const cache_root = path.join(dir, "cache");
@@ -51,6 +51,12 @@ test("a snapshot is built once, reused, rebuilt when damaged (to the same state)
   assert.not.ok(again.built, "reused from the cache");
   assert.is(again.snapshot.dir, first.snapshot.dir);
 
+  // Written RAM (a later mtime, other bytes) is caught by its hash, and rebuilt.
+  const fd = openSync(first.snapshot.ram_path, "r+");
+  writeSync(fd, Buffer.from("scribble"), 0, 8, 4096);
+  closeSync(fd);
+  const rewritten = await ensureSnapshot(image, MIB, { cache_root, qemu_version });
+  assert.ok(rewritten.built, "a written RAM file is never used");
   truncateSync(first.snapshot.state_path, 1000);
   const repaired = await ensureSnapshot(image, MIB, { cache_root, qemu_version });
   assert.ok(repaired.built, "a damaged state file is never used");
