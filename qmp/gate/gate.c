@@ -471,6 +471,7 @@ static bool warp_clock(int64_t now_ns, int64_t delta_ns) {
   TimersState *ts = &timers_state;
   if (delta_ns <= 0 || ts->icount_time_shift != 0) return false;
   if (ts->qemu_icount_bias + ts->qemu_icount != now_ns) return false;  // layout check, every time
+  if ((ts->vm_clock_seqlock & 1) != 0 || (ts->vm_clock_lock != 0 && ts->vm_clock_lock != 1)) return false;
   for (uint32_t spins = 0; __atomic_exchange_n(&ts->vm_clock_lock, 1, __ATOMIC_ACQUIRE); spins++) {
     if (spins >= CLOCK_LOCK_SPINS_MAX) return false;  // another writer holds it: never seen
     __builtin_ia32_pause();
