@@ -232,7 +232,9 @@ export class Engine {
         this.finish(control.stop_reason ?? "interrupted", control.stop_detail);
         break;
       }
-      const more = await this.step();
+      // In-process slices complete synchronously: awaiting each one cost a promise per slice.
+      const stepped = this.stepNow();
+      const more = stepped === true || stepped === false ? stepped : await stepped;
       // A grant set counts all its slices: check once at least wall_check_slices have run since the last check.
       if (!more || this.stats.slices - checked_slices < (this.options.wall_check_slices ?? WALL_CHECK_SLICES_DEFAULT)) continue;
       checked_slices = this.stats.slices;
@@ -262,6 +264,11 @@ export class Engine {
 
   /** Runs one slice (with `parallel`: one grant set), or applies one node fault. Returns false once the run has ended. */
   async step(): Promise<boolean> {
+    return this.stepNow();
+  }
+
+  /** step(), returning a Promise only when a backend or fault had to be awaited. */
+  private stepNow(): boolean | Promise<boolean> {
     if (this.end_reason !== null) return false;
     this.arena.collect(); // no backend holds a view of a frame any more
     if (this.parallel) return this.stepSet();
@@ -270,13 +277,9 @@ export class Engine {
       this.finish(grant);
       return false;
     }
-    if (!("end_ns" in grant)) {
-      await this.applyFault(grant);
-      return true;
-    }
+    if (!("end_ns" in grant)) return this.applyFault(grant).then(() => true);
     const pending = this.runSlice(grant);
-    if (pending !== undefined) await pending;
-    return true;
+    return pending === undefined ? true : pending.then(() => true);
   }
 
   /**
@@ -649,24 +652,30 @@ export class Engine {
   }
 }
 
+/** Where a slice result went wrong (built only on error: formatting numbers per slice cost ~6% at 4 nodes). */
+function sliceWhere(grant: SliceGrant): string {
+  return `node ${grant.node} slice [${grant.start_ns}, ${grant.end_ns})`;
+}
+
 function checkBatchResult(grant: SliceGrant, batch: SliceBatch, result: BatchSliceResult): void {
-  const where = `node ${grant.node} slice [${grant.start_ns}, ${grant.end_ns})`;
   const taken = result.deliveries_taken;
-  if (!(Number.isInteger(taken) && taken >= 0 && taken <= batch.count)) throw new SliceResultError(`${where}: backend took ${taken} of ${batch.count} deliveries`);
-  if (!(result.end_ns >= grant.start_ns && result.end_ns <= grant.end_ns)) {
-    throw new SliceResultError(`${where}: backend ended at ${result.end_ns}, outside the slice`);
+  if (!(Number.isInteger(taken) && taken >= 0 && taken <= batch.count)) throw new SliceResultError(`${sliceWhere(grant)}: backend took ${taken} of ${batch.count} deliveries`);
+  const end_ns = result.end_ns;
+  if (!(end_ns >= grant.start_ns && end_ns <= grant.end_ns)) {
+    throw new SliceResultError(`${sliceWhere(grant)}: backend ended at ${end_ns}, outside the slice`);
   }
   let last_ns = grant.start_ns;
   const times = batch.out_t_ns;
-  for (let k = 0; k < batch.out_count; k++) {
+  const n = batch.out_count;
+  for (let k = 0; k < n; k++) {
     const t_ns = times[k]!;
-    if (!(t_ns >= last_ns && t_ns <= result.end_ns)) throw new SliceResultError(`${where}: output at ${t_ns} out of order or outside the slice`);
+    if (!(t_ns >= last_ns && t_ns <= end_ns)) throw new SliceResultError(`${sliceWhere(grant)}: output at ${t_ns} out of order or outside the slice`);
     last_ns = t_ns;
   }
 }
 
 function checkSliceResult(grant: SliceGrant, deliveries: number, result: SliceResult): void {
-  const where = `node ${grant.node} slice [${grant.start_ns}, ${grant.end_ns})`;
+  const where = sliceWhere(grant);
   const taken = result.deliveries_taken ?? deliveries;
   if (!(Number.isInteger(taken) && taken >= 0 && taken <= deliveries)) throw new SliceResultError(`${where}: backend took ${taken} of ${deliveries} deliveries`);
   if (!(result.end_ns >= grant.start_ns && result.end_ns <= grant.end_ns)) {

@@ -146,6 +146,11 @@ export class BrachaNode implements ProtocolNode {
    * at 1,024 nodes that would be a million small arrays.
    */
   private readonly header_templates: Uint8Array;
+  /**
+   * Header bytes that differ between peers (destination MAC and IP, IP checksum): the rest
+   * of the scratch frame's header is the same for every peer, so a send copies only these.
+   */
+  private readonly header_varying: Uint8Array;
   /** The frame being sent: ctx.send copies it, so one buffer serves every frame. */
   private readonly frame: Uint8Array;
   /** transport tcp_like: the reference's TCP mesh; null: one datagram per message. */
@@ -180,6 +185,8 @@ export class BrachaNode implements ProtocolNode {
       const headers = udpHeaders(self, { mac: nodeMac(j), ip: nodeIpv4(j), port: BRACHA_PORT }, payload_bytes, this.frame);
       this.header_templates.set(headers.subarray(0, UDP_FRAME_OVERHEAD_BYTES), j * UDP_FRAME_OVERHEAD_BYTES);
     }
+    this.header_varying = varyingOffsets(this.header_templates, node_count, UDP_FRAME_OVERHEAD_BYTES);
+    this.frame.set(this.header_templates.subarray(0, UDP_FRAME_OVERHEAD_BYTES)); // the common bytes, once
     this.silent = params.silent_nodes.includes(id);
     const broadcasters = broadcastingNodes(params, node_count);
     this.broadcaster = broadcasters.includes(id);
@@ -339,15 +346,33 @@ export class BrachaNode implements ProtocolNode {
       const frame = this.frame;
       encodeMessage(type, origin, seq, this.params.payload_bytes, frame, UDP_FRAME_OVERHEAD_BYTES);
       const templates = this.header_templates;
+      const varying = this.header_varying;
       for (let j = 0; j < this.n; j++) {
         if (j === this.id) continue;
         const base = j * UDP_FRAME_OVERHEAD_BYTES;
-        for (let k = 0; k < UDP_FRAME_OVERHEAD_BYTES; k++) frame[k] = templates[base + k]!;
+        for (let v = 0; v < varying.length; v++) {
+          const k = varying[v]!;
+          frame[k] = templates[base + k]!;
+        }
         ctx.send(frame);
       }
     }
     if (!this.reference_rules) this.handle(ctx, type, origin, seq);
   }
+}
+
+/** Offsets in [0, size) at which any of `count` records of `size` bytes in `records` differs from the first. */
+function varyingOffsets(records: Uint8Array, count: number, size: number): Uint8Array {
+  const offsets: number[] = [];
+  for (let k = 0; k < size; k++) {
+    for (let j = 1; j < count; j++) {
+      if (records[j * size + k] !== records[k]) {
+        offsets.push(k);
+        break;
+      }
+    }
+  }
+  return Uint8Array.from(offsets);
 }
 
 /** Writes the message into buf at offset o (MSG_HEADER_BYTES + payload_bytes bytes). */
