@@ -15,7 +15,7 @@
 
 import type { Delivery } from "../../engine/backend.js";
 import { InputError } from "../../engine/errors.js";
-import { nodeIpv4, nodeMac, udpHeaders, udpPayloadOffset, UDP_FRAME_OVERHEAD_BYTES } from "../../engine/net/ethernet.js";
+import { nodeIpv4, nodeMac, udpHeaders, udpPayloadOffsetIn, UDP_FRAME_OVERHEAD_BYTES } from "../../engine/net/ethernet.js";
 import type { NodeContext, ProtocolNode } from "./backend.js";
 import { TcpMesh, TCP_STARTUP_NS_DEFAULT, TIMER_DIAL_RETRY, TIMER_TCP_START } from "./bracha_tcp.js";
 
@@ -191,7 +191,7 @@ export class BrachaNode implements ProtocolNode {
     const broadcasters = broadcastingNodes(params, node_count);
     this.broadcaster = broadcasters.includes(id);
     this.delivered_goal = broadcasters.length * this.m;
-    this.tcp = params.transport === "tcp_like" ? new TcpMesh(id, node_count, payload_bytes, { ready: (ctx) => this.onMeshReady(ctx), message: (ctx, _from, msg) => this.onMessage(ctx, msg, 0) }) : null;
+    this.tcp = params.transport === "tcp_like" ? new TcpMesh(id, node_count, payload_bytes, { ready: (ctx) => this.onMeshReady(ctx), message: (ctx, _from, msg) => this.onMessage(ctx, msg, 0, msg.length) }) : null;
   }
 
   get malformed_frames(): number {
@@ -214,28 +214,32 @@ export class BrachaNode implements ProtocolNode {
     else if (timer_id === TIMER_DIAL_RETRY) this.tcp!.retryDial(ctx);
   }
 
-  onFrame(ctx: NodeContext, frame: Uint8Array, _delivery: Delivery): void {
+  onFrame(ctx: NodeContext, frame: Uint8Array, delivery: Delivery): void {
+    this.onFrameIn(ctx, frame, 0, frame.length, delivery);
+  }
+
+  onFrameIn(ctx: NodeContext, buf: Uint8Array, offset: number, length: number, _delivery: Delivery): void {
     if (this.tcp !== null) {
-      if (!this.tcp.onFrame(ctx, frame)) this.malformed_udp_frames += 1;
+      if (!this.tcp.onFrame(ctx, offset === 0 && length === buf.length ? buf : buf.subarray(offset, offset + length))) this.malformed_udp_frames += 1;
       return;
     }
     if (this.silent) return;
-    const o = udpPayloadOffset(frame);
+    const o = udpPayloadOffsetIn(buf, offset, length);
     if (o < 0) {
       this.malformed_udp_frames += 1;
       return;
     }
-    this.onMessage(ctx, frame, o);
+    this.onMessage(ctx, buf, o, offset + length);
   }
 
   private onMeshReady(ctx: NodeContext): void {
     if (this.broadcaster && !this.silent) this.broadcastNext(ctx);
   }
 
-  /** One message at offset `o` of `bytes`: checked, then handled by the rules in force. */
-  private onMessage(ctx: NodeContext, bytes: Uint8Array, o: number): void {
+  /** One message in bytes[o, end): checked, then handled by the rules in force. */
+  private onMessage(ctx: NodeContext, bytes: Uint8Array, o: number, end: number): void {
     if (this.silent) return;
-    if (bytes.length - o < MSG_HEADER_BYTES || bytes[o] !== MSG_MAGIC) {
+    if (end - o < MSG_HEADER_BYTES || bytes[o] !== MSG_MAGIC) {
       this.malformed_udp_frames += 1;
       return;
     }
