@@ -17,7 +17,17 @@ import { ETH_HEADER_BYTES } from "./net/ethernet.js";
 import { OUT_EMIT, OUT_MARK, SliceBatch } from "./slice_batch.js";
 import { NODE_DOWN, NODE_PAUSED, Scheduler, type FaultGrant, type SliceGrant } from "./scheduler.js";
 import type { Topology } from "./topology.js";
-import { RecordKind, type DropReason, type FaultPlan, type RecordSink, type RunEndReason } from "./trace_records.js";
+import {
+  RecordKind,
+  type DropReason,
+  type FaultPlan,
+  type FrameDeliverRecord,
+  type FrameEmitRecord,
+  type RecordSink,
+  type RunEndReason,
+  type SliceEndRecord,
+  type SliceGrantRecord,
+} from "./trace_records.js";
 import { VIRTUAL_NS_NEVER, hostNowNs, type NodeId } from "./units.js";
 
 export interface EngineOptions {
@@ -147,6 +157,12 @@ export class Engine {
   private readonly concurrent: boolean;
   /** Byte fields of records may be views of the arena (the sink keeps none). */
   private readonly transient_bytes: boolean;
+  /** The sink keeps no record: the hot kinds are written from these arrays, refilled per event (no allocation per event). */
+  private readonly reuse_records: boolean;
+  private readonly grant_record: SliceGrantRecord = [RecordKind.SliceGrant, 0, 0, 0];
+  private readonly end_record: SliceEndRecord = [RecordKind.SliceEnd, 0, 0, 0];
+  private readonly deliver_record: FrameDeliverRecord = [RecordKind.FrameDeliver, 0, 0, 0, 0, 0];
+  private readonly emit_record: FrameEmitRecord = [RecordKind.FrameEmit, 0, 0, 0, new Uint8Array(0)];
   /** Node by the low 16 bits of its MAC, where every MAC is 02:00:00:00:HH:LL (the addressing plan); else null. */
   private readonly mac_low_to_node: Int32Array | null;
   private readonly mac_to_node = new Map<number, NodeId>();
@@ -176,6 +192,7 @@ export class Engine {
     this.parallel = options.parallel === true;
     this.concurrent = options.concurrent !== false;
     this.transient_bytes = options.sink.transient_bytes === true;
+    this.reuse_records = options.sink.transient_records === true;
     const plan = n <= 0x10000 && macs.every((mac, id) => mac === 0x020000000000 + id);
     this.mac_low_to_node = plan ? new Int32Array(0x10000).fill(-1) : null;
     if (plan) macs.forEach((_, id) => (this.mac_low_to_node![id] = id));
@@ -408,7 +425,15 @@ export class Engine {
   private recordGrant(grant: SliceGrant): void {
     if (grant.end_ns > this.network_next_ns) this.recordNetworkChanges(grant.end_ns);
     this.stats.slices += 1;
-    this.write([RecordKind.SliceGrant, grant.node, grant.start_ns, grant.end_ns]);
+    if (!this.reuse_records) {
+      this.write([RecordKind.SliceGrant, grant.node, grant.start_ns, grant.end_ns]);
+      return;
+    }
+    const r = this.grant_record;
+    r[1] = grant.node;
+    r[2] = grant.start_ns;
+    r[3] = grant.end_ns;
+    this.write(r);
   }
 
   /** Takes the frames due in the slice out of the node's inbox. */
@@ -431,7 +456,7 @@ export class Engine {
     const { node, deliveries } = request;
     for (let k = 0; k < deliveries.length; k++) {
       const d = deliveries[k]!;
-      if (k < taken) this.write([RecordKind.FrameDeliver, node, d.t_ns, d.frame_id, d.from, d.sent_ns]);
+      if (k < taken) this.writeDeliver(node, d.t_ns, d.frame_id, d.from, d.sent_ns);
       else this.drop(node, d.t_ns, d.frame_id, d.from, "node_exited");
     }
     this.stats.frames_delivered += taken;
@@ -445,7 +470,7 @@ export class Engine {
       if (out.kind === "emit") {
         const frame_id = this.next_frame_id++;
         this.stats.frames_emitted += 1;
-        this.write([RecordKind.FrameEmit, node, out.t_ns, frame_id, out.bytes]);
+        this.writeEmit(node, out.t_ns, frame_id, out.bytes);
       } else if (out.kind === "mark") {
         this.stats.marks += 1;
         this.write([RecordKind.Mark, node, out.t_ns, out.text]);
@@ -480,7 +505,16 @@ export class Engine {
   }
 
   private endSlice(node: NodeId, end_ns: number, wake_ns: number, exited: boolean): void {
-    this.write([RecordKind.SliceEnd, node, end_ns, wake_ns === VIRTUAL_NS_NEVER ? -1 : wake_ns]);
+    const wake_field = wake_ns === VIRTUAL_NS_NEVER ? -1 : wake_ns;
+    if (this.reuse_records) {
+      const r = this.end_record;
+      r[1] = node;
+      r[2] = end_ns;
+      r[3] = wake_field;
+      this.write(r);
+    } else {
+      this.write([RecordKind.SliceEnd, node, end_ns, wake_field]);
+    }
     this.scheduler.completed(node, end_ns, wake_ns);
     if (exited) this.nodeExited(node, end_ns);
   }
@@ -506,7 +540,7 @@ export class Engine {
     checkBatchResult(grant, batch, result);
     const taken = result.deliveries_taken;
     for (let k = 0; k < batch.count; k++) {
-      if (k < taken) this.write([RecordKind.FrameDeliver, node, batch.t_ns[k]!, batch.frame_id[k]!, batch.from[k]!, batch.sent_ns[k]!]);
+      if (k < taken) this.writeDeliver(node, batch.t_ns[k]!, batch.frame_id[k]!, batch.from[k]!, batch.sent_ns[k]!);
       else this.drop(node, batch.t_ns[k]!, batch.frame_id[k]!, batch.from[k]! as NodeId, "node_exited");
     }
     this.stats.frames_delivered += taken;
@@ -520,7 +554,7 @@ export class Engine {
         const frame_id = this.next_frame_id++;
         this.stats.frames_emitted += 1;
         const view = this.arena.view(batch.out_loc[k]!, batch.out_length[k]!);
-        this.write([RecordKind.FrameEmit, node, t_ns, frame_id, this.transient_bytes ? view : this.keptCopy(view)]);
+        this.writeEmit(node, t_ns, frame_id, this.transient_bytes ? view : this.keptCopy(view));
       } else if (kind === OUT_MARK) {
         this.stats.marks += 1;
         this.write([RecordKind.Mark, node, t_ns, batch.out_text[k]!]);
@@ -651,6 +685,33 @@ export class Engine {
   private drop(to: number, t_ns: number, frame_id: number, from: NodeId, reason: DropReason): void {
     this.stats.frames_dropped += 1;
     this.write([RecordKind.FrameDrop, to, t_ns, frame_id, from, reason]);
+  }
+
+  private writeDeliver(to: number, t_ns: number, frame_id: number, from: number, sent_ns: number): void {
+    if (!this.reuse_records) {
+      this.write([RecordKind.FrameDeliver, to, t_ns, frame_id, from, sent_ns]);
+      return;
+    }
+    const r = this.deliver_record;
+    r[1] = to;
+    r[2] = t_ns;
+    r[3] = frame_id;
+    r[4] = from;
+    r[5] = sent_ns;
+    this.write(r);
+  }
+
+  private writeEmit(node: number, t_ns: number, frame_id: number, bytes: Uint8Array): void {
+    if (!this.reuse_records) {
+      this.write([RecordKind.FrameEmit, node, t_ns, frame_id, bytes]);
+      return;
+    }
+    const r = this.emit_record;
+    r[1] = node;
+    r[2] = t_ns;
+    r[3] = frame_id;
+    r[4] = bytes;
+    this.write(r);
   }
 
   private write(record: Parameters<RecordSink["write"]>[0]): void {

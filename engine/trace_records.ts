@@ -292,6 +292,12 @@ export interface RecordSink {
    * Absent or false: byte fields are the sink's to keep (the engine copies where needed).
    */
   readonly transient_bytes?: boolean;
+  /**
+   * The sink is done with the whole record when write() returns (it keeps no reference to
+   * the array): the engine may then reuse one array per hot record kind (slice grant and
+   * end, frame emit and delivery) instead of allocating one per event.
+   */
+  readonly transient_records?: boolean;
   /** Called now and then from the run loop (about every 25 ms of wall time): flush if due. */
   tick?(): void;
 }

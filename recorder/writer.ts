@@ -24,6 +24,8 @@ export const FLUSH_INTERVAL_NS = 250e6;
 export class TraceWriter implements RecordSink {
   /** Records are encoded as they are written: byte fields may be views. */
   readonly transient_bytes = true;
+  /** ...and the records themselves (add() encodes them): the engine may reuse record arrays. */
+  readonly transient_records = true;
   /** Records, bytes (whole file) and RECORDS chunks handed to the kernel so far. */
   records_written = 0;
   bytes_written = 0;

@@ -44,7 +44,7 @@ export class FrameArena {
 
   /** Offset of `loc` in its chunk (chunkOf). */
   offsetOf(loc: number): number {
-    return loc % ARENA_CHUNK_BYTES;
+    return loc - Math.floor(loc / ARENA_CHUNK_BYTES) * ARENA_CHUNK_BYTES; // not %: a double's % is a call to fmod
   }
 
   /** One more frame in flight uses the bytes at `loc`. */
