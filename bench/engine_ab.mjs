@@ -16,7 +16,7 @@ async function once(L, n, par) {
   const [m, b] = CASES[n];
   const config = L.r.makeRunConfig({ topology: L.c.awsLikeTopology(n), workload: L.w.brachaConfig({ messages_per_node: m, broadcasters: b }), seed: 1, until_ns: null });
   if (par) config.parallel = true;
-  const { engine } = L.ip.createInProcessRun(config, { write() {}, transient_bytes: true, transient_records: true });
+  const { engine } = L.ip.createInProcessRun(config, { write() {}, writeFrameEmitIn() {}, transient_bytes: true, transient_records: true });
   globalThis.gc?.();
   const t0 = process.hrtime.bigint();
   const s = await engine.run();

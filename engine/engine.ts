@@ -553,8 +553,7 @@ export class Engine {
       if (kind === OUT_EMIT) {
         const frame_id = this.next_frame_id++;
         this.stats.frames_emitted += 1;
-        const view = this.arena.view(batch.out_loc[k]!, batch.out_length[k]!);
-        this.writeEmit(node, t_ns, frame_id, this.transient_bytes ? view : this.keptCopy(view));
+        this.writeBatchEmit(node, t_ns, frame_id, batch.out_loc[k]!, batch.out_length[k]!);
       } else if (kind === OUT_MARK) {
         this.stats.marks += 1;
         this.write([RecordKind.Mark, node, t_ns, batch.out_text[k]!]);
@@ -685,6 +684,18 @@ export class Engine {
   private drop(to: number, t_ns: number, frame_id: number, from: NodeId, reason: DropReason): void {
     this.stats.frames_dropped += 1;
     this.write([RecordKind.FrameDrop, to, t_ns, frame_id, from, reason]);
+  }
+
+  /** The frame_emit record of a batch-path frame at arena location `loc`: no view where the sink reads buffer ranges. */
+  private writeBatchEmit(node: number, t_ns: number, frame_id: number, loc: number, length: number): void {
+    const sink = this.options.sink;
+    if (sink.writeFrameEmitIn !== undefined) {
+      this.stats.events += 1;
+      sink.writeFrameEmitIn(node, t_ns, frame_id, this.arena.chunkOf(loc), this.arena.offsetOf(loc), length);
+      return;
+    }
+    const view = this.arena.view(loc, length);
+    this.writeEmit(node, t_ns, frame_id, this.transient_bytes ? view : this.keptCopy(view));
   }
 
   private writeDeliver(to: number, t_ns: number, frame_id: number, from: number, sent_ns: number): void {

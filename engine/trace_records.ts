@@ -298,6 +298,12 @@ export interface RecordSink {
    * end, frame emit and delivery) instead of allocating one per event.
    */
   readonly transient_records?: boolean;
+  /**
+   * Optional: writes the frame_emit record [3, node, t_ns, frame_id, bytes] exactly as
+   * write() would, bytes being buf[offset, offset + length), read during the call only. The
+   * engine then makes no view per emitted frame (in-process runs).
+   */
+  writeFrameEmitIn?(node: number, t_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void;
   /** Called now and then from the run loop (about every 25 ms of wall time): flush if due. */
   tick?(): void;
 }

@@ -110,6 +110,15 @@ export class TraceWriter implements RecordSink {
     if (enc.count >= CHUNK_RECORDS_TARGET || enc.record_bytes >= CHUNK_BYTES_TARGET) this.flush();
   }
 
+  /** write() of a frame_emit record whose bytes are buf[offset, offset + length) (the engine makes no view for it). */
+  writeFrameEmitIn(node: number, t_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
+    if (!(t_ns >= 0 && Number.isSafeInteger(t_ns))) throw new RangeError(`refusing to write a malformed trace record: kind 3, time ${String(t_ns)}`);
+    if (this.fd === null) throw this.failure ?? new Error(`${this.path}: trace writer already closed`);
+    const enc = this.encoder;
+    enc.addFrameEmitIn(node, t_ns, frame_id, buf, offset, length);
+    if (enc.count >= CHUNK_RECORDS_TARGET || enc.record_bytes >= CHUNK_BYTES_TARGET) this.flush();
+  }
+
   /** Writes the pending chunk (if any) with a synchronous write: once this returns, a SIGKILL cannot lose it. */
   flush(): void {
     this.last_flush_ns = hostNowNs();
