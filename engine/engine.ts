@@ -539,10 +539,9 @@ export class Engine {
     const result = backend.runSliceBatch!(node, start_ns, end_ns, batch, batch);
     checkBatchResult(grant, batch, result);
     const taken = result.deliveries_taken;
-    for (let k = 0; k < batch.count; k++) {
-      if (k < taken) this.writeDeliver(node, batch.t_ns[k]!, batch.frame_id[k]!, batch.from[k]!, batch.sent_ns[k]!);
-      else this.drop(node, batch.t_ns[k]!, batch.frame_id[k]!, batch.from[k]! as NodeId, "node_exited");
-    }
+    if (this.reuse_records) this.writeBatchDeliveries(node, taken);
+    else for (let k = 0; k < taken; k++) this.writeDeliver(node, batch.t_ns[k]!, batch.frame_id[k]!, batch.from[k]!, batch.sent_ns[k]!);
+    for (let k = taken; k < batch.count; k++) this.drop(node, batch.t_ns[k]!, batch.frame_id[k]!, batch.from[k]! as NodeId, "node_exited");
     this.stats.frames_delivered += taken;
     const first_frame_id = this.next_frame_id;
     let exited = false;
@@ -696,6 +695,22 @@ export class Engine {
     }
     const view = this.arena.view(loc, length);
     this.writeEmit(node, t_ns, frame_id, this.transient_bytes ? view : this.keptCopy(view));
+  }
+
+  /** frame_deliver records of the batch's first `taken` deliveries, from the reused array (one loop: no call, so no boxed times, per frame). */
+  private writeBatchDeliveries(node: number, taken: number): void {
+    const batch = this.batch;
+    const sink = this.options.sink;
+    const r = this.deliver_record;
+    r[1] = node;
+    for (let k = 0; k < taken; k++) {
+      r[2] = batch.t_ns[k]!;
+      r[3] = batch.frame_id[k]!;
+      r[4] = batch.from[k]!;
+      r[5] = batch.sent_ns[k]!;
+      sink.write(r);
+    }
+    this.stats.events += taken;
   }
 
   private writeDeliver(to: number, t_ns: number, frame_id: number, from: number, sent_ns: number): void {

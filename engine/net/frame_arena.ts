@@ -73,6 +73,7 @@ export class FrameArena {
   /** Makes chunks no frame in flight uses any more reusable: call only when no view handed out is still in use. */
   collect(): void {
     const emptied = this.emptied;
+    if (emptied.length === 0) return; // the common case: called per step
     for (let k = 0; k < emptied.length; k++) {
       const chunk = emptied[k]!;
       if (this.live[chunk] !== 0 || chunk === this.current) continue; // reused meanwhile
