@@ -79,7 +79,7 @@ export interface OutputBatch {
   lifecycle(t_ns: number, event: LifecycleEvent, detail: string): void;
 }
 
-/** runSliceBatch's result: as SliceResult, the outputs being in the OutputBatch. */
+/** runSliceBatch's result: as SliceResult, the outputs being in the OutputBatch. Read before the next call: a backend may refill one object. */
 export interface BatchSliceResult {
   readonly end_ns: number;
   readonly wake_ns: number;

@@ -74,6 +74,8 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   /** Where outputs go during a batch-path slice (null: the object path's `outputs`). */
   private out: OutputBatch | null = null;
   private readonly delivery = new BatchDelivery();
+  /** runSliceBatch's result, refilled per slice (the engine reads it at once). */
+  private readonly batch_result = { end_ns: 0, wake_ns: 0, deliveries_taken: 0 };
   private timer_seq = 0;
   private started = false;
   private exited = false;
@@ -153,9 +155,18 @@ export class InProcessBackend implements NodeBackend, NodeContext {
           break;
         }
       }
-      if (this.exited) return { end_ns: this.now_ns, wake_ns: VIRTUAL_NS_NEVER, deliveries_taken: next };
-      this.now_ns = end_ns;
-      return { end_ns, wake_ns: this.timers.peekTime(VIRTUAL_NS_NEVER), deliveries_taken: count };
+      const result = this.batch_result;
+      if (this.exited) {
+        result.end_ns = this.now_ns;
+        result.wake_ns = VIRTUAL_NS_NEVER;
+        result.deliveries_taken = next;
+      } else {
+        this.now_ns = end_ns;
+        result.end_ns = end_ns;
+        result.wake_ns = this.timers.peekTime(VIRTUAL_NS_NEVER);
+        result.deliveries_taken = count;
+      }
+      return result;
     } finally {
       this.out = null;
     }
