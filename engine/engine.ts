@@ -529,9 +529,8 @@ export class Engine {
     const pool = this.pool;
     const inbox = this.inboxes[node]!;
     batch.reset();
-    while (inbox.peekTime(VIRTUAL_NS_NEVER) < end_ns) {
-      const h = inbox.pop();
-      const t_ns = pool.t_ns[h]!;
+    for (let h = inbox.popBefore(end_ns); h >= 0; h = inbox.popBefore(end_ns)) {
+      const t_ns = inbox.popped_t_ns;
       batch.addDelivery(t_ns < start_ns ? start_ns : t_ns, pool.frame_id[h]!, pool.from[h]!, pool.sent_ns[h]!, pool.loc[h]!, pool.length[h]!);
       this.releaseFrame(h);
     }
