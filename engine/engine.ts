@@ -23,6 +23,7 @@ import {
   type FaultPlan,
   type FrameDeliverRecord,
   type FrameEmitRecord,
+  type MarkRecord,
   type RecordSink,
   type RunEndReason,
   type SliceEndRecord,
@@ -163,6 +164,7 @@ export class Engine {
   private readonly end_record: SliceEndRecord = [RecordKind.SliceEnd, 0, 0, 0];
   private readonly deliver_record: FrameDeliverRecord = [RecordKind.FrameDeliver, 0, 0, 0, 0, 0];
   private readonly emit_record: FrameEmitRecord = [RecordKind.FrameEmit, 0, 0, 0, new Uint8Array(0)];
+  private readonly mark_record: MarkRecord = [RecordKind.Mark, 0, 0, ""];
   /** Node by the low 16 bits of its MAC, where every MAC is 02:00:00:00:HH:LL (the addressing plan); else null. */
   private readonly mac_low_to_node: Int32Array | null;
   private readonly mac_to_node = new Map<number, NodeId>();
@@ -312,43 +314,53 @@ export class Engine {
    * the bound computed from the same state), so neither the deliveries nor the outputs of a
    * slice depend on whether the others ran before, after or at the same time.
    */
-  private async stepSet(): Promise<boolean> {
+  private stepSet(): boolean | Promise<boolean> {
     const set = this.scheduler.nextSet();
     if (typeof set === "string") {
       this.finish(set);
       return false;
     }
-    if (!Array.isArray(set)) {
-      await this.applyFault(set as FaultGrant);
-      return true;
-    }
+    if (!Array.isArray(set)) return this.applyFault(set as FaultGrant).then(() => true);
     const grants = set as readonly SliceGrant[];
+    return this.collectSet(grants, this.beginSet(grants), 0);
+  }
+
+  /** Begins the set's slices on backends that can run concurrently; null when none is begun. */
+  private beginSet(grants: readonly SliceGrant[]): BegunSet | null {
+    if (!this.concurrent || grants.length < 2) return null;
     const backends = this.options.backends;
-    let begun: (((() => SliceResult | Promise<SliceResult>) | null)[]) | null = null;
-    let requests: (SliceRequest | null)[] | null = null;
-    if (this.concurrent && grants.length > 1) {
-      for (let k = 0; k < grants.length; k++) {
-        const backend = backends[grants[k]!.node]!;
-        if (backend.beginSlice === undefined) continue;
-        begun ??= new Array<null>(grants.length).fill(null);
-        requests ??= new Array<null>(grants.length).fill(null);
-        const request = this.takeDeliveries(grants[k]!);
-        requests[k] = request;
-        begun[k] = backend.beginSlice(request);
-      }
-    }
+    let begun: BegunSet | null = null;
     for (let k = 0; k < grants.length; k++) {
+      const backend = backends[grants[k]!.node]!;
+      if (backend.beginSlice === undefined) continue;
+      begun ??= { collect: new Array<null>(grants.length).fill(null), requests: new Array<null>(grants.length).fill(null) };
+      const request = this.takeDeliveries(grants[k]!);
+      begun.requests[k] = request;
+      begun.collect[k] = backend.beginSlice(request);
+    }
+    return begun;
+  }
+
+  /** Records the set's slices from `first` on, in order; a Promise only once a backend returns one (no await per in-process slice). */
+  private collectSet(grants: readonly SliceGrant[], begun: BegunSet | null, first: number): boolean | Promise<boolean> {
+    for (let k = first; k < grants.length; k++) {
       const grant = grants[k]!;
-      const collect = begun?.[k] ?? null;
+      const collect = begun?.collect[k] ?? null;
       if (collect === null) {
         const pending = this.runSlice(grant);
-        if (pending !== undefined) await pending;
+        if (pending !== undefined) return pending.then(() => this.collectSet(grants, begun, k + 1));
         continue;
       }
       this.recordGrant(grant);
-      const pending = collect();
-      const result = pending instanceof Promise ? await pending : pending;
-      this.sliceDone(grant, requests![k]!, result);
+      const result = collect();
+      const request = begun!.requests[k]!;
+      if (result instanceof Promise) {
+        return result.then((r) => {
+          this.sliceDone(grant, request, r);
+          return this.collectSet(grants, begun, k + 1);
+        });
+      }
+      this.sliceDone(grant, request, result);
     }
     return true;
   }
@@ -554,7 +566,7 @@ export class Engine {
         this.writeBatchEmit(node, t_ns, frame_id, batch.out_loc[k]!, batch.out_length[k]!);
       } else if (kind === OUT_MARK) {
         this.stats.marks += 1;
-        this.write([RecordKind.Mark, node, t_ns, batch.out_text[k]!]);
+        this.writeMark(node, t_ns, batch.out_text[k]!);
       } else {
         const event = batch.out_event[k]!;
         exited ||= event !== "boot";
@@ -712,6 +724,18 @@ export class Engine {
     this.stats.events += taken;
   }
 
+  private writeMark(node: number, t_ns: number, text: string): void {
+    if (!this.reuse_records) {
+      this.write([RecordKind.Mark, node, t_ns, text]);
+      return;
+    }
+    const r = this.mark_record;
+    r[1] = node;
+    r[2] = t_ns;
+    r[3] = text;
+    this.write(r);
+  }
+
   private writeDeliver(to: number, t_ns: number, frame_id: number, from: number, sent_ns: number): void {
     if (!this.reuse_records) {
       this.write([RecordKind.FrameDeliver, to, t_ns, frame_id, from, sent_ns]);
@@ -748,6 +772,12 @@ export class Engine {
 /** Where a slice result went wrong (built only on error: formatting numbers per slice cost ~6% at 4 nodes). */
 function sliceWhere(grant: SliceGrant): string {
   return `node ${grant.node} slice [${grant.start_ns}, ${grant.end_ns})`;
+}
+
+/** Slices of a grant set begun on concurrent backends: per position in the set, the collector and request (null: not begun). */
+interface BegunSet {
+  collect: ((() => SliceResult | Promise<SliceResult>) | null)[];
+  requests: (SliceRequest | null)[];
 }
 
 function checkBatchResult(grant: SliceGrant, batch: SliceBatch, result: BatchSliceResult): void {

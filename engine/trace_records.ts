@@ -295,7 +295,7 @@ export interface RecordSink {
   /**
    * The sink is done with the whole record when write() returns (it keeps no reference to
    * the array): the engine may then reuse one array per hot record kind (slice grant and
-   * end, frame emit and delivery) instead of allocating one per event.
+   * end, frame emit and delivery, mark) instead of allocating one per event.
    */
   readonly transient_records?: boolean;
   /**
