@@ -1,5 +1,6 @@
-// Usage: BEFORE=/path/to/old/checkout node --expose-gc bench/engine_ab.mjs   (SIZES=4,64 REPS=3)
-// Same process, alternating: engine before (393f856), engine after, after with --parallel, heap-DES baseline.
+// Usage: BEFORE=/path/to/old/checkout node --expose-gc bench/engine_ab.mjs   (SIZES=4,64 REPS=3 PARALLEL=0)
+// Same process, alternating: engine before (the BEFORE checkout), engine after, after with --parallel
+// (PARALLEL=0 skips it: quicker A/B while working), heap-DES baseline.
 const sizes = (process.env.SIZES ?? "4,16,64,256,1024").split(",").map(Number);
 const CASES = { 4: [12000, null], 16: [200, null], 64: [3, null], 256: [1, 8], 1024: [1, 1] };
 const REPS = Number(process.env.REPS ?? 3);
@@ -15,7 +16,7 @@ async function once(L, n, par) {
   const [m, b] = CASES[n];
   const config = L.r.makeRunConfig({ topology: L.c.awsLikeTopology(n), workload: L.w.brachaConfig({ messages_per_node: m, broadcasters: b }), seed: 1, until_ns: null });
   if (par) config.parallel = true;
-  const { engine } = L.ip.createInProcessRun(config, { write() {}, transient_bytes: true });
+  const { engine } = L.ip.createInProcessRun(config, { write() {}, writeFrameEmitIn() {}, transient_bytes: true, transient_records: true });
   globalThis.gc?.();
   const t0 = process.hrtime.bigint();
   const s = await engine.run();
@@ -48,7 +49,8 @@ for (const n of sizes) {
     const a = await once(A, n, false); ra.push(a.rate); ev = a.events;
     const b = await once(B, n, false); rb.push(b.rate); sl = b.slices;
     if (b.events !== a.events) throw new Error(`events differ ${a.events} ${b.events}`);
-    const p = await once(B, n, true); rp.push(p.rate); slp = p.slices;
+    const p = process.env.PARALLEL === "0" ? { rate: NaN, slices: 0 } : await once(B, n, true);
+    rp.push(p.rate); slp = p.slices;
     rq.push(baseline(n, n * (n - 1), ev));
     process.stderr.write(`${n} rep ${rep}: before ${f(a.rate)} after ${f(b.rate)} parallel ${f(p.rate)} base ${f(rq.at(-1))}\n`);
   }

@@ -151,7 +151,7 @@ async function main(): Promise<void> {
       let trace_bytes = 0;
       for (let rep = 0; rep < REPEATS; rep++) {
         collectGarbage();
-        const a = await engineRun(config, { write() {}, transient_bytes: true });
+        const a = await engineRun(config, { write() {}, writeFrameEmitIn() {}, transient_bytes: true, transient_records: true });
         events = a.events;
         frames = a.frames;
         pure.push(a.events / a.s);

@@ -63,8 +63,12 @@ export interface DeliveryBatch {
   readonly frame_id: Float64Array;
   readonly from: Int32Array;
   readonly sent_ns: Float64Array;
+  readonly length: Int32Array;
   /** Frame k's bytes: a view, valid until runSliceBatch returns. */
   frame(k: number): Uint8Array;
+  /** The engine buffer holding frame k (at offsetOf(k), length[k] bytes), without making a view; same validity. */
+  bufferOf(k: number): Uint8Array;
+  offsetOf(k: number): number;
 }
 
 /** Where a batch-path backend puts what its node did, in nondecreasing time (as SliceResult.outputs). */
@@ -75,7 +79,7 @@ export interface OutputBatch {
   lifecycle(t_ns: number, event: LifecycleEvent, detail: string): void;
 }
 
-/** runSliceBatch's result: as SliceResult, the outputs being in the OutputBatch. */
+/** runSliceBatch's result: as SliceResult, the outputs being in the OutputBatch. Read before the next call: a backend may refill one object. */
 export interface BatchSliceResult {
   readonly end_ns: number;
   readonly wake_ns: number;

@@ -128,6 +128,18 @@ export class Inbox {
     return out.sort((a, b) => pool.t_ns[a]! - pool.t_ns[b]! || pool.seq[a]! - pool.seq[b]!);
   }
 
+  /** Delivery time of the frame the last popBefore() returned (from the heap: no read of the pool). */
+  popped_t_ns = 0;
+
+  /** pop() if the earliest frame is due before end_ns (its time in popped_t_ns), else -1. */
+  popBefore(end_ns: number): number {
+    if (this.heap_size === 0) return NONE;
+    const t_ns = this.heap_t_ns[0]!;
+    if (!(t_ns < end_ns)) return NONE;
+    this.popped_t_ns = t_ns;
+    return this.pop();
+  }
+
   peekTime(empty_ns: number): number {
     return this.heap_size === 0 ? empty_ns : this.heap_t_ns[0]!;
   }

@@ -54,6 +54,8 @@ export class Scheduler {
   private readonly faulted: boolean;
   private readonly node_faults: readonly (readonly NodeFault[])[];
   private readonly fault_next: Uint32Array;
+  /** What next() returns for a slice: one object, refilled (a new one per slice, with its boxed times, was most of the scheduler's garbage). */
+  private readonly grant: { node: NodeId; start_ns: number; end_ns: number } = { node: 0 as NodeId, start_ns: 0, end_ns: 0 };
 
   /** `lookahead` replaces the topology's (scheduled link changes lower it); `node_faults` per node, in time order. */
   constructor(
@@ -84,7 +86,7 @@ export class Scheduler {
     });
   }
 
-  /** The next slice to run, a node fault due now, or why the run is over. */
+  /** The next slice to run (valid until the next call: copy to keep), a node fault due now, or why the run is over. */
   next(): SliceGrant | FaultGrant | RunEndReason {
     const node = this.faulted ? this.updateActivityFaulted() : this.updateActivity();
     if (node < 0) return "quiescent";
@@ -104,7 +106,11 @@ export class Scheduler {
     if (!(end_ns > act || cut_at_fault)) throw new Error(`scheduler invariant: slice end ${end_ns} <= activity ${act}`);
     if (!(end_ns > this.clock_ns[node]!)) throw new Error(`scheduler invariant: empty slice for node ${node} at ${end_ns}`);
     if (end_ns > this.horizon_ns) this.horizon_ns = end_ns;
-    return { node: node as NodeId, start_ns: this.clock_ns[node]!, end_ns };
+    const grant = this.grant;
+    grant.node = node as NodeId;
+    grant.start_ns = this.clock_ns[node]!;
+    grant.end_ns = end_ns;
+    return grant;
   }
 
   /**

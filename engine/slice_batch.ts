@@ -55,6 +55,14 @@ export class SliceBatch implements DeliveryBatch, OutputBatch {
     return this.arena.view(this.loc[k]!, this.length[k]!);
   }
 
+  bufferOf(k: number): Uint8Array {
+    return this.arena.chunkOf(this.loc[k]!);
+  }
+
+  offsetOf(k: number): number {
+    return this.arena.offsetOf(this.loc[k]!);
+  }
+
   emit(t_ns: number, frame: Uint8Array): void {
     const k = this.addOutput(OUT_EMIT, t_ns);
     this.out_loc[k] = this.arena.put(frame);

@@ -303,6 +303,18 @@ export interface RecordSink {
    * Absent or false: byte fields are the sink's to keep (the engine copies where needed).
    */
   readonly transient_bytes?: boolean;
+  /**
+   * The sink is done with the whole record when write() returns (it keeps no reference to
+   * the array): the engine may then reuse one array per hot record kind (slice grant and
+   * end, frame emit and delivery, mark) instead of allocating one per event.
+   */
+  readonly transient_records?: boolean;
+  /**
+   * Optional: writes the frame_emit record [3, node, t_ns, frame_id, bytes] exactly as
+   * write() would, bytes being buf[offset, offset + length), read during the call only. The
+   * engine then makes no view per emitted frame (in-process runs).
+   */
+  writeFrameEmitIn?(node: number, t_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void;
   /** Called now and then from the run loop (about every 25 ms of wall time): flush if due. */
   tick?(): void;
 }

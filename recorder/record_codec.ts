@@ -59,6 +59,31 @@ export class RecordChunkEncoder {
     if (t_ns > this.t_max_ns) this.t_max_ns = t_ns;
   }
 
+  /** add() of the frame_emit record [3, node, t_ns, frame_id, src[offset, offset + length)], without a view of the bytes. */
+  addFrameEmitIn(node: number, t_ns: number, frame_id: number, src: Uint8Array, offset: number, length: number): void {
+    const start = this.pos;
+    try {
+      this.ensure(1);
+      this.buf[this.pos++] = 0x95; // fixarray of 5
+      this.number(3);
+      this.number(node);
+      this.number(t_ns);
+      this.number(frame_id);
+      this.lengthHeader(length, 0xc4);
+      const b = this.buf;
+      const p = this.pos;
+      if (length <= 128) for (let k = 0; k < length; k++) b[p + k] = src[offset + k]!;
+      else b.set(src.subarray(offset, offset + length), p);
+      this.pos = p + length;
+    } catch (err) {
+      this.pos = start;
+      throw err;
+    }
+    this.count += 1;
+    if (t_ns < this.t_min_ns) this.t_min_ns = t_ns;
+    if (t_ns > this.t_max_ns) this.t_max_ns = t_ns;
+  }
+
   /** The finished RECORDS chunk, header and checksum included. A view: valid until reset(). */
   finishChunk(): Uint8Array {
     const start = this.writeArrayHeader();

@@ -24,6 +24,8 @@ export const FLUSH_INTERVAL_NS = 250e6;
 export class TraceWriter implements RecordSink {
   /** Records are encoded as they are written: byte fields may be views. */
   readonly transient_bytes = true;
+  /** ...and the records themselves (add() encodes them): the engine may reuse record arrays. */
+  readonly transient_records = true;
   /** Records, bytes (whole file) and RECORDS chunks handed to the kernel so far. */
   records_written = 0;
   bytes_written = 0;
@@ -105,6 +107,15 @@ export class TraceWriter implements RecordSink {
     if (this.fd === null) throw this.failure ?? new Error(`${this.path}: trace writer already closed`);
     const enc = this.encoder;
     enc.add(record, t);
+    if (enc.count >= CHUNK_RECORDS_TARGET || enc.record_bytes >= CHUNK_BYTES_TARGET) this.flush();
+  }
+
+  /** write() of a frame_emit record whose bytes are buf[offset, offset + length) (the engine makes no view for it). */
+  writeFrameEmitIn(node: number, t_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
+    if (!(t_ns >= 0 && Number.isSafeInteger(t_ns))) throw new RangeError(`refusing to write a malformed trace record: kind 3, time ${String(t_ns)}`);
+    if (this.fd === null) throw this.failure ?? new Error(`${this.path}: trace writer already closed`);
+    const enc = this.encoder;
+    enc.addFrameEmitIn(node, t_ns, frame_id, buf, offset, length);
     if (enc.count >= CHUNK_RECORDS_TARGET || enc.record_bytes >= CHUNK_BYTES_TARGET) this.flush();
   }
 

@@ -10,7 +10,7 @@ import * as assert from "uvu/assert";
 import { Prng } from "../engine/prng.js";
 import type { TraceRecord } from "../engine/trace_records.js";
 import { TraceReader } from "../recorder/reader.js";
-import { encodeRecordsPayload, PayloadError, RecordDecoder } from "../recorder/record_codec.js";
+import { encodeRecordsPayload, PayloadError, RecordChunkEncoder, RecordDecoder } from "../recorder/record_codec.js";
 import { validateRecord } from "../recorder/validate.js";
 import { CHUNK_BYTES_TARGET, CHUNK_RECORDS_TARGET, TraceWriter } from "../recorder/writer.js";
 import { makeHeader, NODES, normalize, randomRecords, removeDir, tempDir } from "./helpers/recorder_fixtures.js";
@@ -59,6 +59,24 @@ test("encoder: plain msgpack that msgpackr reads back equal, at every integer, l
     assert.is((unpackr.unpack(bytes) as unknown[]).length, count);
     assert.is((decodeWithReader(bytes, count) as TraceRecord[]).length, count);
   }
+});
+
+test("encoder: addFrameEmitIn (frame bytes as buffer + offset) writes exactly what add() writes", () => {
+  const buf = new Uint8Array(70_000).map((_, i) => (i * 13) & 0xff);
+  const cases: [number, number, number, number, number][] = [
+    [0, 0, 0, 0, 0],
+    [1, 2 ** 32 + 5, 7, 100, 66],
+    [3, 2 ** 31, 2 ** 31, 1000, 129],
+    [2, 5, 2 ** 40, 3, 65_536],
+  ];
+  const by_add = new RecordChunkEncoder(64);
+  const by_range = new RecordChunkEncoder(64);
+  for (const [node, t_ns, frame_id, offset, length] of cases) {
+    by_add.add([3, node, t_ns, frame_id, buf.subarray(offset, offset + length)], t_ns);
+    by_range.addFrameEmitIn(node, t_ns, frame_id, buf, offset, length);
+  }
+  assert.equal([...by_range.finishChunk()], [...by_add.finishChunk()]);
+  assert.is(by_range.count, cases.length);
 });
 
 test("encoder: refuses fields msgpack records cannot hold, and leaves the batch as it was", () => {

@@ -89,11 +89,16 @@ export function udpHeaders(src: UdpAddress, dst: UdpAddress, payload_bytes: numb
 
 /** Offset of the UDP payload in an Ethernet/IPv4/UDP frame, or -1 when it is not one. */
 export function udpPayloadOffset(frame: Uint8Array): number {
-  if (frame.length < UDP_FRAME_OVERHEAD_BYTES) return -1;
-  if (((frame[12]! << 8) | frame[13]!) !== ETHERTYPE_IPV4) return -1;
-  if (frame[ETH_HEADER_BYTES + 9] !== IP_PROTO_UDP) return -1;
-  const start = ETH_HEADER_BYTES + (frame[ETH_HEADER_BYTES]! & 0x0f) * 4 + UDP_HEADER_BYTES;
-  return start <= frame.length ? start : -1;
+  return udpPayloadOffsetIn(frame, 0, frame.length);
+}
+
+/** udpPayloadOffset of the frame in buf[o, o + length): the payload's offset in buf, or -1. */
+export function udpPayloadOffsetIn(buf: Uint8Array, o: number, length: number): number {
+  if (length < UDP_FRAME_OVERHEAD_BYTES) return -1;
+  if (((buf[o + 12]! << 8) | buf[o + 13]!) !== ETHERTYPE_IPV4) return -1;
+  if (buf[o + ETH_HEADER_BYTES + 9] !== IP_PROTO_UDP) return -1;
+  const start = ETH_HEADER_BYTES + (buf[o + ETH_HEADER_BYTES]! & 0x0f) * 4 + UDP_HEADER_BYTES;
+  return start <= length ? o + start : -1;
 }
 
 function writeIpv4Header(frame: Uint8Array, o: number, src: number, dst: number, total: number): void {

@@ -31,6 +31,11 @@ export interface ProtocolNode {
   start(ctx: NodeContext): void;
   /** `frame` and `delivery` are valid during the call only (the engine reuses their memory): copy what you keep. */
   onFrame(ctx: NodeContext, frame: Uint8Array, delivery: Delivery): void;
+  /**
+   * Optional, used instead of onFrame where present: the frame is buf[offset, offset +
+   * length) of an engine buffer (same validity), so no view is made per frame.
+   */
+  onFrameIn?(ctx: NodeContext, buf: Uint8Array, offset: number, length: number, delivery: Delivery): void;
   onTimer(ctx: NodeContext, timer_id: number): void;
 }
 
@@ -39,6 +44,20 @@ interface TimerEntry {
   readonly kind: number;
   readonly seq: number;
   readonly timer_id: number;
+}
+
+/** The delivery handed to the protocol on the batch path: one object, refilled per frame; its bytes made only if read. */
+class BatchDelivery implements Delivery {
+  t_ns = 0;
+  frame_id = 0;
+  from = 0 as NodeId;
+  sent_ns = 0;
+  batch: DeliveryBatch | null = null;
+  k = 0;
+
+  get bytes(): Uint8Array {
+    return this.batch!.frame(this.k);
+  }
 }
 
 /** Timers run before frames due at the same instant (their kind sorts first). */
@@ -54,8 +73,9 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   private outputs: SliceOutput[] = [];
   /** Where outputs go during a batch-path slice (null: the object path's `outputs`). */
   private out: OutputBatch | null = null;
-  /** The delivery handed to onFrame on the batch path (one object, refilled per frame). */
-  private readonly delivery = { t_ns: 0, frame_id: 0, from: 0 as NodeId, sent_ns: 0, bytes: new Uint8Array(0) as Uint8Array };
+  private readonly delivery = new BatchDelivery();
+  /** runSliceBatch's result, refilled per slice (the engine reads it at once). */
+  private readonly batch_result = { end_ns: 0, wake_ns: 0, deliveries_taken: 0 };
   private timer_seq = 0;
   private started = false;
   private exited = false;
@@ -111,6 +131,8 @@ export class InProcessBackend implements NodeBackend, NodeContext {
       const count = deliveries.count;
       const times = deliveries.t_ns;
       const d = this.delivery;
+      d.batch = deliveries;
+      const protocol = this.protocol;
       let next = 0;
       while (!this.exited) {
         const frame_ns = next < count ? times[next]! : VIRTUAL_NS_NEVER;
@@ -120,22 +142,31 @@ export class InProcessBackend implements NodeBackend, NodeContext {
           this.now_ns = Math.max(timer.t_ns, start_ns);
           this.protocol.onTimer(this, timer.timer_id);
         } else if (frame_ns < end_ns) {
-          const frame = deliveries.frame(next);
           d.t_ns = frame_ns;
           d.frame_id = deliveries.frame_id[next]!;
           d.from = deliveries.from[next]! as NodeId;
           d.sent_ns = deliveries.sent_ns[next]!;
-          d.bytes = frame;
-          next++;
+          d.k = next;
           this.now_ns = frame_ns;
-          this.protocol.onFrame(this, frame, d);
+          if (protocol.onFrameIn !== undefined) protocol.onFrameIn(this, deliveries.bufferOf(next), deliveries.offsetOf(next), deliveries.length[next]!, d);
+          else protocol.onFrame(this, deliveries.frame(next), d);
+          next++;
         } else {
           break;
         }
       }
-      if (this.exited) return { end_ns: this.now_ns, wake_ns: VIRTUAL_NS_NEVER, deliveries_taken: next };
-      this.now_ns = end_ns;
-      return { end_ns, wake_ns: this.timers.peekTime(VIRTUAL_NS_NEVER), deliveries_taken: count };
+      const result = this.batch_result;
+      if (this.exited) {
+        result.end_ns = this.now_ns;
+        result.wake_ns = VIRTUAL_NS_NEVER;
+        result.deliveries_taken = next;
+      } else {
+        this.now_ns = end_ns;
+        result.end_ns = end_ns;
+        result.wake_ns = this.timers.peekTime(VIRTUAL_NS_NEVER);
+        result.deliveries_taken = count;
+      }
+      return result;
     } finally {
       this.out = null;
     }

@@ -15,7 +15,7 @@
 
 import type { Delivery } from "../../engine/backend.js";
 import { InputError } from "../../engine/errors.js";
-import { nodeIpv4, nodeMac, udpHeaders, udpPayloadOffset, UDP_FRAME_OVERHEAD_BYTES } from "../../engine/net/ethernet.js";
+import { nodeIpv4, nodeMac, udpHeaders, udpPayloadOffsetIn, UDP_FRAME_OVERHEAD_BYTES } from "../../engine/net/ethernet.js";
 import type { NodeContext, ProtocolNode } from "./backend.js";
 import { TcpMesh, TCP_STARTUP_NS_DEFAULT, TIMER_DIAL_RETRY, TIMER_TCP_START } from "./bracha_tcp.js";
 
@@ -146,6 +146,11 @@ export class BrachaNode implements ProtocolNode {
    * at 1,024 nodes that would be a million small arrays.
    */
   private readonly header_templates: Uint8Array;
+  /**
+   * Header bytes that differ between peers (destination MAC and IP, IP checksum): the rest
+   * of the scratch frame's header is the same for every peer, so a send copies only these.
+   */
+  private readonly header_varying: Uint8Array;
   /** The frame being sent: ctx.send copies it, so one buffer serves every frame. */
   private readonly frame: Uint8Array;
   /** transport tcp_like: the reference's TCP mesh; null: one datagram per message. */
@@ -180,11 +185,13 @@ export class BrachaNode implements ProtocolNode {
       const headers = udpHeaders(self, { mac: nodeMac(j), ip: nodeIpv4(j), port: BRACHA_PORT }, payload_bytes, this.frame);
       this.header_templates.set(headers.subarray(0, UDP_FRAME_OVERHEAD_BYTES), j * UDP_FRAME_OVERHEAD_BYTES);
     }
+    this.header_varying = varyingOffsets(this.header_templates, node_count, UDP_FRAME_OVERHEAD_BYTES);
+    this.frame.set(this.header_templates.subarray(0, UDP_FRAME_OVERHEAD_BYTES)); // the common bytes, once
     this.silent = params.silent_nodes.includes(id);
     const broadcasters = broadcastingNodes(params, node_count);
     this.broadcaster = broadcasters.includes(id);
     this.delivered_goal = broadcasters.length * this.m;
-    this.tcp = params.transport === "tcp_like" ? new TcpMesh(id, node_count, payload_bytes, { ready: (ctx) => this.onMeshReady(ctx), message: (ctx, _from, msg) => this.onMessage(ctx, msg, 0) }) : null;
+    this.tcp = params.transport === "tcp_like" ? new TcpMesh(id, node_count, payload_bytes, { ready: (ctx) => this.onMeshReady(ctx), message: (ctx, _from, msg) => this.onMessage(ctx, msg, 0, msg.length) }) : null;
   }
 
   get malformed_frames(): number {
@@ -207,28 +214,32 @@ export class BrachaNode implements ProtocolNode {
     else if (timer_id === TIMER_DIAL_RETRY) this.tcp!.retryDial(ctx);
   }
 
-  onFrame(ctx: NodeContext, frame: Uint8Array, _delivery: Delivery): void {
+  onFrame(ctx: NodeContext, frame: Uint8Array, delivery: Delivery): void {
+    this.onFrameIn(ctx, frame, 0, frame.length, delivery);
+  }
+
+  onFrameIn(ctx: NodeContext, buf: Uint8Array, offset: number, length: number, _delivery: Delivery): void {
     if (this.tcp !== null) {
-      if (!this.tcp.onFrame(ctx, frame)) this.malformed_udp_frames += 1;
+      if (!this.tcp.onFrame(ctx, offset === 0 && length === buf.length ? buf : buf.subarray(offset, offset + length))) this.malformed_udp_frames += 1;
       return;
     }
     if (this.silent) return;
-    const o = udpPayloadOffset(frame);
+    const o = udpPayloadOffsetIn(buf, offset, length);
     if (o < 0) {
       this.malformed_udp_frames += 1;
       return;
     }
-    this.onMessage(ctx, frame, o);
+    this.onMessage(ctx, buf, o, offset + length);
   }
 
   private onMeshReady(ctx: NodeContext): void {
     if (this.broadcaster && !this.silent) this.broadcastNext(ctx);
   }
 
-  /** One message at offset `o` of `bytes`: checked, then handled by the rules in force. */
-  private onMessage(ctx: NodeContext, bytes: Uint8Array, o: number): void {
+  /** One message in bytes[o, end): checked, then handled by the rules in force. */
+  private onMessage(ctx: NodeContext, bytes: Uint8Array, o: number, end: number): void {
     if (this.silent) return;
-    if (bytes.length - o < MSG_HEADER_BYTES || bytes[o] !== MSG_MAGIC) {
+    if (end - o < MSG_HEADER_BYTES || bytes[o] !== MSG_MAGIC) {
       this.malformed_udp_frames += 1;
       return;
     }
@@ -339,15 +350,33 @@ export class BrachaNode implements ProtocolNode {
       const frame = this.frame;
       encodeMessage(type, origin, seq, this.params.payload_bytes, frame, UDP_FRAME_OVERHEAD_BYTES);
       const templates = this.header_templates;
+      const varying = this.header_varying;
       for (let j = 0; j < this.n; j++) {
         if (j === this.id) continue;
         const base = j * UDP_FRAME_OVERHEAD_BYTES;
-        for (let k = 0; k < UDP_FRAME_OVERHEAD_BYTES; k++) frame[k] = templates[base + k]!;
+        for (let v = 0; v < varying.length; v++) {
+          const k = varying[v]!;
+          frame[k] = templates[base + k]!;
+        }
         ctx.send(frame);
       }
     }
     if (!this.reference_rules) this.handle(ctx, type, origin, seq);
   }
+}
+
+/** Offsets in [0, size) at which any of `count` records of `size` bytes in `records` differs from the first. */
+function varyingOffsets(records: Uint8Array, count: number, size: number): Uint8Array {
+  const offsets: number[] = [];
+  for (let k = 0; k < size; k++) {
+    for (let j = 1; j < count; j++) {
+      if (records[j * size + k] !== records[k]) {
+        offsets.push(k);
+        break;
+      }
+    }
+  }
+  return Uint8Array.from(offsets);
 }
 
 /** Writes the message into buf at offset o (MSG_HEADER_BYTES + payload_bytes bytes). */
