@@ -23,7 +23,8 @@ import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ICOUNT_CLOCK_CMDLINE, type InitramfsImage } from "../guest/image.js";
-import { TEMPLATE_AGENT_IP, templateAgentFrame } from "./agent.js";
+import { InputError } from "../engine/errors.js";
+import { AGENT_MESSAGE_BYTES_MAX, TEMPLATE_AGENT_IP, templateAgentFrame } from "./agent.js";
 import { QmpClient } from "./client.js";
 import { GATE_PLUGIN_PATH, migrationSettled, mgmtMac, QemuVm, snapshotMigration } from "./launcher.js";
 
@@ -270,6 +271,8 @@ export function withoutHostClockOffsets(state: Buffer): Buffer {
 }
 
 export interface NodeIdentity {
+  /** For errors. */
+  readonly node_name: string;
   /** sim.* words as on a default guest's kernel command line (guest/init.sh read_params). */
   readonly words: string;
   /** The node's extra archive (gzip'd cpio; files, packages, SSH access), or null. */
@@ -281,6 +284,9 @@ export function identityFrames(identity: NodeIdentity): Uint8Array[] {
   const archive = identity.archive ?? Buffer.alloc(0);
   const sha = createHash("sha256").update(archive).digest("hex");
   const head = Buffer.from(`identity ${archive.length} ${sha}\n${identity.words}`, "utf8");
+  if (head.length > AGENT_MESSAGE_BYTES_MAX) {
+    throw new InputError(`${identity.node_name}: its identity takes ${head.length} bytes, a snapshot clone takes at most ${AGENT_MESSAGE_BYTES_MAX} (a shorter --boot-cmd?)`);
+  }
   const frames = [templateAgentFrame(TEMPLATE_MGMT_MAC, head)];
   for (let at = 0, index = 0; at < archive.length; at += IDENTITY_CHUNK_BYTES, index++) {
     const chunk = Buffer.concat([Buffer.from(`chunk ${index}\n`, "utf8"), archive.subarray(at, at + IDENTITY_CHUNK_BYTES)]);

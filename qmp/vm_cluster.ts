@@ -69,6 +69,13 @@ export class VmCluster {
     const cluster = new VmCluster(options, run_dir);
     process.on("exit", cluster.onExit);
     try {
+      // Refused before anything starts (an identity too long for one datagram).
+      if (options.snapshots !== undefined) options.config.nodes.forEach((node) => cluster.identityFrames(node.id, 0));
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    try {
       if (live) cluster.mgmt = await MgmtNet.open({ run_id: runId(run_dir), nodes: n, net: cluster.mgmtNet(), ssh_port_base: options.ssh_port_base });
     } catch (err) {
       await cluster.stop();
@@ -244,7 +251,7 @@ export class VmCluster {
     const snapshot = this.snapshotOf(node)!;
     const cmdline = kernelCmdline({ ...o.image, kernel_cmdline_base: "" }, this.cmdlineNode(node)).trim();
     const words = `${cmdline} sim.t0=${t0_ns - snapshot.park_clock_ns} sim.mac=${o.config.nodes[node]!.mac} sim.mgmt_mac=${mgmtMac(node)}${bootCommandWord(node, o.boot_commands[node] ?? null)}`;
-    return identityFrames({ words, archive: o.extra_archives?.[node] ?? null });
+    return identityFrames({ node_name: o.config.nodes[node]!.name, words, archive: o.extra_archives?.[node] ?? null });
   }
 
   /** Every VM runs under -icount; a dated RTC base lets init set the clock to the nanosecond. */
