@@ -11,6 +11,7 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fsErrorText, InputError } from "../engine/errors.js";
+import { processAlive } from "../engine/host_process.js";
 import { ensurePrivateDir, tapsimHome } from "./client_key.js";
 
 export interface RunState {
@@ -68,7 +69,7 @@ export function removeRunState(port_base: number, home = tapsimHome()): void {
 /** The live run on this port base, or null (no file, or its tapsim is gone). */
 export function readRunState(port_base: number, home = tapsimHome()): RunState | null {
   const state = readStateFile(statePaths(port_base, home).state);
-  return state !== null && isAlive(state.pid) ? state : null;
+  return state !== null && processAlive(state.pid) ? state : null;
 }
 
 /** The known_hosts lines of one node's port ("ssh-ed25519 AAAA…"), for ssh2's host check. */
@@ -89,15 +90,6 @@ function readStateFile(file: string): RunState | null {
     return s.format === 1 && Number.isInteger(s.pid) && Array.isArray(s.ports) ? s : null;
   } catch {
     return null;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

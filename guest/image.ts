@@ -7,6 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fsErrorText, InputError } from "../engine/errors.js";
+import { processAlive } from "../engine/host_process.js";
 import {
   BUILD_SOURCES,
   buildInitramfs,
@@ -170,12 +171,7 @@ function lockOwnerGone(lock: string): boolean {
     return false; // just created; its pid file follows
   }
   if (!Number.isSafeInteger(pid) || pid <= 0) return true;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "ESRCH";
-  }
+  return !processAlive(pid);
 }
 
 /** Looks up the cached default image for a password without building; null when absent. */

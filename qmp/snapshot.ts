@@ -24,6 +24,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import path from "node:path";
 import { ICOUNT_CLOCK_CMDLINE, type InitramfsImage } from "../guest/image.js";
 import { InputError } from "../engine/errors.js";
+import { processAlive } from "../engine/host_process.js";
 import { AGENT_MESSAGE_BYTES_MAX, TEMPLATE_AGENT_IP, templateAgentFrame } from "./agent.js";
 import { QmpClient } from "./client.js";
 import { GATE_PLUGIN_PATH, migrationSettled, mgmtMac, QemuVm, snapshotMigration } from "./launcher.js";
@@ -210,15 +211,6 @@ function removeAbandonedBuilds(root: string): void {
     const at = name.indexOf(TMP_INFIX);
     const pid = at < 0 ? NaN : Number(name.slice(at + TMP_INFIX.length));
     if (Number.isSafeInteger(pid) && pid > 0 && !processAlive(pid)) rmSync(path.join(root, name), { recursive: true, force: true });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

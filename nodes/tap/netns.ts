@@ -9,6 +9,7 @@
 
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { InputError } from "../../engine/errors.js";
+import { processAlive } from "../../engine/host_process.js";
 
 export function ip(...args: string[]): string {
   try {
@@ -97,22 +98,13 @@ export function sweepStaleNamespaces(): string[] {
     const ns = line.split(" ")[0] ?? "";
     const m = OWNED_NAME.exec(ns);
     // Our own pid in a name we have not created yet: a dead process had this pid before.
-    if (m && (Number(m[1]) === process.pid || !processExists(Number(m[1])))) stale.push(ns);
+    if (m && (Number(m[1]) === process.pid || !processAlive(Number(m[1])))) stale.push(ns);
   }
   for (const ns of stale) {
     killProcessesIn(ns);
     deleteNamespace(ns);
   }
   return stale;
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 function killProcessesIn(ns: string): void {
