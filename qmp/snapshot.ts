@@ -98,12 +98,8 @@ export function snapshotKey(image: InitramfsImage, memory_mib: number, qemu_vers
 
 /** The snapshot in `dir` if its manifest names this key and image and its files are whole; else null. */
 function readSnapshot(dir: string, key: string, image_identity: string): Snapshot | null {
-  let m: SnapshotManifest;
-  try {
-    m = JSON.parse(readFileSync(path.join(dir, "snapshot.json"), "utf8")) as SnapshotManifest;
-  } catch {
-    return null;
-  }
+  const m = readManifest(dir);
+  if (m === null) return null;
   if (m.format !== TEMPLATE_FORMAT || m.key !== key || m.image_identity !== image_identity) return null;
   const ram_path = path.join(dir, "ram");
   const state_path = path.join(dir, "state");
@@ -112,6 +108,15 @@ function readSnapshot(dir: string, key: string, image_identity: string): Snapsho
   if (ram.mtimeMs !== m.ram_mtime_ms && sha256File(ram_path) !== m.ram_sha256) return null;
   if (!existsSync(state_path) || sha256File(state_path) !== m.state_sha256) return null;
   return { dir, key, ram_path, state_path, memory_mib: m.memory_mib, park_clock_ns: m.park_clock_ns, state_sha256: m.state_sha256 };
+}
+
+/** `dir`'s snapshot.json, or null when it has none (or an unreadable one). */
+function readManifest(dir: string): SnapshotManifest | null {
+  try {
+    return JSON.parse(readFileSync(path.join(dir, "snapshot.json"), "utf8")) as SnapshotManifest;
+  } catch {
+    return null;
+  }
 }
 
 /** Boots the template in a private folder beside `dir`, parks and saves it, then renames the folder into place. */
@@ -142,6 +147,7 @@ async function buildSnapshot(image: InitramfsImage, memory_mib: number, key: str
     await runUntilParked(vm);
     const park_clock_ns = await vm.gate.park();
     await saveState(vm, path.join(tmp, "state"));
+    const ram = statSync(path.join(tmp, "ram"));
     const manifest: SnapshotManifest = {
       format: TEMPLATE_FORMAT,
       key,
@@ -149,9 +155,9 @@ async function buildSnapshot(image: InitramfsImage, memory_mib: number, key: str
       memory_mib,
       park_clock_ns,
       state_sha256: sha256File(path.join(tmp, "state")),
-      ram_bytes: statSync(path.join(tmp, "ram")).size,
+      ram_bytes: ram.size,
       ram_sha256: sha256File(path.join(tmp, "ram")),
-      ram_mtime_ms: statSync(path.join(tmp, "ram")).mtimeMs,
+      ram_mtime_ms: ram.mtimeMs,
       built_at: new Date().toISOString(),
       build_wall_ms: Date.now() - started_ms,
     };
@@ -179,21 +185,10 @@ const TMP_INFIX = ".tmp-";
  * the same image stay.
  */
 function removeStaleSnapshots(root: string, image_identity: string, log?: (line: string) => void): void {
-  let names: string[];
-  try {
-    names = readdirSync(root);
-  } catch {
-    return;
-  }
-  for (const name of names) {
+  for (const name of entriesOf(root)) {
     if (name.includes(TMP_INFIX)) continue;
-    let identity: string | null = null;
-    try {
-      identity = (JSON.parse(readFileSync(path.join(root, name, "snapshot.json"), "utf8")) as SnapshotManifest).image_identity;
-    } catch {
-      // no manifest: a folder not made by a finished build (those are renamed with one)
-    }
-    if (identity === image_identity) continue;
+    // Kept only with this image's manifest (a folder without one is no finished build's).
+    if (readManifest(path.join(root, name))?.image_identity === image_identity) continue;
     rmSync(path.join(root, name), { recursive: true, force: true });
     log?.(`removed stale snapshot ${name}`);
   }
@@ -201,13 +196,7 @@ function removeStaleSnapshots(root: string, image_identity: string, log?: (line:
 
 /** Builds killed outright (SIGKILL, power loss) leave `<key>.tmp-<pid>`: removed once that pid is gone. */
 function removeAbandonedBuilds(root: string): void {
-  let names: string[];
-  try {
-    names = readdirSync(root);
-  } catch {
-    return;
-  }
-  for (const name of names) {
+  for (const name of entriesOf(root)) {
     const at = name.indexOf(TMP_INFIX);
     const pid = at < 0 ? NaN : Number(name.slice(at + TMP_INFIX.length));
     if (Number.isSafeInteger(pid) && pid > 0 && !processAlive(pid)) rmSync(path.join(root, name), { recursive: true, force: true });
@@ -302,4 +291,13 @@ function sha256File(file: string): string {
     closeSync(fd);
   }
   return hash.digest("hex");
+}
+
+/** The names in the snapshot cache's folder; none before the first build made it. */
+function entriesOf(root: string): string[] {
+  try {
+    return readdirSync(root);
+  } catch {
+    return [];
+  }
 }
