@@ -17,15 +17,10 @@
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { createEngine, makeRunConfig } from "../engine/run.js";
-import type { RecordSink } from "../engine/trace_records.js";
-import { defaultCacheRoot, ensureDefaultImage } from "../guest/image.js";
-import { checkQemu } from "../qmp/launcher.js";
-import { ensureSnapshot, type Snapshot } from "../qmp/snapshot.js";
-import { VmCluster } from "../qmp/vm_cluster.js";
+import type { Snapshot } from "../qmp/snapshot.js";
 import { awsLikeTopology, median, note, printTable, progress, QUICK } from "./common.js";
+import { benchSnapshot, NULL_SINK, startBenchCluster } from "./vm_common.js";
 
-const NULL_SINK: RecordSink = { write: () => {} };
-const MEMORY_MIB = 256;
 const WARMUP_NS = 1_000_000_000;
 const WINDOW_NS = 2_000_000_000;
 const REPEATS = QUICK ? 1 : 2;
@@ -43,19 +38,7 @@ async function measure(c: ParallelCase, parallel: boolean, snapshot: Snapshot): 
   const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: WARMUP_NS + WINDOW_NS, backend: "vm", parallel });
   const ips = config.nodes.map((n) => n.ip);
   const boot_commands = config.nodes.map((n) => c.command.replace(/\{peers\}/g, ips.filter((_, i) => i !== n.id).join(" ")).replace(/\{next\}/g, ips[(n.id + 1) % c.vms]!));
-  const cluster = await VmCluster.start({
-    config,
-    image: await ensureDefaultImage(),
-    ssh_port_base: 44000,
-    memory_mib: MEMORY_MIB,
-    rtc_base: "2025-01-01T00:00:00",
-    boot_commands,
-    mgmt_live: false,
-    onCrash: (b) => {
-      throw new Error(b.crash ?? "crash");
-    },
-    snapshots: new Map([[MEMORY_MIB, snapshot]]),
-  });
+  const cluster = await startBenchCluster(config, boot_commands, snapshot);
   try {
     const engine = createEngine(config, cluster.backends, NULL_SINK);
     while (engine.now_ns < WARMUP_NS && (await engine.step()));
@@ -70,8 +53,7 @@ async function measure(c: ParallelCase, parallel: boolean, snapshot: Snapshot): 
 }
 
 async function main(): Promise<void> {
-  const image = await ensureDefaultImage();
-  const { snapshot } = await ensureSnapshot(image, MEMORY_MIB, { cache_root: defaultCacheRoot(), qemu_version: await checkQemu(), log: progress });
+  const { snapshot } = await benchSnapshot(progress);
   const cases: ParallelCase[] = [
     { label: "3 VMs, ping floods (1 ms, both peers)", vms: 3, command: "sleep 0.5; for p in {peers}; do ping -q -i 0.001 $p > /dev/null & done" },
     ...(QUICK ? [] : [{ label: "8 busy VMs (each floods its successor, 1 ms)", vms: 8, command: "sleep 0.5; ping -q -i 0.001 {next} > /dev/null" }]),

@@ -18,15 +18,10 @@
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { createEngine, makeRunConfig } from "../engine/run.js";
-import type { RecordSink } from "../engine/trace_records.js";
-import { defaultCacheRoot, ensureDefaultImage } from "../guest/image.js";
-import { checkQemu } from "../qmp/launcher.js";
-import { ensureSnapshot, type Snapshot } from "../qmp/snapshot.js";
-import { VmCluster } from "../qmp/vm_cluster.js";
+import type { Snapshot } from "../qmp/snapshot.js";
 import { awsLikeTopology, fmtRatio, note, printTable, progress, QUICK } from "./common.js";
+import { BENCH_MEMORY_MIB, benchSnapshot, NULL_SINK, startBenchCluster } from "./vm_common.js";
 
-const NULL_SINK: RecordSink = { write: () => {} };
-const MEMORY_MIB = 256;
 const IDLE_AFTER_READY_NS = 2_000_000_000;
 const READY_NS_MAX = 60_000_000_000;
 const READY_POLL_STEPS = 64;
@@ -53,22 +48,9 @@ export interface ScaleResult {
 export async function scaleCase(c: ScaleCase, snapshot: Snapshot | null): Promise<ScaleResult> {
   const topology = awsLikeTopology(c.vms);
   const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: null, backend: "vm", parallel: true });
-  const image = await ensureDefaultImage();
   const boot_commands = config.nodes.map((n) => (c.traffic === null ? null : c.traffic.replace(/\{peer\}/g, config.nodes[(n.id + 1) % c.vms]!.ip)));
   const t0 = process.hrtime.bigint();
-  const cluster = await VmCluster.start({
-    config,
-    image,
-    ssh_port_base: 43000,
-    memory_mib: MEMORY_MIB,
-    rtc_base: "2025-01-01T00:00:00",
-    boot_commands,
-    mgmt_live: false,
-    onCrash: (b) => {
-      throw new Error(b.crash ?? "crash");
-    },
-    ...(snapshot === null ? {} : { snapshots: new Map([[MEMORY_MIB, snapshot]]) }),
-  });
+  const cluster = await startBenchCluster(config, boot_commands, snapshot);
   try {
     const engine = createEngine(config, cluster.backends, NULL_SINK);
     const consoles = cluster.backends.map((b) => b.vm.console_path);
@@ -110,8 +92,7 @@ function medianBy(results: ScaleResult[]): ScaleResult {
 }
 
 async function main(): Promise<void> {
-  const image = await ensureDefaultImage();
-  const { snapshot, built } = await ensureSnapshot(image, MEMORY_MIB, { cache_root: defaultCacheRoot(), qemu_version: await checkQemu(), log: progress });
+  const { snapshot, built } = await benchSnapshot(progress);
   const manifest = JSON.parse(readFileSync(`${snapshot.dir}/snapshot.json`, "utf8")) as { build_wall_ms: number };
   note(`snapshot ${snapshot.dir} (${built ? "built now" : "cached"}; its build took ${(manifest.build_wall_ms / 1000).toFixed(1)} s, once per image and memory size)`);
 
@@ -146,7 +127,7 @@ async function main(): Promise<void> {
   }
   printTable(["case", "READY wall s", "READY virtual s", "READY vs cold", "wall/virtual", "frames", "RSS MiB/VM", "PSS MiB/VM", "USS MiB/VM"], rows, 1);
   const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-  note(`guest memory ${MEMORY_MIB} MiB; memory read after READY + ${IDLE_AFTER_READY_NS / 1e9} s idle; cold/snapshot rows: median READY of ${PAIR_REPEATS} alternating repetitions; parallel slices; AWS-like topology; load average at the end ${load}`);
+  note(`guest memory ${BENCH_MEMORY_MIB} MiB; memory read after READY + ${IDLE_AFTER_READY_NS / 1e9} s idle; cold/snapshot rows: median READY of ${PAIR_REPEATS} alternating repetitions; parallel slices; AWS-like topology; load average at the end ${load}`);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
