@@ -54,9 +54,7 @@ export class RecordChunkEncoder {
       this.pos = start;
       throw err;
     }
-    this.count += 1;
-    if (t_ns < this.t_min_ns) this.t_min_ns = t_ns;
-    if (t_ns > this.t_max_ns) this.t_max_ns = t_ns;
+    this.counted(t_ns);
   }
 
   /** add() of the frame_emit record [3, node, t_ns, frame_id, src[offset, offset + length)], without a view of the bytes. */
@@ -79,6 +77,11 @@ export class RecordChunkEncoder {
       this.pos = start;
       throw err;
     }
+    this.counted(t_ns);
+  }
+
+  /** One more record in the chunk, and the chunk's time span (for the index). */
+  private counted(t_ns: number): void {
     this.count += 1;
     if (t_ns < this.t_min_ns) this.t_min_ns = t_ns;
     if (t_ns > this.t_max_ns) this.t_max_ns = t_ns;
