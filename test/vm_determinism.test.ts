@@ -15,6 +15,7 @@ import { TraceWriter } from "../recorder/writer.js";
 import { sshCopy, sshExec } from "../qmp/ssh.js";
 import { nodeTarget, runAccess } from "../cli/ssh_target.js";
 import { tapsim } from "./helpers/cli.js";
+import { readAll } from "./helpers/recorder_fixtures.js";
 import { leftovers, runResources, startRun } from "./helpers/vm.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-det-"));
@@ -31,14 +32,7 @@ function twice(name: string, args: string[]): { a: string; b: string; diff: Retu
   return { a, b, diff: tapsim("diff", a, b) };
 }
 
-function records(trace: string): TraceRecord[] {
-  const reader = TraceReader.open(trace);
-  try {
-    return [...reader.records()];
-  } finally {
-    reader.close();
-  }
-}
+const records = (trace: string): TraceRecord[] => readAll(trace).records;
 
 const consoleOf = (rs: TraceRecord[], node: number) => rs.filter((r) => r[0] === RecordKind.GuestOutput && r[1] === node).map((r) => r[3]).join("");
 

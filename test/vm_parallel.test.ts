@@ -11,20 +11,11 @@ import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { RecordKind, type TraceRecord } from "../engine/trace_records.js";
-import { TraceReader } from "../recorder/reader.js";
 import { tapsim } from "./helpers/cli.js";
+import { readAll } from "./helpers/recorder_fixtures.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-par-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
-
-function records(trace: string): TraceRecord[] {
-  const reader = TraceReader.open(trace);
-  try {
-    return [...reader.records()];
-  } finally {
-    reader.close();
-  }
-}
 
 /** What the guests did, independent of how time was sliced: sends (node, time, bytes) in order, and each console's text. */
 function behaviour(rs: TraceRecord[]): { sends: string[]; consoles: string[] } {
@@ -46,8 +37,8 @@ test("3 VMs with ping and TCP traffic: --parallel sends the same frames at the s
     const r = tapsim("run", ...args, ...(mode === "seq" ? [] : ["--parallel"]), "--trace", trace);
     assert.is(r.code, 0, r.stderr);
   }
-  const seq = records(traces.seq);
-  const par = records(traces.par);
+  const seq = readAll(traces.seq).records;
+  const par = readAll(traces.par).records;
   const count = (rs: TraceRecord[], kind: number) => rs.filter((r) => r[0] === kind).length;
   assert.ok(count(par, RecordKind.SliceGrant) !== count(seq, RecordKind.SliceGrant), "the two schedules slice time differently");
   const a = behaviour(seq);

@@ -10,12 +10,12 @@ import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { loadTopologyFile } from "../engine/topology_parse.js";
-import { RecordKind, type TraceHeader, type TraceRecord } from "../engine/trace_records.js";
+import { RecordKind, type TraceRecord } from "../engine/trace_records.js";
 import { ensureDefaultImage } from "../guest/image.js";
 import { checkQemu } from "../qmp/launcher.js";
 import { ensureSnapshot } from "../qmp/snapshot.js";
-import { TraceReader } from "../recorder/reader.js";
 import { REPO_ROOT, tapsim } from "./helpers/cli.js";
+import { readAll } from "./helpers/recorder_fixtures.js";
 import { leftovers, runResources, startRun, stopRun } from "./helpers/vm.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-snap-"));
@@ -24,15 +24,6 @@ const MATRIX = "latency_configs/delays_3x3.txt";
 const topology = loadTopologyFile(path.join(REPO_ROOT, MATRIX), {});
 const latencyMs = (to: number, from: number) => topology.latency_ns[to]![from]! / 1e6;
 const MIB = 256;
-
-function read(trace: string): { header: TraceHeader; records: TraceRecord[] } {
-  const reader = TraceReader.open(trace);
-  try {
-    return { header: reader.header, records: [...reader.records()] };
-  } finally {
-    reader.close();
-  }
-}
 
 function exec(port_base: number, node: number, command: string) {
   return tapsim("exec", "--ssh-port-base", String(port_base), "--node", String(node), "--", command);
@@ -91,7 +82,7 @@ test("3 VMs from a snapshot: RTTs equal the matrix, each guest its own identity 
   assert.is(diff.code, 0, diff.stdout + diff.stderr);
   assert.match(diff.stdout, /identical event by event/);
 
-  const { header, records } = read(traces[0]!);
+  const { header, records } = readAll(traces[0]!);
   assert.is(header.config.vm!.snapshots?.length, 1, "the trace names the snapshot");
   const boot_ids = new Set<string>();
   const randoms = new Set<string>();
