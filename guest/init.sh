@@ -52,6 +52,18 @@ read_params() {
 SIM_ID=none SIM_IP= SIM_HOSTNAME=tapsim SIM_SEED=1 SIM_CMD= SIM_RTC_BASE= SIM_TEMPLATE= SIM_MAC= SIM_MGMT_MAC=
 read_params /proc/cmdline
 
+# Runs CMD... until it succeeds, at most TRIES more times USEC apart; its last status.
+wait_for() {
+  tries=$1 usec=$2
+  shift 2
+  n=0
+  while ! "$@" && [ $n -lt $tries ]; do
+    usleep $usec
+    n=$((n + 1))
+  done
+  "$@"
+}
+
 # Load order matters (each module needs the ones before it); the list is written by
 # the image builder (guest/build.ts, GUEST_MODULES).
 load_modules() {
@@ -61,12 +73,7 @@ load_modules() {
     insmod "$kdir/$mod" || fail "insmod $mod"
   done </etc/tapsim/modules
   # Both NICs are probed while virtio_net loads; the bounded wait covers a late probe.
-  n=0
-  while [ ! -e /sys/class/net/eth1 ] && [ $n -lt 50 ]; do
-    usleep 100000
-    n=$((n + 1))
-  done
-  [ -e /sys/class/net/eth1 ] || fail "no eth1 (need two virtio-net NICs: eth0 management, eth1 simulated)"
+  wait_for 50 100000 [ -e /sys/class/net/eth1 ] || fail "no eth1 (need two virtio-net NICs: eth0 management, eth1 simulated)"
 }
 
 # The host key is built into the image (every VM of an image shares it), so boot does
@@ -77,12 +84,7 @@ start_dropbear() {
   no_passwords=-s
   [ -e /etc/tapsim/ssh-password-login ] && no_passwords=
   dropbear $no_passwords -r /etc/dropbear/dropbear_ed25519_host_key -p 22 -P /run/dropbear.pid || fail "dropbear"
-  n=0
-  while ! grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp && [ $n -lt 100 ]; do
-    usleep 50000
-    n=$((n + 1))
-  done
-  grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp || fail "dropbear is not listening on port 22"
+  wait_for 100 50000 grep -q '^ *[0-9]*: 00000000:0016 00000000:0000 0A' /proc/net/tcp || fail "dropbear is not listening on port 22"
 }
 
 # The guest agent (guest/agent.c): scenario commands and file collection, driven by UDP
@@ -91,12 +93,7 @@ start_dropbear() {
 # never lost.
 start_agent() {
   tapsim-agent </dev/null >/dev/console 2>&1 &
-  n=0
-  while ! grep -q '^ *[0-9]*: [0-9A-F]*:176F ' /proc/net/udp && [ $n -lt 1000 ]; do
-    usleep 1000
-    n=$((n + 1))
-  done
-  grep -q '^ *[0-9]*: [0-9A-F]*:176F ' /proc/net/udp || fail "tapsim-agent is not listening on port 5999"
+  wait_for 1000 1000 grep -q '^ *[0-9]*: [0-9A-F]*:176F ' /proc/net/udp || fail "tapsim-agent is not listening on port 5999"
 }
 
 # A snapshot template (qmp/snapshot.ts) boots this far once per image and parks: the host
