@@ -2,9 +2,12 @@
 // reference ran it: TCP full mesh, Nagle, its thresholds) on 4 VMs of a 50 ms matrix, with
 // M = 3 (the reference's driver used 50; 3 keeps the test near a minute of wall time here).
 // Every correct node delivers all values, and each node's "Execution time" lies within the
-// bound docs/bracha.md documents of the in-process model's prediction (transport tcp_like,
-// rules reference); with f = 1 silent node the others still complete, no faster than the
-// model says and at most 35 % slower (delayed ACKs, which the model leaves out).
+// bound docs/bracha.md documents for the in-process model's prediction (transport tcp_like,
+// rules reference): never faster than the model less 2 % / 20 ms, and slower by at most what
+// delayed ACKs (which the model leaves out) were measured to add. Which run meets a delayed
+// ACK depends on microsecond races between the nodes' goroutines, so on the seed and on the
+// image (its random host key shifts guest timing): seed 1 agreed to 1 ms on one machine's
+// image and added 50 ms to a node on CI's, so the bounds cover the measured spread.
 
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -20,14 +23,16 @@ const PROGRAM = path.join(REPO_ROOT, ".tapsim/workloads/bracha");
 const MATRIX = path.join(REPO_ROOT, "latency_configs/delays_4x4_50ms.txt");
 const N = 4;
 const M = 3;
-/** docs/bracha.md: all nodes correct, a VM node's execution time is within this of the tcp_like model's. */
+/** docs/bracha.md: a VM node is never faster than the tcp_like model less this (fraction or ms). */
 const BOUND_FRACTION = 0.02;
 const BOUND_MS = 20;
 /**
- * With a silent node Linux's delayed ACKs (40 ms, not modelled) come into play: the model is
- * then a lower bound (less BOUND_MS) and the VM at most this much slower (measured: +28 %).
+ * docs/bracha.md: how much slower than the model a VM node may be, with all nodes correct
+ * (11 variants of seed, image and management addresses: within 1 ms in 8, +50 to +150 ms,
+ * +10.3 % at worst, in 3) and with one node silent (fewer replies to carry ACKs: +28 % at worst).
  */
-const SLOWER_FRACTION_MAX = 0.35;
+const SLOWER_FRACTION_MAX_CORRECT = 0.2;
+const SLOWER_FRACTION_MAX_SILENT = 0.35;
 
 function scenario(name: string, silent: number[]): string {
   const file = path.join(tmp, `${name}.yaml`);
@@ -103,12 +108,12 @@ function checkRun(silent: number[]): void {
     const vm_s = Number(time![1]);
     const model_s = predicted[id]!;
     const bound_s = Math.max(BOUND_FRACTION * model_s, BOUND_MS / 1e3);
-    const above_s = silent.length === 0 ? bound_s : SLOWER_FRACTION_MAX * model_s;
+    const above_s = (silent.length === 0 ? SLOWER_FRACTION_MAX_CORRECT : SLOWER_FRACTION_MAX_SILENT) * model_s;
     assert.ok(vm_s >= model_s - bound_s && vm_s <= model_s + above_s, `n${id}: VM ${vm_s} s, tcp_like model ${model_s} s: outside [-${bound_s}, +${above_s}] s`);
   }
 }
 
-test(`4 VMs, 50 ms matrix, M = ${M}: every node delivers all ${N * M} values; execution times within the documented bound of the tcp_like model`, () => {
+test(`4 VMs, 50 ms matrix, M = ${M}: every node delivers all ${N * M} values; execution times no faster than the tcp_like model, at most 20 % slower`, () => {
   checkRun([]);
 });
 
