@@ -27,6 +27,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError } from "../engine/errors.js";
+import { cpioRaw } from "./cpio.js";
 
 /** Repository root (this file runs as dist/guest/build.js). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -60,6 +61,8 @@ export const GUEST_MODULES = [
 /** Dynamically linked programs copied into the image; their libraries follow them. */
 const GUEST_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/bin/dbclient", "usr/lib/openssh/sftp-server"];
 export const LOADER = "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+/** Where the guest's dropbear finds its host key. */
+export const HOST_KEY_PATH = "etc/dropbear/dropbear_ed25519_host_key";
 /** Every file and directory of the initramfs gets this mtime (reproducibility). */
 const FIXED_MTIME_S = 0;
 const COMMAND_TIMEOUT_MS = 600_000;
@@ -351,13 +354,18 @@ function isSymlink(p: string): boolean {
   }
 }
 
-/** Builds the gzip'd newc initramfs at out_path. Same inputs, same bytes. */
+/**
+ * Builds the initramfs at out_path: the host key alone in an uncompressed newc archive, then
+ * the rest gzip'd. Same inputs, same bytes. The key stays out of the gzip stream so that a
+ * rebuild (or another machine's build) changes no compressed byte: the guest's gunzip then
+ * runs the same instructions whatever the key, and so do guest timing and every run.
+ */
 export function buildInitramfs(inputs: InitramfsInputs, out_path: string): void {
   const stage = mkdtempSync(`${out_path}.stage-`);
   try {
     stageRootfs(inputs, stage);
     normaliseTree(stage);
-    writeCpioGz(stage, out_path);
+    writeCpioGz(stage, hostKeyArchive(inputs.host_key), out_path);
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }
@@ -458,7 +466,15 @@ function writeEtc(inputs: InitramfsInputs, root: string): void {
   // busybox init after /init: reaps orphans; a console shell once Enter is pressed.
   writeFile(root, "etc/inittab", "::askfirst:-/bin/sh\n::ctrlaltdel:/sbin/reboot\n::shutdown:/bin/umount -a -r\n", 0o644);
   writeFile(root, "etc/tapsim/modules", GUEST_MODULES.join("\n") + "\n", 0o644);
-  writeFile(root, "etc/dropbear/dropbear_ed25519_host_key", inputs.host_key, 0o600);
+}
+
+/** The uncompressed archive holding only the host key (and its folders): same size for every key. */
+export function hostKeyArchive(host_key: Buffer): Buffer {
+  return cpioRaw([
+    { name: "etc", kind: "dir", mode: 0o755 },
+    { name: "etc/dropbear", kind: "dir", mode: 0o755 },
+    { name: HOST_KEY_PATH, kind: "file", mode: 0o600, data: host_key },
+  ]);
 }
 
 function writeFile(root: string, rel: string, data: string | Buffer, mode: number): void {
@@ -492,9 +508,10 @@ function listTree(root: string): string[] {
   return out.sort();
 }
 
-function writeCpioGz(root: string, out_path: string): void {
+function writeCpioGz(root: string, prefix: Buffer, out_path: string): void {
   const list = listTree(root).join("\0") + "\0";
   const tmp = `${out_path}.tmp`;
-  run("bash", ["-c", 'set -o pipefail; cpio --null --create --format=newc --reproducible -R 0:0 --quiet | gzip -n -9 > "$1"', "bash", tmp], { cwd: root, input: list });
+  writeFileSync(tmp, prefix);
+  run("bash", ["-c", 'set -o pipefail; cpio --null --create --format=newc --reproducible -R 0:0 --quiet | gzip -n -9 >> "$1"', "bash", tmp], { cwd: root, input: list });
   renameSync(tmp, out_path);
 }

@@ -1,8 +1,9 @@
 // The "newc" cpio format the kernel unpacks as an initramfs, written and read in process.
 // Written archives are reproducible by construction: owner 0:0, mtime 0, inode numbers by
 // position, entries in the order given, gzip without a name or time (the header's mtime
-// is 0 and its OS byte fixed by zlib). The kernel accepts several gzip'd archives one
-// after another, a later entry replacing an earlier one of the same name.
+// is 0 and its OS byte fixed by zlib). The kernel accepts several archives one after
+// another, uncompressed or gzip'd (an uncompressed one first, as early microcode is), a later
+// entry replacing an earlier one of the same name.
 
 import { gunzipSync, gzipSync } from "node:zlib";
 
@@ -22,13 +23,18 @@ const GZIP_LEVEL = 9;
 
 /** The gzip'd newc archive of `entries` (names relative, no leading '/'), then the trailer. */
 export function cpioGz(entries: readonly CpioEntry[]): Buffer {
+  return gzipSync(cpioRaw(entries), { level: GZIP_LEVEL });
+}
+
+/** The uncompressed newc archive of `entries`, padded to a multiple of 4 bytes. */
+export function cpioRaw(entries: readonly CpioEntry[]): Buffer {
   const parts: Buffer[] = [];
   entries.forEach((e, i) => {
     if (e.name === "" || e.name.startsWith("/") || e.name.includes("\0")) throw new Error(`cpio entry name ${JSON.stringify(e.name)}: expected a relative path`);
     parts.push(...member(e.name, i + 1, typeBits(e) | (e.mode & 0o7777), e.kind === "dir" ? 2 : 1, body(e)));
   });
   parts.push(...member(TRAILER, 0, 0, 1, Buffer.alloc(0)));
-  return gzipSync(Buffer.concat(parts), { level: GZIP_LEVEL });
+  return Buffer.concat(parts);
 }
 
 function typeBits(e: CpioEntry): number {
@@ -50,11 +56,23 @@ function padding(length: number): Buffer {
   return Buffer.alloc((4 - (length % 4)) % 4);
 }
 
-/** Every entry of a gzip'd newc archive (or several concatenated), in archive order. */
-export function readCpioGz(gz: Buffer): CpioEntry[] {
-  const raw = gunzipSync(gz);
+/**
+ * Every entry of an initramfs in archive order: uncompressed newc archives first (if any),
+ * then gzip'd ones (several concatenated gzip members are one stream to gunzip).
+ */
+export function readCpioGz(initramfs: Buffer): CpioEntry[] {
   const out: CpioEntry[] = [];
   let at = 0;
+  while (at < initramfs.length && initramfs.toString("ascii", at, at + MAGIC.length) === MAGIC) {
+    at = readArchive(initramfs, at, out, true);
+    while (at < initramfs.length && initramfs[at] === 0) at++;
+  }
+  if (at < initramfs.length) readArchive(gunzipSync(initramfs.subarray(at)), 0, out, false);
+  return out;
+}
+
+/** Reads newc members from `at` into out: to the first trailer (returning the offset after it) or to the end. */
+function readArchive(raw: Buffer, at: number, out: CpioEntry[], stop_at_trailer: boolean): number {
   while (at + HEADER_BYTES <= raw.length) {
     if (raw.toString("ascii", at, at + 6) !== MAGIC) {
       // Between concatenated archives there may be zero padding.
@@ -72,10 +90,13 @@ export function readCpioGz(gz: Buffer): CpioEntry[] {
     const data_at = align4(at + HEADER_BYTES + name_size);
     const data = raw.subarray(data_at, data_at + size);
     at = align4(data_at + size);
-    if (name === TRAILER) continue;
+    if (name === TRAILER) {
+      if (stop_at_trailer) return at;
+      continue;
+    }
     out.push(entryOf(name, mode, data));
   }
-  return out;
+  return at;
 }
 
 function entryOf(name: string, mode: number, data: Buffer): CpioEntry {

@@ -11,7 +11,7 @@ import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { InputError } from "../engine/errors.js";
-import { buildInitramfs, GUEST_MODULES, hasPvhNote, resolvePackages } from "../guest/build.js";
+import { buildInitramfs, GUEST_MODULES, hasPvhNote, HOST_KEY_PATH, hostKeyArchive, resolvePackages } from "../guest/build.js";
 import { ensureClientKey } from "../cli/client_key.js";
 import { readCpioGz } from "../guest/cpio.js";
 import { accessEntries, buildArchive } from "../guest/extra.js";
@@ -21,7 +21,9 @@ import { tapsim } from "./helpers/cli.js";
 import { freePort, startVm, stopVm, waitForSerial } from "./helpers/guest_vm.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "tapsim-guest-"));
-const HOST_KEY_FILE = "etc/dropbear/dropbear_ed25519_host_key";
+const HOST_KEY_FILE = HOST_KEY_PATH;
+/** Bytes of the uncompressed host-key archive that opens every initramfs (the same for every key). */
+const KEY_ARCHIVE_BYTES = hostKeyArchive(randomBytes(83)).length;
 const quiet = () => {};
 let image: InitramfsImage;
 
@@ -52,9 +54,11 @@ test("default image: identity is sha256(kernel || initrd); the kernel is a PVH E
   const initrd = readFileSync(image.initrd_path);
   assert.is(image.identity, createHash("sha256").update(kernel).update(initrd).digest("hex"));
   assert.ok(hasPvhNote(kernel), "kernel is the uncompressed ELF with a PVH entry");
-  assert.is(initrd.subarray(0, 2).toString("hex"), "1f8b", "initrd is gzip");
-  assert.is(initrd[9], 3, "gzip -n: OS byte unix, no name");
-  assert.is(initrd.readUInt32LE(4), 0, "gzip -n: no mtime");
+  assert.is(initrd.subarray(0, 6).toString("ascii"), "070701", "initrd opens with the uncompressed host-key archive");
+  const gz = initrd.subarray(KEY_ARCHIVE_BYTES);
+  assert.is(gz.subarray(0, 2).toString("hex"), "1f8b", "then the rest, gzip'd");
+  assert.is(gz[9], 3, "gzip -n: OS byte unix, no name");
+  assert.is(gz.readUInt32LE(4), 0, "gzip -n: no mtime");
   assert.match(image.dir, new RegExp(`^${defaultCacheRoot()}/images/default-[0-9a-f]{12}$`));
   assert.is(image.ssh_user, "root");
   assert.is(image.ssh_password, "1234");
@@ -94,7 +98,7 @@ test("a new password builds a new image (from the cached packages), then is a ca
   }
 });
 
-test("initramfs: two builds from the same inputs are byte-identical; the cached image's differs only in its random host key", () => {
+test("initramfs: two builds from the same inputs are byte-identical; the cached image's differs only in its random host key, outside the gzip'd part", () => {
   const cache_root = defaultCacheRoot();
   const pins = resolvePackages(cache_root);
   const { inputs, host_key } = imageInputs(cache_root, pins, "1234", quiet);
@@ -108,8 +112,12 @@ test("initramfs: two builds from the same inputs are byte-identical; the cached 
   const again = imageInputs(cache_root, pins, "1234", quiet);
   assert.not.ok(again.inputs.host_key.equals(inputs.host_key), "a new host key on every build");
   assert.is.not(again.host_key.fingerprint, host_key.fingerprint);
+  const cached_bytes = readFileSync(image.initrd_path);
+  assert.is(cached_bytes.length, bytes_a.length);
+  assert.ok(cached_bytes.subarray(KEY_ARCHIVE_BYTES).equals(bytes_a.subarray(KEY_ARCHIVE_BYTES)), "another key changes no gzip'd byte (so no guest timing)");
+  assert.not.ok(cached_bytes.subarray(0, KEY_ARCHIVE_BYTES).equals(bytes_a.subarray(0, KEY_ARCHIVE_BYTES)));
   const built = readCpioGz(bytes_a);
-  const cached = readCpioGz(readFileSync(image.initrd_path));
+  const cached = readCpioGz(cached_bytes);
   assert.equal(cached.map((e) => e.name), built.map((e) => e.name), "same entries in the same order");
   for (let i = 0; i < built.length; i++) {
     const [x, y] = [built[i]!, cached[i]!];
@@ -118,8 +126,10 @@ test("initramfs: two builds from the same inputs are byte-identical; the cached 
       assert.equal([x.mode, y.mode], [0o600, 0o600]);
     } else assert.equal(y, x, `${x.name} is the same in the cached image`);
   }
-  const listing = spawnSync("bash", ["-c", 'zcat "$1" | cpio -tv --quiet', "bash", a], { encoding: "utf8" }).stdout;
-  for (const want of [" init\n", " etc/shadow\n", " usr/sbin/dropbear\n", " usr/lib/openssh/sftp-server\n", " bin/busybox\n", " etc/dropbear/dropbear_ed25519_host_key\n"]) {
+  // GNU cpio reads the key archive, then (past it) the gzip'd rest: the kernel's order.
+  const listing = spawnSync("bash", ["-c", 'head -c "$2" "$1" | cpio -tv --quiet; tail -c +"$(($2 + 1))" "$1" | zcat | cpio -tv --quiet', "bash", a, `${KEY_ARCHIVE_BYTES}`], { encoding: "utf8" }).stdout;
+  assert.match(listing, /^-rw------- .* etc\/dropbear\/dropbear_ed25519_host_key\n/m, "the key, owner-only");
+  for (const want of [" init\n", " etc/shadow\n", " usr/sbin/dropbear\n", " usr/lib/openssh/sftp-server\n", " bin/busybox\n"]) {
     assert.ok(listing.includes(want), `initramfs has${want}`);
   }
   for (const m of GUEST_MODULES) assert.ok(listing.includes(`/${m}\n`), `initramfs has ${m}`);
@@ -297,7 +307,8 @@ async function until(cond: () => boolean, timeout_ms: number, what: string, show
 }
 
 test("tapsim image build --force rebuilds in place with a new host key; info prints the cached image; a bad --password is one line, exit 2", () => {
-  const before = readCpioGz(readFileSync(image.initrd_path));
+  const before_bytes = readFileSync(image.initrd_path);
+  const before = readCpioGz(before_bytes);
   const forced = tapsim("image", "build", "--force");
   assert.is(forced.code, 0, forced.stderr);
   assert.match(forced.stdout, new RegExp(`^image: ${image.dir} \\(rebuilt\\)$`, "m"));
@@ -306,6 +317,7 @@ test("tapsim image build --force rebuilds in place with a new host key; info pri
   assert.match(forced.stderr, /^tapsim image: building /m);
   const after = readCpioGz(readFileSync(image.initrd_path));
   assert.equal(after.filter((e) => e.name !== HOST_KEY_FILE), before.filter((e) => e.name !== HOST_KEY_FILE), "everything but the host key is the same");
+  assert.ok(readFileSync(image.initrd_path).subarray(KEY_ARCHIVE_BYTES).equals(before_bytes.subarray(KEY_ARCHIVE_BYTES)), "the gzip'd part is byte-identical");
   const info = tapsim("image", "info");
   assert.is(info.code, 0, info.stderr);
   assert.match(info.stdout, new RegExp(`^image: ${image.dir} \\(cached\\)$`, "m"));
