@@ -16,7 +16,7 @@
 
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-import { createEngine, makeRunConfig } from "../engine/run.js";
+import { createEngine, makeRunConfig, pipelinedSliceLenMaxNs } from "../engine/run.js";
 import type { Snapshot } from "../qmp/snapshot.js";
 import { awsLikeTopology, median, note, printTable, progress, QUICK } from "./common.js";
 import { benchSnapshot, NULL_SINK, startBenchCluster } from "./vm_common.js";
@@ -32,21 +32,32 @@ interface ParallelCase {
   readonly command: string;
 }
 
+/** How slices are scheduled: one at a time, lock-step grant sets, or pipelined grant sets (what `tapsim run --parallel` does). */
+type Mode = "sequential" | "sets" | "pipelined";
+const MODES: readonly Mode[] = ["sequential", "sets", "pipelined"];
+
 /** Wall seconds per virtual second over the window, and frames sent in it. */
-async function measure(c: ParallelCase, parallel: boolean, snapshot: Snapshot): Promise<{ wall_per_virtual: number; frames: number; slices: number }> {
+async function measure(c: ParallelCase, mode: Mode, snapshot: Snapshot): Promise<{ wall_per_virtual: number; frames: number; slices: number; early: number }> {
   const topology = awsLikeTopology(c.vms);
-  const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: WARMUP_NS + WINDOW_NS, backend: "vm", parallel });
+  const pipelined = mode === "pipelined";
+  const slice_len_max_ns = pipelined ? pipelinedSliceLenMaxNs(topology) : undefined;
+  const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: WARMUP_NS + WINDOW_NS, backend: "vm", parallel: mode !== "sequential", pipelined, slice_len_max_ns });
   const ips = config.nodes.map((n) => n.ip);
   const boot_commands = config.nodes.map((n) => c.command.replace(/\{peers\}/g, ips.filter((_, i) => i !== n.id).join(" ")).replace(/\{next\}/g, ips[(n.id + 1) % c.vms]!));
   const cluster = await startBenchCluster(config, boot_commands, snapshot);
   try {
     const engine = createEngine(config, cluster.backends, NULL_SINK);
     while (engine.now_ns < WARMUP_NS && (await engine.step()));
-    const before = { frames: engine.stats.frames_emitted, slices: engine.stats.slices, virtual_ns: engine.now_ns };
+    const before = { frames: engine.stats.frames_emitted, slices: engine.stats.slices, virtual_ns: engine.now_ns, early: engine.slices_begun_early };
     const t0 = process.hrtime.bigint();
     while (await engine.step());
     const wall_ns = Number(process.hrtime.bigint() - t0);
-    return { wall_per_virtual: wall_ns / (engine.now_ns - before.virtual_ns), frames: engine.stats.frames_emitted - before.frames, slices: engine.stats.slices - before.slices };
+    return {
+      wall_per_virtual: wall_ns / (engine.now_ns - before.virtual_ns),
+      frames: engine.stats.frames_emitted - before.frames,
+      slices: engine.stats.slices - before.slices,
+      early: engine.slices_begun_early - before.early,
+    };
   } finally {
     await cluster.stop();
   }
@@ -60,26 +71,23 @@ async function main(): Promise<void> {
   ];
   const rows: string[][] = [];
   for (const c of cases) {
-    const seq: number[] = [];
-    const par: number[] = [];
-    let frames = [0, 0];
-    let slices = [0, 0];
+    const wall: Record<Mode, number[]> = { sequential: [], sets: [], pipelined: [] };
+    const last = new Map<Mode, { frames: number; slices: number; early: number }>();
     for (let r = 0; r < REPEATS; r++) {
-      progress(`${c.label}: repetition ${r + 1}, one slice at a time`);
-      const s = await measure(c, false, snapshot);
-      progress(`${c.label}: repetition ${r + 1}, parallel`);
-      const p = await measure(c, true, snapshot);
-      seq.push(s.wall_per_virtual);
-      par.push(p.wall_per_virtual);
-      frames = [s.frames, p.frames];
-      slices = [s.slices, p.slices];
+      for (const mode of MODES) {
+        progress(`${c.label}: repetition ${r + 1}, ${mode}`);
+        const m = await measure(c, mode, snapshot);
+        wall[mode].push(m.wall_per_virtual);
+        last.set(mode, m);
+      }
     }
-    const [s, p] = [median(seq), median(par)];
-    rows.push([c.label, s.toFixed(2), p.toFixed(2), `${(s / p).toFixed(2)}x`, `${frames[0]} / ${frames[1]}`, `${slices[0]} / ${slices[1]}`]);
+    const [s, g, p] = MODES.map((mode) => median(wall[mode]));
+    const per = (f: (m: { frames: number; slices: number; early: number }) => number) => MODES.map((mode) => f(last.get(mode)!)).join(" / ");
+    rows.push([c.label, s!.toFixed(2), g!.toFixed(2), p!.toFixed(2), `${(s! / g!).toFixed(2)}x`, `${(s! / p!).toFixed(2)}x`, per((m) => m.frames), per((m) => m.slices), `${last.get("pipelined")!.early}`]);
   }
-  printTable(["case", "sequential wall/virtual", "parallel wall/virtual", "speed-up", "frames seq / par", "slices seq / par"], rows, 1);
+  printTable(["case", "sequential wall/virtual", "sets wall/virtual", "pipelined wall/virtual", "sets speed-up", "pipelined speed-up", "frames seq / sets / pip", "slices seq / sets / pip", "pipelined begun early"], rows, 1);
   const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-  note(`window ${WINDOW_NS / 1e9} s of virtual time after ${WARMUP_NS / 1e9} s; median of ${REPEATS} alternating repetitions; load average at the end ${load}`);
+  note(`window ${WINDOW_NS / 1e9} s of virtual time after ${WARMUP_NS / 1e9} s; median of ${REPEATS} repetitions, modes alternating; load average at the end ${load}`);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();

@@ -60,7 +60,7 @@ export function registerRun(program: Command, setExit: (code: number) => void): 
     .option("-d, --duration <duration>", "stop at this virtual time (default: when nothing is left to do)", durationOption("--duration"))
     .option("--slice-max <duration>", "longest slice, whatever the lookahead allows", durationOption("--slice-max", 1), SLICE_LEN_MAX_DEFAULT_NS)
     .option("--inflight-max <frames>", "memory guard: most frames in flight at once", integerOption("--inflight-max", 1), INFLIGHT_FRAMES_MAX_DEFAULT)
-    .option("--parallel", "grant-set schedule: every slice that is safe at once runs at once (VMs concurrently); recorded in the trace, which replays alike (default: one slice at a time)")
+    .option("--parallel", "grant-set schedule: every slice that is safe at once runs at once (VMs concurrently, pipelined: each VM's next slice starts once no running peer can send into it); recorded in the trace, which replays alike (default: one slice at a time)")
     .option("-t, --trace <file>", "trace file to write", "tapsim.trace")
     .option("--json", "print the summary as JSON", false)
     .option("--no-progress", "no progress line on stderr")

@@ -45,6 +45,8 @@ export interface RunOptions {
 export interface RunOutcome {
   readonly summary: RunSummary;
   readonly pace_wait_ns: number;
+  /** Pipelined schedule: slices begun before the set ahead of theirs was all collected. */
+  readonly slices_begun_early: number;
   /** What failed, one line each (a node that died). */
   readonly failures: readonly string[];
 }
@@ -89,7 +91,7 @@ export async function executeRun(o: RunOptions): Promise<RunOutcome> {
       engine.finish("error", (err as Error).message);
       throw err;
     });
-    return { summary, pace_wait_ns: engine.pace_wait_ns, failures };
+    return { summary, pace_wait_ns: engine.pace_wait_ns, slices_begun_early: engine.slices_begun_early, failures };
   } finally {
     aborter.abort();
     process.off("SIGINT", onSignal);

@@ -6,7 +6,7 @@ import { statSync } from "node:fs";
 import type { NodeBackend } from "../engine/backend.js";
 import type { Engine, RunSummary } from "../engine/engine.js";
 import { InputError } from "../engine/errors.js";
-import { makeRunConfig } from "../engine/run.js";
+import { makeRunConfig, pipelinedSliceLenMaxNs } from "../engine/run.js";
 import type { TopologySpec } from "../engine/topology.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig, VmRunConfig, VmSnapshotConfig } from "../engine/trace_records.js";
@@ -28,7 +28,7 @@ import { ensureClientKey, type ClientKey } from "./client_key.js";
 import { guestPassword } from "./guest_password.js";
 import type { CommonRunFlags } from "./run_flags.js";
 import { removeRunState, writeKnownHosts, writeRunState, type RunState } from "./run_state.js";
-import { executeRun, runExitCode, type LifecycleContext, type RunOptions, type Started } from "./run_lifecycle.js";
+import { executeRun, runExitCode, type LifecycleContext, type RunOptions, type RunOutcome, type Started } from "./run_lifecycle.js";
 
 export interface VmRunFlags extends CommonRunFlags {
   vms: number;
@@ -79,7 +79,7 @@ export async function runVmsCommand(flags: VmRunFlags): Promise<number> {
   const plan = await prepareVmRun(flags, loadTopologyFile(flags.latency, { nodes: flags.vms }));
   const options = vmRunOptions(plan, {});
   const outcome = await executeRun(options);
-  printSummary(flags, plan.config, outcome.summary, options.backends, plan.pace, outcome.pace_wait_ns);
+  printSummary(flags, plan.config, outcome, options.backends, plan.pace);
   for (const failure of outcome.failures) console.error(`tapsim: ${failure}; run stopped at t=${formatVirtualNs(outcome.summary.end_ns)}, trace finalised: ${flags.trace}`);
   return runExitCode(outcome);
 }
@@ -104,10 +104,12 @@ export async function prepareVmRun(flags: VmRunFlags, topology: TopologySpec): P
     workload: null,
     seed: flags.seed,
     until_ns: flags.duration ?? null,
-    slice_len_max_ns: flags.sliceMax,
+    // Pipelined (--parallel): slices of half the smallest lookahead let each VM's next slice overlap its peers' current ones.
+    slice_len_max_ns: flags.parallel === true ? pipelinedSliceLenMaxNs(topology, flags.sliceMax) : flags.sliceMax,
     inflight_frames_max: flags.inflightMax,
     backend: "vm",
     parallel: flags.parallel,
+    pipelined: flags.parallel,
   });
   config.vm = { ...vmRunConfig(flags, image, qemu_version, boot_commands), mgmt_net, mgmt_live: flags.ssh };
   if (flags.nodeMemory !== undefined) config.vm.node_memory_mib = flags.nodeMemory;
@@ -319,7 +321,8 @@ function progressText(engine: Engine): string {
   return `t=${formatVirtualNs(engine.now_ns)} virtual, ${s.slices} slices, ${s.frames_delivered} frames delivered`;
 }
 
-function printSummary(flags: VmRunFlags, config: RunConfig, s: RunSummary, backends: readonly VmBackend[], pace: number | undefined, pace_wait_ns: number): void {
+function printSummary(flags: VmRunFlags, config: RunConfig, outcome: RunOutcome, backends: readonly VmBackend[], pace: number | undefined): void {
+  const { summary: s, pace_wait_ns, slices_begun_early } = outcome;
   const trace_bytes = statSync(flags.trace).size;
   const wall_s = s.wall_ns / 1e9;
   const gate_slices = backends.reduce((sum, b) => sum + b.accuracy.slices, 0);
@@ -327,11 +330,11 @@ function printSummary(flags: VmRunFlags, config: RunConfig, s: RunSummary, backe
   const slowdown = s.end_ns > 0 ? s.wall_ns / s.end_ns : 0;
   if (flags.json) {
     const { wall_ns, ...rest } = s;
-    console.log(JSON.stringify({ ...rest, wall_s, slowdown, pace: pace ?? null, pace_wait_s: pace_wait_ns / 1e9, gate_slices, gate_error_ns_max, trace: flags.trace, trace_bytes }, null, 2));
+    console.log(JSON.stringify({ ...rest, wall_s, slowdown, pace: pace ?? null, pace_wait_s: pace_wait_ns / 1e9, slices_begun_early, gate_slices, gate_error_ns_max, trace: flags.trace, trace_bytes }, null, 2));
     return;
   }
   console.log(`tapsim run: ${config.nodes.length} VMs, topology ${config.topology.source}`);
-  console.log(`ran to t=${formatVirtualNs(s.end_ns)} virtual (${s.end_reason}) in ${wall_s.toFixed(2)} s wall (slowdown ${slowdown.toFixed(2)}x): ${s.slices} slices`);
+  console.log(`ran to t=${formatVirtualNs(s.end_ns)} virtual (${s.end_reason}) in ${wall_s.toFixed(2)} s wall (slowdown ${slowdown.toFixed(2)}x): ${s.slices} slices${config.pipelined === true ? ` (${slices_begun_early} begun early, pipelined)` : ""}`);
   if (pace !== undefined) console.log(`pace: virtual <= ${pace} x wall; achieved ${(s.end_ns / s.wall_ns).toFixed(2)} x (waited ${(pace_wait_ns / 1e9).toFixed(2)} s)`);
   console.log(`frames: ${s.frames_emitted} emitted, ${s.frames_delivered} delivered, ${s.frames_dropped} dropped`);
   console.log(`slice gate: ${gate_slices} slices, worst |virtual clock - deadline| = ${gate_error_ns_max} ns`);

@@ -63,6 +63,20 @@ export interface EngineOptions {
    * time in the set's order; the records are the same either way (replay uses false).
    */
   concurrent?: boolean;
+  /**
+   * With `parallel`: the pipelined schedule (RunConfig.pipelined). Each set is computed when
+   * the one before it starts, from that set's planned slice ends, and a node's slice of the
+   * next set begins as soon as its own slice is collected and no slice still running can
+   * send into it; records stay in set order. Nodes must run to their slice ends (VMs).
+   */
+  pipelined?: boolean;
+}
+
+/** A slice of the next set begun while the current set is still being collected. */
+interface EarlySlice {
+  readonly grant: SliceGrant;
+  readonly request: SliceRequest;
+  readonly collect: () => SliceResult | Promise<SliceResult>;
 }
 
 /** What scheduled faults have made of a node (exited: it ended on its own). */
@@ -133,6 +147,8 @@ export class Engine {
   end_reason: RunEndReason | null = null;
   /** Wall time spent waiting to keep pace (RunControl.pace), in ns. */
   pace_wait_ns = 0;
+  /** Pipelined schedule: slices begun while the set before theirs was still being collected. */
+  slices_begun_early = 0;
   private readonly node_count: number;
   private readonly pool: FramePool;
   /** Bytes of the frames in flight (pool.loc points into it). */
@@ -156,6 +172,13 @@ export class Engine {
   private readonly kept_slab = new FrameSlab();
   private readonly parallel: boolean;
   private readonly concurrent: boolean;
+  private readonly pipelined: boolean;
+  /** Pipelined: the set after the running one, planned when it started (null: none yet). */
+  private set_ahead: SliceGrant[] | RunEndReason | null = null;
+  /** Pipelined: slices of set_ahead already begun, by node. */
+  private readonly early: (EarlySlice | null)[];
+  /** End of the last slice each node took its deliveries for: no frame may arrive before it. */
+  private readonly taken_ns: Float64Array;
   /** Byte fields of records may be views of the arena (the sink keeps none). */
   private readonly transient_bytes: boolean;
   /** The sink keeps no record: the hot kinds are written from these arrays, refilled per event (no allocation per event). */
@@ -193,6 +216,13 @@ export class Engine {
     this.batch = new SliceBatch(this.arena);
     this.parallel = options.parallel === true;
     this.concurrent = options.concurrent !== false;
+    this.pipelined = options.pipelined === true;
+    if (this.pipelined && !this.parallel) throw new RangeError("the pipelined schedule is a grant-set schedule: it needs parallel");
+    if (this.pipelined && (this.faults.node_faults.some((l) => l.length > 0) || this.faults.network.length > 0)) {
+      throw new InputError("the pipelined schedule (--parallel on VMs) does not take faults: run without --parallel");
+    }
+    this.early = new Array<EarlySlice | null>(n).fill(null);
+    this.taken_ns = new Float64Array(n);
     this.transient_bytes = options.sink.transient_bytes === true;
     this.reuse_records = options.sink.transient_records === true;
     const plan = n <= 0x10000 && macs.every((mac, id) => mac === 0x020000000000 + id);
@@ -294,6 +324,7 @@ export class Engine {
   private stepNow(): boolean | Promise<boolean> {
     if (this.end_reason !== null) return false;
     this.arena.collect(); // no backend holds a view of a frame any more
+    if (this.pipelined) return this.stepPipelined();
     if (this.parallel) return this.stepSet();
     const grant = this.scheduler.next();
     if (typeof grant === "string") {
@@ -323,6 +354,81 @@ export class Engine {
     if (!Array.isArray(set)) return this.applyFault(set as FaultGrant).then(() => true);
     const grants = set as readonly SliceGrant[];
     return this.collectSet(grants, this.beginSet(grants), 0);
+  }
+
+  /**
+   * One set of the pipelined schedule: the set planned when the previous one started (less
+   * nodes that have exited since), the next one planned now from this one's ends, then as
+   * stepSet, with early begins of the next set's slices while this one is collected.
+   */
+  private stepPipelined(): boolean | Promise<boolean> {
+    const planned = this.set_ahead ?? this.planSet();
+    this.set_ahead = null;
+    if (typeof planned === "string") {
+      this.finish(planned);
+      return false;
+    }
+    // An exited node's planned end only made other nodes' bounds smaller (safe); it runs no more.
+    const grants = planned.filter((g) => this.scheduler.alive[g.node] === 1);
+    for (const g of grants) if (g.end_ns > this.scheduler.horizon_ns) this.scheduler.horizon_ns = g.end_ns;
+    this.set_ahead = this.planSet();
+    return this.collectSet(grants, this.beginPipelined(grants), 0);
+  }
+
+  /** The next grant set, from the scheduler's planned state; the horizon moves when a set runs, not when it is planned. */
+  private planSet(): SliceGrant[] | RunEndReason {
+    const horizon_ns = this.scheduler.horizon_ns;
+    const set = this.scheduler.nextSet();
+    this.scheduler.horizon_ns = horizon_ns;
+    if (typeof set === "string") return set;
+    if (!Array.isArray(set)) throw new Error("pipelined schedule: a node fault came due (faults are refused up front)");
+    this.scheduler.plan(set);
+    return set;
+  }
+
+  /** beginSet for the pipelined schedule: slices begun early are taken over, the others begun now. */
+  private beginPipelined(grants: readonly SliceGrant[]): BegunSet | null {
+    if (!this.concurrent) return null;
+    const begun: BegunSet = { collect: new Array<null>(grants.length).fill(null), requests: new Array<null>(grants.length).fill(null) };
+    for (let k = 0; k < grants.length; k++) {
+      const grant = grants[k]!;
+      const early = this.early[grant.node];
+      if (early !== null && early !== undefined) {
+        if (early.grant.start_ns !== grant.start_ns || early.grant.end_ns !== grant.end_ns) throw new Error(`pipelined schedule: node ${grant.node} began [${early.grant.start_ns}, ${early.grant.end_ns}) early, the set has [${grant.start_ns}, ${grant.end_ns})`);
+        this.early[grant.node] = null;
+        begun.requests[k] = early.request;
+        begun.collect[k] = early.collect;
+        continue;
+      }
+      const backend = this.options.backends[grant.node]!;
+      if (backend.beginSlice === undefined) continue;
+      const request = this.takeDeliveries(grant);
+      begun.requests[k] = request;
+      begun.collect[k] = backend.beginSlice(request);
+    }
+    return begun;
+  }
+
+  /**
+   * Pipelined: once slice k of the running set is collected, begins its node's slice of the
+   * next set, unless a slice of this set not yet collected could still send a frame into it
+   * (its start plus the lookahead falls before the next slice's end; the next slice's own
+   * bound already covers every slice of the next set).
+   */
+  private beginEarly(grants: readonly SliceGrant[], k: number): void {
+    const ahead = this.set_ahead;
+    if (!this.concurrent || ahead === null || typeof ahead === "string") return;
+    const node = grants[k]!.node;
+    const backend = this.options.backends[node]!;
+    if (this.scheduler.alive[node] === 0 || backend.beginSlice === undefined) return;
+    const next = ahead.find((g) => g.node === node);
+    if (next === undefined) return;
+    for (let m = k + 1; m < grants.length; m++) {
+      if (grants[m]!.start_ns + this.scheduler.lookaheadNs(node, grants[m]!.node) < next.end_ns) return;
+    }
+    const request = this.takeDeliveries(next);
+    this.early[node] = { grant: next, request, collect: backend.beginSlice(request) };
+    this.slices_begun_early += 1;
   }
 
   /** Begins the set's slices on backends that can run concurrently; null when none is begun. */
@@ -357,10 +463,12 @@ export class Engine {
       if (result instanceof Promise) {
         return result.then((r) => {
           this.sliceDone(grant, request, r);
+          if (this.pipelined) this.beginEarly(grants, k);
           return this.collectSet(grants, begun, k + 1);
         });
       }
       this.sliceDone(grant, request, result);
+      if (this.pipelined) this.beginEarly(grants, k);
     }
     return true;
   }
@@ -460,6 +568,7 @@ export class Engine {
       this.releaseFrame(h);
     }
     this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
+    this.taken_ns[node] = end_ns;
     return { node, start_ns, end_ns, deliveries };
   }
 
@@ -527,7 +636,8 @@ export class Engine {
     } else {
       this.write([RecordKind.SliceEnd, node, end_ns, wake_field]);
     }
-    this.scheduler.completed(node, end_ns, wake_ns);
+    if (!this.pipelined) this.scheduler.completed(node, end_ns, wake_ns);
+    else if (!exited) this.scheduler.completedPlanned(node, end_ns, wake_ns);
     if (exited) this.nodeExited(node, end_ns);
   }
 
@@ -541,6 +651,7 @@ export class Engine {
     const pool = this.pool;
     const inbox = this.inboxes[node]!;
     batch.reset();
+    this.taken_ns[node] = end_ns;
     for (let h = inbox.popBefore(end_ns); h >= 0; h = inbox.popBefore(end_ns)) {
       const t_ns = inbox.popped_t_ns;
       batch.addDelivery(t_ns < start_ns ? start_ns : t_ns, pool.frame_id[h]!, pool.from[h]!, pool.sent_ns[h]!, pool.loc[h]!, pool.length[h]!);
@@ -657,8 +768,10 @@ export class Engine {
       return;
     }
     // The conservative bound guarantees this; a violation would mean a frame in the past.
-    if (!(outcome >= this.scheduler.clock_ns[to]!)) {
-      throw new Error(`causality violation: frame ${frame_id} due at ${outcome} into node ${to} already at ${this.scheduler.clock_ns[to]}`);
+    // (Pipelined, a node's clock is its planned end: the deliveries it has taken are what count.)
+    const floor_ns = this.pipelined ? this.taken_ns[to]! : this.scheduler.clock_ns[to]!;
+    if (!(outcome >= floor_ns)) {
+      throw new Error(`causality violation: frame ${frame_id} due at ${outcome} into node ${to} already at ${floor_ns}`);
     }
     if (this.pool.size >= this.inflight_frames_max) {
       throw new InputError(

@@ -19,6 +19,8 @@ export interface RunConfigOptions {
   backend?: NodeConfig["backend"];
   /** The grant-set schedule (RunConfig.parallel); written into the config only when true. */
   parallel?: boolean;
+  /** With parallel: the pipelined schedule (RunConfig.pipelined), for VM runs. */
+  pipelined?: boolean;
 }
 
 export function makeRunConfig(options: RunConfigOptions): RunConfig {
@@ -39,7 +41,23 @@ export function makeRunConfig(options: RunConfigOptions): RunConfig {
     inflight_frames_max: options.inflight_frames_max ?? INFLIGHT_FRAMES_MAX_DEFAULT,
     // Absent unless set: headers of runs without it stay as they were.
     ...(options.parallel === true ? { parallel: true } : {}),
+    ...(options.parallel === true && options.pipelined === true ? { pipelined: true } : {}),
   };
+}
+
+/**
+ * The longest slice the pipelined schedule should use: half the smallest lookahead, so that
+ * a node's next slice ends before any frame its peers send in their current slices can
+ * arrive, and can begin while they finish (with slices as long as the lookahead, the next
+ * set always waits for the whole current one). Never longer than `slice_len_max_ns`.
+ */
+export function pipelinedSliceLenMaxNs(topology: TopologySpec, slice_len_max_ns: number = SLICE_LEN_MAX_DEFAULT_NS): number {
+  const flat = new Topology(topology).lookahead_ns_flat;
+  const n = topology.node_names.length;
+  let lookahead_min_ns = Number.POSITIVE_INFINITY;
+  for (let to = 0; to < n; to++) for (let from = 0; from < n; from++) if (to !== from) lookahead_min_ns = Math.min(lookahead_min_ns, flat[to * n + from]!);
+  if (!Number.isFinite(lookahead_min_ns)) return slice_len_max_ns;
+  return Math.max(1, Math.min(slice_len_max_ns, Math.floor(lookahead_min_ns / 2)));
 }
 
 /**
@@ -60,6 +78,7 @@ export function createEngine(config: RunConfig, backends: readonly NodeBackend[]
     wall_check_slices: backends.some((b) => b.kind === "vm") ? 1 : undefined,
     faults: config.faults,
     parallel: config.parallel === true,
+    pipelined: config.pipelined === true,
     concurrent: options.concurrent,
   });
 }

@@ -185,6 +185,29 @@ export class Scheduler {
     if (grant.action === "restart") this.wake_ns[node] = grant.t_ns;
   }
 
+  /**
+   * The pipelined schedule (RunConfig.pipelined): the set's slices are taken as done, each
+   * node awake at its slice end, so the next set can be computed before this one runs. Only
+   * for nodes that always run to their slice end (VMs); completedPlanned() checks that.
+   */
+  plan(grants: readonly SliceGrant[]): void {
+    for (const g of grants) {
+      if (!(g.end_ns > this.clock_ns[g.node]!)) throw new Error(`scheduler invariant: planned slice of node ${g.node} does not end after its clock`);
+      this.clock_ns[g.node] = g.end_ns;
+      this.wake_ns[g.node] = g.end_ns;
+    }
+  }
+
+  /** completed() for a planned slice: plan() set clock and wake; the node must have run to the end and be awake there. */
+  completedPlanned(node: NodeId, end_ns: number, wake_ns: number): void {
+    if (wake_ns !== end_ns) throw new SliceResultError(`node ${node}: a pipelined slice must end awake at its end ${end_ns}, not at ${wake_ns}`);
+  }
+
+  /** The smallest delay of a frame from `from` to `to` (the bound's lookahead). */
+  lookaheadNs(to: NodeId, from: NodeId): number {
+    return this.lookahead_ns[to * this.node_count + from]!;
+  }
+
   completed(node: NodeId, end_ns: number, wake_ns: number): void {
     if (!(end_ns >= this.clock_ns[node]!)) throw new SliceResultError(`node ${node} clock would go back to ${end_ns}`);
     if (!(wake_ns >= end_ns)) throw new SliceResultError(`node ${node} wake ${wake_ns} before its slice end ${end_ns}`);

@@ -142,6 +142,11 @@ export interface RunConfig {
    * time) replay keeps using for them.
    */
   parallel?: boolean;
+  /**
+   * With parallel: the pipelined grant-set schedule (EngineOptions.pipelined): each set is
+   * computed from the planned ends of the set before it. Absent in traces written before it.
+   */
+  pipelined?: boolean;
 }
 
 /**

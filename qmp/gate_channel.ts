@@ -117,9 +117,15 @@ export class GateChannel {
    */
   useBlockingIo(): void {
     if (this.pending || this.buffered_bytes > 0) throw new Error(`${this.label}: cannot switch to blocking I/O mid-exchange`);
-    const fd = (this.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== "number" || fd < 0) return; // stays on the event-loop path
+    const handle = (this.socket as unknown as { _handle?: { fd?: number; reading?: boolean; readStop?: () => number } })._handle;
+    const fd = handle?.fd;
+    if (handle === undefined || typeof fd !== "number" || fd < 0 || typeof handle.readStop !== "function") return; // stays on the event-loop path
     this.socket.pause();
+    // A paused net.Socket still has libuv read the fd into its buffer whenever the event loop
+    // runs; a DONE taken that way never reaches the blocking reads (with a slice in flight
+    // while the engine yields, as the pipelined schedule does, the run hung). Stop libuv too.
+    if (handle.readStop() !== 0) return;
+    handle.reading = false;
     this.sync_fd = fd;
   }
 

@@ -131,6 +131,8 @@ export function validateHeader(h: Partial<TraceHeader>): string | null {
   if (!(uint(c.slice_len_max_ns) && c.slice_len_max_ns > 0)) return "config.slice_len_max_ns must be a positive integer";
   if (!(uint(c.inflight_frames_max) && c.inflight_frames_max > 0)) return "config.inflight_frames_max must be a positive integer";
   if (!(c.parallel === undefined || typeof c.parallel === "boolean")) return "config.parallel must be a boolean";
+  if (!(c.pipelined === undefined || typeof c.pipelined === "boolean")) return "config.pipelined must be a boolean";
+  if (c.pipelined === true && c.parallel !== true) return "config.pipelined needs config.parallel";
   return null;
 }
 
