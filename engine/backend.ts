@@ -100,7 +100,10 @@ export interface NodeBackend {
    * waiting for it to run (a VM: the RUN message is on its way); calling the returned
    * function collects the result (blocking, or as a Promise). The engine begins every slice
    * of a grant set whose backend has this, then collects them in its fixed order. Absent:
-   * the slice runs through runSlice at its turn in that order.
+   * the slice runs through runSlice at its turn in that order. The request's frame views
+   * are valid only until beginSlice returns: under the pipelined schedule the slice is
+   * collected a step later, after the engine has reused the arena (the VM backend encodes
+   * its RUN message at once).
    */
   beginSlice?(request: SliceRequest): () => SliceResult | Promise<SliceResult>;
   /** Applies a node fault between slices (absent: the node kind has no such fault; the engine refuses the plan up front). */
