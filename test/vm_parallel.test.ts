@@ -4,8 +4,8 @@
 // half-lookahead slices), so slice records differ from the one-at-a-time schedule's, but
 // what the guests do must not: every frame each node sends, at the same virtual time with
 // the same bytes, and the same console text. Two --parallel runs are identical record for
-// record, and replay re-derives every decision. Real VMs from the snapshot, with ping and
-// TCP traffic.
+// record, replay re-derives every decision and rerun re-executes the VMs to the same
+// records. Real VMs from the snapshot, with ping and TCP traffic.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -60,6 +60,9 @@ test("3 VMs with ping and TCP traffic: --parallel sends the same frames at the s
   const replay = tapsim("replay", traces.par);
   assert.is(replay.code, 0, replay.stdout + replay.stderr);
   assert.match(replay.stdout, /identical/);
+  const rerun = tapsim("rerun", traces.par);
+  assert.is(rerun.code, 0, rerun.stdout + rerun.stderr);
+  assert.match(rerun.stdout, /identical/);
 });
 
 test.run();
