@@ -608,6 +608,7 @@ export class Engine {
         this.write([RecordKind.Lifecycle, node, out.t_ns, out.event, out.detail]);
       }
     }
+    if (this.pipelined && !exited && result.end_ns !== grant.end_ns) throw new SliceResultError(`${sliceWhere(grant)}: a pipelined slice must run to its end, not stop at ${result.end_ns}`);
     this.endSlice(node, result.end_ns, exited ? VIRTUAL_NS_NEVER : result.wake_ns, exited);
     let frame_id = first_frame_id;
     for (const out of result.outputs) {
@@ -684,6 +685,7 @@ export class Engine {
         this.write([RecordKind.Lifecycle, node, t_ns, event, batch.out_text[k]!]);
       }
     }
+    if (this.pipelined && !exited && result.end_ns !== grant.end_ns) throw new SliceResultError(`${sliceWhere(grant)}: a pipelined slice must run to its end, not stop at ${result.end_ns}`);
     this.endSlice(node, result.end_ns, exited ? VIRTUAL_NS_NEVER : result.wake_ns, exited);
     let frame_id = first_frame_id;
     for (let k = 0; k < n_out; k++) {
