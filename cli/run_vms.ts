@@ -6,7 +6,7 @@ import { statSync } from "node:fs";
 import type { NodeBackend } from "../engine/backend.js";
 import type { Engine, RunSummary } from "../engine/engine.js";
 import { InputError } from "../engine/errors.js";
-import { makeRunConfig, pipelinedSliceLenMaxNs } from "../engine/run.js";
+import { makeRunConfig } from "../engine/run.js";
 import type { TopologySpec } from "../engine/topology.js";
 import { loadTopologyFile } from "../engine/topology_parse.js";
 import type { RunConfig, VmRunConfig, VmSnapshotConfig } from "../engine/trace_records.js";
@@ -104,8 +104,9 @@ export async function prepareVmRun(flags: VmRunFlags, topology: TopologySpec): P
     workload: null,
     seed: flags.seed,
     until_ns: flags.duration ?? null,
-    // Pipelined (--parallel): slices of half the smallest lookahead let each VM's next slice overlap its peers' current ones.
-    slice_len_max_ns: flags.parallel === true ? pipelinedSliceLenMaxNs(topology, flags.sliceMax) : flags.sliceMax,
+    // Pipelined (--parallel) with slices as long as the lookahead allows: measured faster than
+    // half-lookahead slices, which begin more slices early but double the switches (BENCHMARKS.md).
+    slice_len_max_ns: flags.sliceMax,
     inflight_frames_max: flags.inflightMax,
     backend: "vm",
     parallel: flags.parallel,

@@ -1,7 +1,7 @@
 // Parallel slices on VMs (issue #12 item 1): `--parallel` runs every VM whose slice is safe
 // at once concurrently, pipelined: a VM's next slice begins as soon as its own slice is done
 // and no peer still running can send into it. It slices time differently (grant sets of
-// half-lookahead slices), so slice records differ from the one-at-a-time schedule's, but
+// planned one set ahead), so slice records differ from the one-at-a-time schedule's, but
 // what the guests do must not: every frame each node sends, at the same virtual time with
 // the same bytes, and the same console text. Two --parallel runs are identical record for
 // record, replay re-derives every decision and rerun re-executes the VMs to the same
