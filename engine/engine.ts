@@ -134,6 +134,12 @@ export class Engine {
   /** Wall time spent waiting to keep pace (RunControl.pace), in ns. */
   pace_wait_ns = 0;
   private readonly node_count: number;
+  // The hot path reads these from fields of the Engine, not through `options`: the options
+  // literal of the next run in the same process can come with another map (its boilerplate's),
+  // which threw away the optimised code of every function that read through it.
+  private readonly sink: RecordSink;
+  private readonly backends: readonly NodeBackend[];
+  private readonly wall_check_slices: number;
   private readonly pool: FramePool;
   /** Bytes of the frames in flight (pool.loc points into it). */
   private readonly arena = new FrameArena();
@@ -160,9 +166,12 @@ export class Engine {
   private readonly transient_bytes: boolean;
   /** The sink keeps no record: the hot kinds are written from these arrays, refilled per event (no allocation per event). */
   private readonly reuse_records: boolean;
-  private readonly grant_record: SliceGrantRecord = [RecordKind.SliceGrant, 0, 0, 0];
-  private readonly end_record: SliceEndRecord = [RecordKind.SliceEnd, 0, 0, 0];
-  private readonly deliver_record: FrameDeliverRecord = [RecordKind.FrameDeliver, 0, 0, 0, 0, 0];
+  // Times start as doubles (never): an array of small integers changes its elements kind at the
+  // first time stored, and the next Engine in the process (a sweep, a benchmark's next
+  // repetition) then got its arrays in the new kind and threw away the optimised code.
+  private readonly grant_record: SliceGrantRecord = [RecordKind.SliceGrant, 0, VIRTUAL_NS_NEVER, VIRTUAL_NS_NEVER];
+  private readonly end_record: SliceEndRecord = [RecordKind.SliceEnd, 0, VIRTUAL_NS_NEVER, VIRTUAL_NS_NEVER];
+  private readonly deliver_record: FrameDeliverRecord = [RecordKind.FrameDeliver, 0, VIRTUAL_NS_NEVER, 0, 0, VIRTUAL_NS_NEVER];
   private readonly emit_record: FrameEmitRecord = [RecordKind.FrameEmit, 0, 0, 0, new Uint8Array(0)];
   private readonly mark_record: MarkRecord = [RecordKind.Mark, 0, 0, ""];
   /** Node by the low 16 bits of its MAC, where every MAC is 02:00:00:00:HH:LL (the addressing plan); else null. */
@@ -183,6 +192,9 @@ export class Engine {
       throw new RangeError(`engine needs ${n} MACs and backends, got ${macs.length} and ${backends.length}`);
     }
     this.node_count = n;
+    this.sink = options.sink;
+    this.backends = backends;
+    this.wall_check_slices = options.wall_check_slices ?? WALL_CHECK_SLICES_DEFAULT;
     this.faults = compileFaults(options.faults, topology, backends);
     this.network_next_ns = this.faults.network[0]?.t_ns ?? VIRTUAL_NS_NEVER;
     this.scheduler = new Scheduler(topology, options.until_ns, options.slice_len_max_ns, this.faults.lookahead, this.faults.node_faults);
@@ -259,11 +271,11 @@ export class Engine {
       const stepped = this.stepNow();
       const more = stepped === true || stepped === false ? stepped : await stepped;
       // A grant set counts all its slices: check once at least wall_check_slices have run since the last check.
-      if (!more || this.stats.slices - checked_slices < (this.options.wall_check_slices ?? WALL_CHECK_SLICES_DEFAULT)) continue;
+      if (!more || this.stats.slices - checked_slices < this.wall_check_slices) continue;
       checked_slices = this.stats.slices;
       const now = hostNowNs();
       if (now - last_yield > YIELD_INTERVAL_NS) {
-        this.options.sink.tick?.();
+        this.sink.tick?.();
         await new Promise((resolve) => setImmediate(resolve)); // lets signal handlers run
         last_yield = hostNowNs();
       }
@@ -280,7 +292,7 @@ export class Engine {
     if (!(pace > 0)) throw new RangeError(`pace must be positive, got ${pace}`);
     const ahead_ns = (this.scheduler.horizon_ns - start_ns) / pace - (hostNowNs() - wall_start_ns);
     if (ahead_ns <= 0) return;
-    this.options.sink.tick?.();
+    this.sink.tick?.();
     this.pace_wait_ns += ahead_ns;
     await new Promise((resolve) => setTimeout(resolve, Math.min(ahead_ns / 1e6, PACE_WAIT_MS_MAX)));
   }
@@ -328,7 +340,7 @@ export class Engine {
   /** Begins the set's slices on backends that can run concurrently; null when none is begun. */
   private beginSet(grants: readonly SliceGrant[]): BegunSet | null {
     if (!this.concurrent || grants.length < 2) return null;
-    const backends = this.options.backends;
+    const backends = this.backends;
     let begun: BegunSet | null = null;
     for (let k = 0; k < grants.length; k++) {
       const backend = backends[grants[k]!.node]!;
@@ -368,7 +380,7 @@ export class Engine {
   /** Grants, runs and records one slice; a Promise only when the backend returned one (no await per in-process slice). */
   private runSlice(grant: SliceGrant): Promise<void> | undefined {
     this.recordGrant(grant);
-    const backend = this.options.backends[grant.node]!;
+    const backend = this.backends[grant.node]!;
     if (backend.runSliceBatch !== undefined) {
       this.runBatch(grant, backend);
       return undefined;
@@ -402,7 +414,7 @@ export class Engine {
     const { node, t_ns, action } = grant;
     this.scheduler.faultApplied(grant);
     this.write([RecordKind.Fault, node, t_ns, action, ""]);
-    const pending = this.options.backends[node]!.control!({ t_ns, action });
+    const pending = this.backends[node]!.control!({ t_ns, action });
     if (pending instanceof Promise) await pending;
     if (action === "poweroff") this.dropWhileDown(node, t_ns);
   }
@@ -628,17 +640,37 @@ export class Engine {
     return this.mac_to_node.get(mac) ?? -1;
   }
 
+  /**
+   * Puts a frame on the link from -> to. The common case (a plain link already in use into a
+   * node that is not powered off) is kept short so that it inlines into the routing loop;
+   * everything else is transmitModelled.
+   */
   private transmit(to: NodeId, from: NodeId, sent_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
+    const index = from * this.node_count + to;
+    const scheduler = this.scheduler;
+    if (this.link_kind[index] !== LINK_PLAIN || scheduler.alive[to] === 0 || scheduler.run_state[to] === NODE_DOWN) {
+      this.transmitModelled(index, to, from, sent_ns, frame_id, buf, offset, length);
+      return;
+    }
+    // A plain link: exactly latency later, never before the frame ahead of it.
+    const plain = this.plain_link_ns;
+    let due_ns = sent_ns + plain[2 * index]!;
+    const last_ns = plain[2 * index + 1]!;
+    if (due_ns < last_ns) due_ns = last_ns;
+    plain[2 * index + 1] = due_ns;
+    this.enqueue(to, from, sent_ns, frame_id, due_ns, buf, offset, length);
+  }
+
+  /** transmit() for the rest: a receiver that exited or is powered off, a link's first frame, a modelled link. */
+  private transmitModelled(index: number, to: NodeId, from: NodeId, sent_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
     if (this.scheduler.alive[to] === 0) {
       this.drop(to, sent_ns, frame_id, from, "node_exited");
       return;
     }
-    const index = from * this.node_count + to;
     let kind = this.link_kind[index]!;
     if (kind === LINK_UNUSED) kind = this.firstFrameOn(index, to, from);
     let outcome: number | DropReason;
     if (kind === LINK_PLAIN) {
-      // A plain link: exactly latency later, never before the frame ahead of it.
       const plain = this.plain_link_ns;
       outcome = sent_ns + plain[2 * index]!;
       const last_ns = plain[2 * index + 1]!;
@@ -656,21 +688,19 @@ export class Engine {
       this.drop(to, sent_ns, frame_id, from, "node_down");
       return;
     }
+    this.enqueue(to, from, sent_ns, frame_id, outcome, buf, offset, length);
+  }
+
+  /** The frame joins `to`'s inbox, due at due_ns; its bytes go into the arena once per broadcast. */
+  private enqueue(to: NodeId, from: NodeId, sent_ns: number, frame_id: number, due_ns: number, buf: Uint8Array, offset: number, length: number): void {
     // The conservative bound guarantees this; a violation would mean a frame in the past.
-    if (!(outcome >= this.scheduler.clock_ns[to]!)) {
-      throw new Error(`causality violation: frame ${frame_id} due at ${outcome} into node ${to} already at ${this.scheduler.clock_ns[to]}`);
-    }
-    if (this.pool.size >= this.inflight_frames_max) {
-      throw new InputError(
-        `more than ${this.inflight_frames_max} frames in flight at t=${sent_ns} ns: the workload outgrows memory ` +
-          `(use fewer nodes, --broadcasters, or raise --inflight-max)`,
-      );
-    }
+    if (!(due_ns >= this.scheduler.clock_ns[to]!)) causalityViolation(frame_id, due_ns, to, this.scheduler.clock_ns[to]!);
+    if (this.pool.size >= this.inflight_frames_max) tooManyInFlight(this.inflight_frames_max, sent_ns);
     // Copied into the arena once, for every receiver of a broadcast.
     if (this.route_loc < 0) this.route_loc = this.arena.put(buf, offset, length);
     this.arena.ref(this.route_loc);
-    this.inboxes[to]!.push(this.pool.alloc(outcome, this.next_seq++, frame_id, from, sent_ns, this.route_loc, length));
-    if (outcome < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = outcome;
+    this.inboxes[to]!.push(this.pool.alloc(due_ns, this.next_seq++, frame_id, from, sent_ns, this.route_loc, length));
+    if (due_ns < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = due_ns;
   }
 
   private delivery(h: number, start_ns: number): Delivery {
@@ -698,7 +728,7 @@ export class Engine {
 
   /** The frame_emit record of a batch-path frame at arena location `loc`: no view where the sink reads buffer ranges. */
   private writeBatchEmit(node: number, t_ns: number, frame_id: number, loc: number, length: number): void {
-    const sink = this.options.sink;
+    const sink = this.sink;
     if (sink.writeFrameEmitIn !== undefined) {
       this.stats.events += 1;
       sink.writeFrameEmitIn(node, t_ns, frame_id, this.arena.chunkOf(loc), this.arena.offsetOf(loc), length);
@@ -711,7 +741,7 @@ export class Engine {
   /** frame_deliver records of the batch's first `taken` deliveries, from the reused array (one loop: no call, so no boxed times, per frame). */
   private writeBatchDeliveries(node: number, taken: number): void {
     const batch = this.batch;
-    const sink = this.options.sink;
+    const sink = this.sink;
     const r = this.deliver_record;
     r[1] = node;
     for (let k = 0; k < taken; k++) {
@@ -765,8 +795,20 @@ export class Engine {
 
   private write(record: Parameters<RecordSink["write"]>[0]): void {
     this.stats.events += 1;
-    this.options.sink.write(record);
+    this.sink.write(record);
   }
+}
+
+/** Out of line: building the message would make enqueue() too large to inline. */
+function causalityViolation(frame_id: number, due_ns: number, to: number, clock_ns: number): never {
+  throw new Error(`causality violation: frame ${frame_id} due at ${due_ns} into node ${to} already at ${clock_ns}`);
+}
+
+function tooManyInFlight(inflight_frames_max: number, sent_ns: number): never {
+  throw new InputError(
+    `more than ${inflight_frames_max} frames in flight at t=${sent_ns} ns: the workload outgrows memory ` +
+      `(use fewer nodes, --broadcasters, or raise --inflight-max)`,
+  );
 }
 
 /** Where a slice result went wrong (built only on error: formatting numbers per slice cost ~6% at 4 nodes). */

@@ -8,6 +8,8 @@
 // time, routing sequence): O(1) push, O(log links) pop. The FIFOs and the heap are typed
 // arrays indexed by sender: no object per link (at 1,024 nodes there are a million links).
 
+import { VIRTUAL_NS_NEVER } from "./units.js";
+
 const NONE = -1;
 
 export class FramePool {
@@ -129,7 +131,7 @@ export class Inbox {
   }
 
   /** Delivery time of the frame the last popBefore() returned (from the heap: no read of the pool). */
-  popped_t_ns = 0;
+  popped_t_ns: number = VIRTUAL_NS_NEVER; // a double from the start: see GrantSlot in scheduler.ts
 
   /** pop() if the earliest frame is due before end_ns (its time in popped_t_ns), else -1. */
   popBefore(end_ns: number): number {

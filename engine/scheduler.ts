@@ -28,6 +28,18 @@ export interface FaultGrant {
   readonly action: NodeFault["action"];
 }
 
+/**
+ * The one grant object next() refills. Its times start as a double (never), not 0: a field
+ * that starts as a small integer changes the object's map at its first double, and the next
+ * Scheduler in the same process (a sweep, a benchmark's next repetition) then brought a map
+ * that threw away the optimised code of next() (a field type generalization).
+ */
+class GrantSlot implements SliceGrant {
+  node = 0 as NodeId;
+  start_ns: number = VIRTUAL_NS_NEVER;
+  end_ns: number = VIRTUAL_NS_NEVER;
+}
+
 export const NODE_UP = 0;
 export const NODE_DOWN = 1;
 export const NODE_PAUSED = 2;
@@ -55,7 +67,7 @@ export class Scheduler {
   private readonly node_faults: readonly (readonly NodeFault[])[];
   private readonly fault_next: Uint32Array;
   /** What next() returns for a slice: one object, refilled (a new one per slice, with its boxed times, was most of the scheduler's garbage). */
-  private readonly grant: { node: NodeId; start_ns: number; end_ns: number } = { node: 0 as NodeId, start_ns: 0, end_ns: 0 };
+  private readonly grant = new GrantSlot();
 
   /** `lookahead` replaces the topology's (scheduled link changes lower it); `node_faults` per node, in time order. */
   constructor(

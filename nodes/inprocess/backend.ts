@@ -48,16 +48,24 @@ interface TimerEntry {
 
 /** The delivery handed to the protocol on the batch path: one object, refilled per frame; its bytes made only if read. */
 class BatchDelivery implements Delivery {
-  t_ns = 0;
-  frame_id = 0;
+  // Numbers start as doubles (never), as in BatchResultSlot: frame ids come from a Float64Array.
+  t_ns: number = VIRTUAL_NS_NEVER;
+  frame_id: number = VIRTUAL_NS_NEVER;
   from = 0 as NodeId;
-  sent_ns = 0;
+  sent_ns: number = VIRTUAL_NS_NEVER;
   batch: DeliveryBatch | null = null;
   k = 0;
 
   get bytes(): Uint8Array {
     return this.batch!.frame(this.k);
   }
+}
+
+/** runSliceBatch's result object; times start as doubles (see GrantSlot in engine/scheduler.ts). */
+class BatchResultSlot implements BatchSliceResult {
+  end_ns: number = VIRTUAL_NS_NEVER;
+  wake_ns: number = VIRTUAL_NS_NEVER;
+  deliveries_taken = 0;
 }
 
 /** Timers run before frames due at the same instant (their kind sorts first). */
@@ -68,14 +76,15 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   readonly kind = "inprocess" as const;
   readonly control_actions: readonly NodeControl["action"][];
   readonly prng: Prng;
-  now_ns = 0;
+  /** -0: zero, but a double from the start (see GrantSlot in engine/scheduler.ts); set before any protocol reads it. */
+  now_ns = -0;
   private readonly timers = new EventQueue<TimerEntry>(TIMERS_MAX);
   private outputs: SliceOutput[] = [];
   /** Where outputs go during a batch-path slice (null: the object path's `outputs`). */
   private out: OutputBatch | null = null;
   private readonly delivery = new BatchDelivery();
   /** runSliceBatch's result, refilled per slice (the engine reads it at once). */
-  private readonly batch_result = { end_ns: 0, wake_ns: 0, deliveries_taken: 0 };
+  private readonly batch_result = new BatchResultSlot();
   private timer_seq = 0;
   private started = false;
   private exited = false;

@@ -104,7 +104,8 @@ export class BrachaStats {
   readonly last_delivery_ns: Float64Array;
   readonly deliveries_per_instance: Uint16Array;
   deliveries = 0;
-  latency_sum_ns = 0;
+  /** -0: zero, but a double from the start (see GrantSlot in engine/scheduler.ts). */
+  latency_sum_ns = -0;
   /** Node finishing time: when it delivered every message of every correct node. */
   readonly done_ns: Float64Array;
 
@@ -158,6 +159,8 @@ export class BrachaNode implements ProtocolNode {
   private readonly silent: boolean;
   private readonly broadcaster: boolean;
   private readonly delivered_goal: number;
+  /** params.payload_bytes, read per message from here (see Engine.sink in engine/engine.ts: a literal's map may differ between runs). */
+  private readonly payload_bytes: number;
   private next_seq = 0;
   private delivered = 0;
   private malformed_udp_frames = 0;
@@ -170,6 +173,7 @@ export class BrachaNode implements ProtocolNode {
   ) {
     this.n = node_count;
     this.m = params.messages_per_node;
+    this.payload_bytes = params.payload_bytes;
     this.reference_rules = params.rules === "reference";
     this.f = faultsTolerated(node_count, params.rules);
     this.echo_threshold = this.reference_rules ? Math.floor((node_count + this.f) / 2) : Math.ceil((node_count + this.f + 1) / 2);
@@ -343,12 +347,12 @@ export class BrachaNode implements ProtocolNode {
   private broadcast(ctx: NodeContext, type: number, origin: number, seq: number): void {
     if (this.tcp !== null) {
       // The mesh queues the message (Nagle): a buffer of its own, shared by every peer's queue.
-      const payload = new Uint8Array(MSG_HEADER_BYTES + this.params.payload_bytes);
-      encodeMessage(type, origin, seq, this.params.payload_bytes, payload, 0);
+      const payload = new Uint8Array(MSG_HEADER_BYTES + this.payload_bytes);
+      encodeMessage(type, origin, seq, this.payload_bytes, payload, 0);
       for (let j = 0; j < this.n; j++) if (j !== this.id) this.tcp.send(ctx, j, payload);
     } else {
       const frame = this.frame;
-      encodeMessage(type, origin, seq, this.params.payload_bytes, frame, UDP_FRAME_OVERHEAD_BYTES);
+      encodeMessage(type, origin, seq, this.payload_bytes, frame, UDP_FRAME_OVERHEAD_BYTES);
       const templates = this.header_templates;
       const varying = this.header_varying;
       for (let j = 0; j < this.n; j++) {
