@@ -552,7 +552,7 @@ export class Engine {
     const batch = this.batch;
     const pool = this.pool;
     const inbox = this.inboxes[node]!;
-    batch.reset();
+    batch.reset(node, start_ns, end_ns);
     for (let h = inbox.popBefore(end_ns); h >= 0; h = inbox.popBefore(end_ns)) {
       const t_ns = inbox.popped_t_ns;
       batch.addDelivery(t_ns < start_ns ? start_ns : t_ns, pool.frame_id[h]!, pool.from[h]!, pool.sent_ns[h]!, pool.loc[h]!, pool.length[h]!);
@@ -640,37 +640,17 @@ export class Engine {
     return this.mac_to_node.get(mac) ?? -1;
   }
 
-  /**
-   * Puts a frame on the link from -> to. The common case (a plain link already in use into a
-   * node that is not powered off) is kept short so that it inlines into the routing loop;
-   * everything else is transmitModelled.
-   */
   private transmit(to: NodeId, from: NodeId, sent_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
-    const index = from * this.node_count + to;
-    const scheduler = this.scheduler;
-    if (this.link_kind[index] !== LINK_PLAIN || scheduler.alive[to] === 0 || scheduler.run_state[to] === NODE_DOWN) {
-      this.transmitModelled(index, to, from, sent_ns, frame_id, buf, offset, length);
-      return;
-    }
-    // A plain link: exactly latency later, never before the frame ahead of it.
-    const plain = this.plain_link_ns;
-    let due_ns = sent_ns + plain[2 * index]!;
-    const last_ns = plain[2 * index + 1]!;
-    if (due_ns < last_ns) due_ns = last_ns;
-    plain[2 * index + 1] = due_ns;
-    this.enqueue(to, from, sent_ns, frame_id, due_ns, buf, offset, length);
-  }
-
-  /** transmit() for the rest: a receiver that exited or is powered off, a link's first frame, a modelled link. */
-  private transmitModelled(index: number, to: NodeId, from: NodeId, sent_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
     if (this.scheduler.alive[to] === 0) {
       this.drop(to, sent_ns, frame_id, from, "node_exited");
       return;
     }
+    const index = from * this.node_count + to;
     let kind = this.link_kind[index]!;
     if (kind === LINK_UNUSED) kind = this.firstFrameOn(index, to, from);
     let outcome: number | DropReason;
     if (kind === LINK_PLAIN) {
+      // A plain link: exactly latency later, never before the frame ahead of it.
       const plain = this.plain_link_ns;
       outcome = sent_ns + plain[2 * index]!;
       const last_ns = plain[2 * index + 1]!;
@@ -688,19 +668,14 @@ export class Engine {
       this.drop(to, sent_ns, frame_id, from, "node_down");
       return;
     }
-    this.enqueue(to, from, sent_ns, frame_id, outcome, buf, offset, length);
-  }
-
-  /** The frame joins `to`'s inbox, due at due_ns; its bytes go into the arena once per broadcast. */
-  private enqueue(to: NodeId, from: NodeId, sent_ns: number, frame_id: number, due_ns: number, buf: Uint8Array, offset: number, length: number): void {
     // The conservative bound guarantees this; a violation would mean a frame in the past.
-    if (!(due_ns >= this.scheduler.clock_ns[to]!)) causalityViolation(frame_id, due_ns, to, this.scheduler.clock_ns[to]!);
+    if (!(outcome >= this.scheduler.clock_ns[to]!)) causalityViolation(frame_id, outcome, to, this.scheduler.clock_ns[to]!);
     if (this.pool.size >= this.inflight_frames_max) tooManyInFlight(this.inflight_frames_max, sent_ns);
     // Copied into the arena once, for every receiver of a broadcast.
     if (this.route_loc < 0) this.route_loc = this.arena.put(buf, offset, length);
     this.arena.ref(this.route_loc);
-    this.inboxes[to]!.push(this.pool.alloc(due_ns, this.next_seq++, frame_id, from, sent_ns, this.route_loc, length));
-    if (due_ns < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = due_ns;
+    this.inboxes[to]!.push(this.pool.alloc(outcome, this.next_seq++, frame_id, from, sent_ns, this.route_loc, length));
+    if (outcome < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = outcome;
   }
 
   private delivery(h: number, start_ns: number): Delivery {
@@ -799,7 +774,7 @@ export class Engine {
   }
 }
 
-/** Out of line: building the message would make enqueue() too large to inline. */
+/** Out of line: the message is built only on error, and transmit() stays small. */
 function causalityViolation(frame_id: number, due_ns: number, to: number, clock_ns: number): never {
   throw new Error(`causality violation: frame ${frame_id} due at ${due_ns} into node ${to} already at ${clock_ns}`);
 }
@@ -829,14 +804,9 @@ function checkBatchResult(grant: SliceGrant, batch: SliceBatch, result: BatchSli
   if (!(end_ns >= grant.start_ns && end_ns <= grant.end_ns)) {
     throw new SliceResultError(`${sliceWhere(grant)}: backend ended at ${end_ns}, outside the slice`);
   }
-  let last_ns = grant.start_ns;
-  const times = batch.out_t_ns;
-  const n = batch.out_count;
-  for (let k = 0; k < n; k++) {
-    const t_ns = times[k]!;
-    if (!(t_ns >= last_ns && t_ns <= end_ns)) throw new SliceResultError(`${sliceWhere(grant)}: output at ${t_ns} out of order or outside the slice`);
-    last_ns = t_ns;
-  }
+  // Each output was checked on arrival against the slice granted (SliceBatch.addOutput), in order; the last one bounds them all.
+  const last_ns = batch.lastOutputNs();
+  if (!(last_ns <= end_ns)) throw new SliceResultError(`${sliceWhere(grant)}: output at ${last_ns} out of order or outside the slice`);
 }
 
 function checkSliceResult(grant: SliceGrant, deliveries: number, result: SliceResult): void {
