@@ -29,7 +29,12 @@ import {
   type SliceEndRecord,
   type SliceGrantRecord,
 } from "./trace_records.js";
-import { VIRTUAL_NS_NEVER, hostNowNs, type NodeId } from "./units.js";
+import { VIRTUAL_NS_NEVER as NEVER_IMPORTED, hostNowNs, type NodeId } from "./units.js";
+
+// A module-local copy of the import: TurboFan folds a module's own constant into float64
+// arithmetic, but loads an imported binding as a tagged value, so a time that met it (a
+// ternary, a Math.min) was boxed as a heap number: 64 bytes per scheduler step at 4 nodes.
+const VIRTUAL_NS_NEVER = NEVER_IMPORTED;
 
 export interface EngineOptions {
   topology: Topology;
@@ -157,6 +162,8 @@ export class Engine {
   private readonly links: (LinkState | null)[];
   /** Arena location of the frame being routed (-1: not copied in yet). */
   private route_loc = -1;
+  /** Its send time (a field, not transmit()'s argument: transmit is not inlined, and a time argument was a heap number per receiver). */
+  private route_sent_ns: number = VIRTUAL_NS_NEVER;
   /** Deliveries and outputs of a batch-path slice (in-process backends). */
   private readonly batch: SliceBatch;
   private readonly kept_slab = new FrameSlab();
@@ -511,7 +518,7 @@ export class Engine {
         this.write([RecordKind.Lifecycle, node, out.t_ns, out.event, out.detail]);
       }
     }
-    this.endSlice(node, result.end_ns, exited ? VIRTUAL_NS_NEVER : result.wake_ns, exited);
+    this.endSlice(node, result, exited);
     let frame_id = first_frame_id;
     for (const out of result.outputs) {
       if (out.kind === "emit") {
@@ -528,7 +535,10 @@ export class Engine {
     return copy;
   }
 
-  private endSlice(node: NodeId, end_ns: number, wake_ns: number, exited: boolean): void {
+  /** The result object, not its times: they would be boxed as arguments (endSlice is not inlined). */
+  private endSlice(node: NodeId, result: { readonly end_ns: number; readonly wake_ns: number }, exited: boolean): void {
+    const end_ns = result.end_ns;
+    const wake_ns = exited ? VIRTUAL_NS_NEVER : result.wake_ns;
     const wake_field = wake_ns === VIRTUAL_NS_NEVER ? -1 : wake_ns;
     if (this.reuse_records) {
       const r = this.end_record;
@@ -559,7 +569,7 @@ export class Engine {
       this.releaseFrame(h);
     }
     this.scheduler.inbox_ns[node] = inbox.peekTime(VIRTUAL_NS_NEVER);
-    const result = backend.runSliceBatch!(node, start_ns, end_ns, batch, batch);
+    const result = backend.runSliceBatch!(grant, batch, batch);
     checkBatchResult(grant, batch, result);
     const taken = result.deliveries_taken;
     if (this.reuse_records) this.writeBatchDeliveries(node, taken);
@@ -578,14 +588,14 @@ export class Engine {
         this.writeBatchEmit(node, t_ns, frame_id, batch.out_loc[k]!, batch.out_length[k]!);
       } else if (kind === OUT_MARK) {
         this.stats.marks += 1;
-        this.writeMark(node, t_ns, batch.out_text[k]!);
+        this.writeBatchMark(node, k);
       } else {
         const event = batch.out_event[k]!;
         exited ||= event !== "boot";
         this.write([RecordKind.Lifecycle, node, t_ns, event, batch.out_text[k]!]);
       }
     }
-    this.endSlice(node, result.end_ns, exited ? VIRTUAL_NS_NEVER : result.wake_ns, exited);
+    this.endSlice(node, result, exited);
     let frame_id = first_frame_id;
     for (let k = 0; k < n_out; k++) {
       if (batch.out_kind[k] !== OUT_EMIT) continue;
@@ -613,6 +623,7 @@ export class Engine {
 
   /** Routes the frame in buf[offset, offset + length) (route_loc: where it is in the arena, -1 if not yet). */
   private route(from: NodeId, sent_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
+    this.route_sent_ns = sent_ns;
     if (length < ETH_HEADER_BYTES) {
       this.drop(-1, sent_ns, frame_id, from, "no_route");
       return;
@@ -620,13 +631,13 @@ export class Engine {
     if ((buf[offset]! & 1) === 1) {
       // Group (broadcast, multicast) MAC: every other node.
       for (let to = 0; to < this.node_count; to++) {
-        if (to !== from) this.transmit(to as NodeId, from, sent_ns, frame_id, buf, offset, length);
+        if (to !== from) this.transmit(to as NodeId, from, frame_id, buf, offset, length);
       }
       return;
     }
     const to = this.nodeByMac(buf, offset);
     if (to < 0 || to === from) this.drop(-1, sent_ns, frame_id, from, "no_route");
-    else this.transmit(to as NodeId, from, sent_ns, frame_id, buf, offset, length);
+    else this.transmit(to as NodeId, from, frame_id, buf, offset, length);
   }
 
   /** The node whose MAC is the frame's destination, or -1. */
@@ -640,7 +651,9 @@ export class Engine {
     return this.mac_to_node.get(mac) ?? -1;
   }
 
-  private transmit(to: NodeId, from: NodeId, sent_ns: number, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
+  /** Puts the frame being routed (route_sent_ns, route_loc) on the link from -> to. */
+  private transmit(to: NodeId, from: NodeId, frame_id: number, buf: Uint8Array, offset: number, length: number): void {
+    const sent_ns = this.route_sent_ns;
     if (this.scheduler.alive[to] === 0) {
       this.drop(to, sent_ns, frame_id, from, "node_exited");
       return;
@@ -648,34 +661,36 @@ export class Engine {
     const index = from * this.node_count + to;
     let kind = this.link_kind[index]!;
     if (kind === LINK_UNUSED) kind = this.firstFrameOn(index, to, from);
-    let outcome: number | DropReason;
+    // due_ns stays a number (a number-or-reason variable was boxed per frame).
+    let due_ns: number;
     if (kind === LINK_PLAIN) {
       // A plain link: exactly latency later, never before the frame ahead of it.
       const plain = this.plain_link_ns;
-      outcome = sent_ns + plain[2 * index]!;
+      due_ns = sent_ns + plain[2 * index]!;
       const last_ns = plain[2 * index + 1]!;
-      if (outcome < last_ns) outcome = last_ns;
-      plain[2 * index + 1] = outcome;
+      if (due_ns < last_ns) due_ns = last_ns;
+      plain[2 * index + 1] = due_ns;
     } else {
-      outcome = this.links[index]!.transmit(sent_ns, length);
-    }
-    if (typeof outcome === "string") {
-      this.drop(to, sent_ns, frame_id, from, outcome);
-      return;
+      const outcome = this.links[index]!.transmit(sent_ns, length);
+      if (typeof outcome === "string") {
+        this.drop(to, sent_ns, frame_id, from, outcome);
+        return;
+      }
+      due_ns = outcome;
     }
     // A powered-off NIC takes nothing; a frame arriving once the node is up again waits for it.
-    if (this.scheduler.run_state[to] === NODE_DOWN && outcome < this.scheduler.fault_ns[to]!) {
+    if (this.scheduler.run_state[to] === NODE_DOWN && due_ns < this.scheduler.fault_ns[to]!) {
       this.drop(to, sent_ns, frame_id, from, "node_down");
       return;
     }
     // The conservative bound guarantees this; a violation would mean a frame in the past.
-    if (!(outcome >= this.scheduler.clock_ns[to]!)) causalityViolation(frame_id, outcome, to, this.scheduler.clock_ns[to]!);
+    if (!(due_ns >= this.scheduler.clock_ns[to]!)) causalityViolation(frame_id, due_ns, to, this.scheduler.clock_ns[to]!);
     if (this.pool.size >= this.inflight_frames_max) tooManyInFlight(this.inflight_frames_max, sent_ns);
     // Copied into the arena once, for every receiver of a broadcast.
     if (this.route_loc < 0) this.route_loc = this.arena.put(buf, offset, length);
     this.arena.ref(this.route_loc);
-    this.inboxes[to]!.push(this.pool.alloc(outcome, this.next_seq++, frame_id, from, sent_ns, this.route_loc, length));
-    if (outcome < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = outcome;
+    this.inboxes[to]!.push(this.pool.alloc(due_ns, this.next_seq++, frame_id, from, sent_ns, this.route_loc, length));
+    if (due_ns < this.scheduler.inbox_ns[to]!) this.scheduler.inbox_ns[to] = due_ns;
   }
 
   private delivery(h: number, start_ns: number): Delivery {
@@ -729,7 +744,10 @@ export class Engine {
     this.stats.events += taken;
   }
 
-  private writeMark(node: number, t_ns: number, text: string): void {
+  /** The mark record of batch output k (its index, not its time: a time argument would be boxed). */
+  private writeBatchMark(node: number, k: number): void {
+    const t_ns = this.batch.out_t_ns[k]!;
+    const text = this.batch.out_text[k]!;
     if (!this.reuse_records) {
       this.write([RecordKind.Mark, node, t_ns, text]);
       return;

@@ -111,7 +111,7 @@ export class Inbox {
     if (last === NONE) {
       this.head[from] = h;
       this.tail[from] = h;
-      this.siftUp(this.heap_size++, from, pool.t_ns[h]!, pool.seq[h]!);
+      this.siftUp(this.heap_size++, from, h);
     } else {
       if (!(pool.t_ns[h]! >= pool.t_ns[last]! && pool.seq[h]! > pool.seq[last]!)) throw new Error(`link from ${from} would reorder frames`);
       pool.next[last] = h;
@@ -166,7 +166,10 @@ export class Inbox {
     return h;
   }
 
-  private siftUp(i: number, from: number, t_ns: number, seq: number): void {
+  /** Frame h's key from the pool, not as arguments: siftUp is not inlined, and double arguments were heap numbers per call. */
+  private siftUp(i: number, from: number, h: number): void {
+    const t_ns = this.pool.t_ns[h]!;
+    const seq = this.pool.seq[h]!;
     const hf = this.heap_from;
     const ht = this.heap_t_ns;
     const hq = this.heap_seq;

@@ -7,10 +7,15 @@
 // (`rebuild`) can restart; for the others the engine refuses such a plan up front
 // (control_actions). Workloads share state between their nodes, so runs of them cannot.
 
-import type { BatchSliceResult, Delivery, DeliveryBatch, NodeBackend, NodeControl, OutputBatch, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
+import type { BatchSliceResult, Delivery, DeliveryBatch, NodeBackend, NodeControl, OutputBatch, SliceBounds, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
 import { EventQueue } from "../../engine/event_queue.js";
 import { Prng } from "../../engine/prng.js";
-import { VIRTUAL_NS_NEVER, type NodeId } from "../../engine/units.js";
+import { VIRTUAL_NS_NEVER as NEVER_IMPORTED, type NodeId } from "../../engine/units.js";
+
+// A module-local copy of the import: TurboFan folds a module's own constant into float64
+// arithmetic, but loads an imported binding as a tagged value, so a time that met it (a
+// ternary, a Math.min) was boxed as a heap number: 64 bytes per scheduler step at 4 nodes.
+const VIRTUAL_NS_NEVER = NEVER_IMPORTED;
 
 export interface NodeContext {
   readonly self: NodeId;
@@ -132,7 +137,9 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   }
 
   /** runSlice on the engine's batch path: the same events in the same order, outputs into `out`. */
-  runSliceBatch(_node: NodeId, start_ns: number, end_ns: number, deliveries: DeliveryBatch, out: OutputBatch): BatchSliceResult {
+  runSliceBatch(slice: SliceBounds, deliveries: DeliveryBatch, out: OutputBatch): BatchSliceResult {
+    const start_ns = slice.start_ns;
+    const end_ns = slice.end_ns;
     if (this.powered_off || this.paused) throw new Error(`node ${this.self}: slice while ${this.powered_off ? "powered off" : "paused"}`);
     this.out = out;
     try {
