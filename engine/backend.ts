@@ -79,6 +79,17 @@ export interface OutputBatch {
   lifecycle(t_ns: number, event: LifecycleEvent, detail: string): void;
 }
 
+/**
+ * The slice a batch-path backend runs: node `node`, [start_ns, end_ns); valid during the call.
+ * An object, not three arguments: a time passed to a call that is not inlined is boxed (a heap
+ * number per slice).
+ */
+export interface SliceBounds {
+  readonly node: NodeId;
+  readonly start_ns: number;
+  readonly end_ns: number;
+}
+
 /** runSliceBatch's result: as SliceResult, the outputs being in the OutputBatch. Read before the next call: a backend may refill one object. */
 export interface BatchSliceResult {
   readonly end_ns: number;
@@ -94,7 +105,7 @@ export interface NodeBackend {
    * deliveries and outputs as typed arrays and frames in engine-owned buffers, so that a
    * frame costs no object that outlives its slice. The engine uses it when present.
    */
-  runSliceBatch?(node: NodeId, start_ns: number, end_ns: number, deliveries: DeliveryBatch, out: OutputBatch): BatchSliceResult;
+  runSliceBatch?(slice: SliceBounds, deliveries: DeliveryBatch, out: OutputBatch): BatchSliceResult;
   /**
    * Concurrent slices (RunConfig.parallel): hands the node its slice and returns without
    * waiting for it to run (a VM: the RUN message is on its way); calling the returned

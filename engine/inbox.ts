@@ -8,6 +8,8 @@
 // time, routing sequence): O(1) push, O(log links) pop. The FIFOs and the heap are typed
 // arrays indexed by sender: no object per link (at 1,024 nodes there are a million links).
 
+import { VIRTUAL_NS_NEVER } from "./units.js";
+
 const NONE = -1;
 
 export class FramePool {
@@ -109,7 +111,7 @@ export class Inbox {
     if (last === NONE) {
       this.head[from] = h;
       this.tail[from] = h;
-      this.siftUp(this.heap_size++, from, pool.t_ns[h]!, pool.seq[h]!);
+      this.siftUp(this.heap_size++, from, h);
     } else {
       if (!(pool.t_ns[h]! >= pool.t_ns[last]! && pool.seq[h]! > pool.seq[last]!)) throw new Error(`link from ${from} would reorder frames`);
       pool.next[last] = h;
@@ -129,7 +131,7 @@ export class Inbox {
   }
 
   /** Delivery time of the frame the last popBefore() returned (from the heap: no read of the pool). */
-  popped_t_ns = 0;
+  popped_t_ns: number = VIRTUAL_NS_NEVER; // a double from the start: see GrantSlot in scheduler.ts
 
   /** pop() if the earliest frame is due before end_ns (its time in popped_t_ns), else -1. */
   popBefore(end_ns: number): number {
@@ -164,7 +166,10 @@ export class Inbox {
     return h;
   }
 
-  private siftUp(i: number, from: number, t_ns: number, seq: number): void {
+  /** Frame h's key from the pool, not as arguments: siftUp is not inlined, and double arguments were heap numbers per call. */
+  private siftUp(i: number, from: number, h: number): void {
+    const t_ns = this.pool.t_ns[h]!;
+    const seq = this.pool.seq[h]!;
     const hf = this.heap_from;
     const ht = this.heap_t_ns;
     const hq = this.heap_seq;

@@ -5,8 +5,10 @@
 
 import type { DeliveryBatch, OutputBatch } from "./backend.js";
 import { SLICE_OUTPUTS_MAX } from "./backend.js";
+import { SliceResultError } from "./errors.js";
 import type { FrameArena } from "./net/frame_arena.js";
 import type { LifecycleEvent } from "./trace_records.js";
+import { VIRTUAL_NS_NEVER } from "./units.js";
 
 export const OUT_EMIT = 0;
 export const OUT_MARK = 1;
@@ -33,10 +35,24 @@ export class SliceBatch implements DeliveryBatch, OutputBatch {
 
   constructor(private readonly arena: FrameArena) {}
 
-  /** Empties both sides for a new slice. */
-  reset(): void {
+  // The slice being filled, for checking outputs as they arrive (doubles from the start: see
+  // GrantSlot in scheduler.ts).
+  private node = 0;
+  private start_ns: number = VIRTUAL_NS_NEVER;
+  private end_ns: number = VIRTUAL_NS_NEVER;
+
+  /** Empties both sides for node's slice [start_ns, end_ns). */
+  reset(node: number, start_ns: number, end_ns: number): void {
     this.count = 0;
     this.out_count = 0;
+    this.node = node;
+    this.start_ns = start_ns;
+    this.end_ns = end_ns;
+  }
+
+  /** Time of the last output (the latest: outputs are checked to be in order), or -1 when none. */
+  lastOutputNs(): number {
+    return this.out_count === 0 ? -1 : this.out_t_ns[this.out_count - 1]!;
   }
 
   addDelivery(t_ns: number, frame_id: number, from: number, sent_ns: number, loc: number, length: number): void {
@@ -88,6 +104,10 @@ export class SliceBatch implements DeliveryBatch, OutputBatch {
 
   private addOutput(kind: number, t_ns: number): number {
     const k = this.out_count;
+    // Checked as they arrive, against the slice granted (the engine checks the last one against
+    // where the slice ended): no second pass over the outputs per slice.
+    const last_ns = k === 0 ? this.start_ns : this.out_t_ns[k - 1]!;
+    if (!(t_ns >= last_ns && t_ns <= this.end_ns)) outputOutOfOrder(this.node, this.start_ns, this.end_ns, t_ns);
     // The same bound as SliceResult.outputs (checked there after the fact; here before memory runs out).
     if (k >= SLICE_OUTPUTS_MAX) throw new RangeError(`more than ${SLICE_OUTPUTS_MAX} outputs in one slice`);
     if (k === this.out_kind.length) this.growOutputs();
@@ -119,4 +139,9 @@ export class SliceBatch implements DeliveryBatch, OutputBatch {
 function grow<T extends Float64Array | Int32Array | Uint8Array>(old: T, next: T): T {
   next.set(old as never);
   return next;
+}
+
+/** Out of line: the message is built only on error. Same text as the engine's checkSliceResult. */
+function outputOutOfOrder(node: number, start_ns: number, end_ns: number, t_ns: number): never {
+  throw new SliceResultError(`node ${node} slice [${start_ns}, ${end_ns}): output at ${t_ns} out of order or outside the slice`);
 }

@@ -7,10 +7,15 @@
 // (`rebuild`) can restart; for the others the engine refuses such a plan up front
 // (control_actions). Workloads share state between their nodes, so runs of them cannot.
 
-import type { BatchSliceResult, Delivery, DeliveryBatch, NodeBackend, NodeControl, OutputBatch, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
+import type { BatchSliceResult, Delivery, DeliveryBatch, NodeBackend, NodeControl, OutputBatch, SliceBounds, SliceOutput, SliceRequest, SliceResult } from "../../engine/backend.js";
 import { EventQueue } from "../../engine/event_queue.js";
 import { Prng } from "../../engine/prng.js";
-import { VIRTUAL_NS_NEVER, type NodeId } from "../../engine/units.js";
+import { VIRTUAL_NS_NEVER as NEVER_IMPORTED, type NodeId } from "../../engine/units.js";
+
+// A module-local copy of the import: TurboFan folds a module's own constant into float64
+// arithmetic, but loads an imported binding as a tagged value, so a time that met it (a
+// ternary, a Math.min) was boxed as a heap number: 64 bytes per scheduler step at 4 nodes.
+const VIRTUAL_NS_NEVER = NEVER_IMPORTED;
 
 export interface NodeContext {
   readonly self: NodeId;
@@ -48,16 +53,24 @@ interface TimerEntry {
 
 /** The delivery handed to the protocol on the batch path: one object, refilled per frame; its bytes made only if read. */
 class BatchDelivery implements Delivery {
-  t_ns = 0;
-  frame_id = 0;
+  // Numbers start as doubles (never), as in BatchResultSlot: frame ids come from a Float64Array.
+  t_ns: number = VIRTUAL_NS_NEVER;
+  frame_id: number = VIRTUAL_NS_NEVER;
   from = 0 as NodeId;
-  sent_ns = 0;
+  sent_ns: number = VIRTUAL_NS_NEVER;
   batch: DeliveryBatch | null = null;
   k = 0;
 
   get bytes(): Uint8Array {
     return this.batch!.frame(this.k);
   }
+}
+
+/** runSliceBatch's result object; times start as doubles (see GrantSlot in engine/scheduler.ts). */
+class BatchResultSlot implements BatchSliceResult {
+  end_ns: number = VIRTUAL_NS_NEVER;
+  wake_ns: number = VIRTUAL_NS_NEVER;
+  deliveries_taken = 0;
 }
 
 /** Timers run before frames due at the same instant (their kind sorts first). */
@@ -68,14 +81,15 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   readonly kind = "inprocess" as const;
   readonly control_actions: readonly NodeControl["action"][];
   readonly prng: Prng;
-  now_ns = 0;
+  /** -0: zero, but a double from the start (see GrantSlot in engine/scheduler.ts); set before any protocol reads it. */
+  now_ns = -0;
   private readonly timers = new EventQueue<TimerEntry>(TIMERS_MAX);
   private outputs: SliceOutput[] = [];
   /** Where outputs go during a batch-path slice (null: the object path's `outputs`). */
   private out: OutputBatch | null = null;
   private readonly delivery = new BatchDelivery();
   /** runSliceBatch's result, refilled per slice (the engine reads it at once). */
-  private readonly batch_result = { end_ns: 0, wake_ns: 0, deliveries_taken: 0 };
+  private readonly batch_result = new BatchResultSlot();
   private timer_seq = 0;
   private started = false;
   private exited = false;
@@ -123,7 +137,9 @@ export class InProcessBackend implements NodeBackend, NodeContext {
   }
 
   /** runSlice on the engine's batch path: the same events in the same order, outputs into `out`. */
-  runSliceBatch(_node: NodeId, start_ns: number, end_ns: number, deliveries: DeliveryBatch, out: OutputBatch): BatchSliceResult {
+  runSliceBatch(slice: SliceBounds, deliveries: DeliveryBatch, out: OutputBatch): BatchSliceResult {
+    const start_ns = slice.start_ns;
+    const end_ns = slice.end_ns;
     if (this.powered_off || this.paused) throw new Error(`node ${this.self}: slice while ${this.powered_off ? "powered off" : "paused"}`);
     this.out = out;
     try {
