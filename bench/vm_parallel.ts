@@ -1,18 +1,22 @@
 // Parallel slices on VMs (issue #12 item 1): wall time per virtual second of busy clusters,
-// one slice at a time against grant sets (RunConfig.parallel: every VM whose slice is safe
-// at once gets RUN before any DONE is awaited), in the same process, alternating the two
-// modes so that machine load hits both alike. VMs start from the snapshot (the boot is not
-// what is measured); the window starts WARMUP_NS after the start, when the traffic runs.
+// one slice at a time against lock-step grant sets (RunConfig.parallel: every VM whose slice
+// is safe at once gets RUN before any DONE is awaited) and against the pipelined schedule
+// (RunConfig.pipelined, what `tapsim run --parallel` does: sets planned one ahead, a VM's
+// next slice begun as soon as no running peer can send into it), with lookahead-long slices
+// ("pipelined-long", the CLI's choice) and with half-lookahead ones ("pipelined"). All in one
+// process, the modes alternating so that machine load hits them alike. VMs start from the
+// snapshot (the boot is not what is measured); the window starts WARMUP_NS after the start.
 //
 //   node dist/bench/vm_parallel.js           3 VMs ping-flooding both peers; 8 VMs each
 //                                            flooding its successor (busy guests)
+//   BENCH_REPEATS=4 node dist/bench/...      more repetitions (median), default 2
 //   node dist/bench/vm_parallel.js quick     the 3-VM case, one repetition
 //
-// Expected on N cores: a grant set holds every VM whose lookahead allows it to run now
-// (all of them when the topology's latencies are equal); they then use min(N, set size)
-// cores, minus the engine's own serial work between sets (routing, records: a few % of a
-// slice for busy guests). So the speed-up is bounded by min(N, VMs per set) and falls
-// towards 1 as slices get shorter and idler (the per-switch cost is serial).
+// Expected on N cores with k equally busy VMs: lock-step sets wait for their busiest core,
+// about k / ceil(k / N); pipelined, no set waits for the whole one before it, up to min(N, k),
+// less the engine's serial work per switch (routing, records) and what the host's scheduler
+// loses to context switches between the QEMUs' threads. One at a time also pays every RUN/DONE
+// wake-up in series, so on a quiet machine the measured speed-up can exceed these bounds.
 
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
@@ -23,7 +27,7 @@ import { benchSnapshot, NULL_SINK, startBenchCluster } from "./vm_common.js";
 
 const WARMUP_NS = 1_000_000_000;
 const WINDOW_NS = 2_000_000_000;
-const REPEATS = QUICK ? 1 : 2;
+const REPEATS = QUICK ? 1 : Number(process.env["BENCH_REPEATS"] ?? 2);
 
 interface ParallelCase {
   readonly label: string;
