@@ -46,10 +46,11 @@ export function makeRunConfig(options: RunConfigOptions): RunConfig {
 }
 
 /**
- * The longest slice the pipelined schedule should use: half the smallest lookahead, so that
+ * Half the smallest lookahead (never more than `slice_len_max_ns`): with slices no longer,
  * a node's next slice ends before any frame its peers send in their current slices can
- * arrive, and can begin while they finish (with slices as long as the lookahead, the next
- * set always waits for the whole current one). Never longer than `slice_len_max_ns`.
+ * arrive, so nearly every slice can begin early under the pipelined schedule, at twice the
+ * switches. The CLI does not use it (lookahead-long slices measured faster, BENCHMARKS.md);
+ * the benchmark and the tests compare both.
  */
 export function pipelinedSliceLenMaxNs(topology: TopologySpec, slice_len_max_ns: number = SLICE_LEN_MAX_DEFAULT_NS): number {
   const flat = new Topology(topology).lookahead_ns_flat;

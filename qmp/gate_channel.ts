@@ -120,12 +120,12 @@ export class GateChannel {
     const handle = (this.socket as unknown as { _handle?: { fd?: number; reading?: boolean; readStop?: () => number } })._handle;
     const fd = handle?.fd;
     if (handle === undefined || typeof fd !== "number" || fd < 0 || typeof handle.readStop !== "function") return; // stays on the event-loop path
-    this.socket.pause();
     // A paused net.Socket still has libuv read the fd into its buffer whenever the event loop
     // runs; a DONE taken that way never reaches the blocking reads (with a slice in flight
     // while the engine yields, as the pipelined schedule does, the run hung). Stop libuv too.
-    if (handle.readStop() !== 0) return;
+    if (handle.readStop() !== 0) return; // still reading: stays on the event-loop path
     handle.reading = false;
+    this.socket.pause();
     this.sync_fd = fd;
   }
 
