@@ -9,59 +9,17 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import type { NodeBackend, NodeControl, SliceRequest, SliceResult } from "../engine/backend.js";
-import { Prng } from "../engine/prng.js";
 import { createEngine } from "../engine/run.js";
 import { RecordKind, type RunConfig, type TraceHeader } from "../engine/trace_records.js";
-import type { InProcessBackend } from "../nodes/inprocess/backend.js";
 import { inProcessBackends } from "../nodes/inprocess/run.js";
 import { FORMAT_VERSION } from "../recorder/format.js";
 import { replayTrace } from "../recorder/replay.js";
 import { TraceWriter } from "../recorder/writer.js";
+import { delayedBackends } from "./helpers/delayed_backend.js";
 import { GOLDEN_CASES, HashingSink, runGolden, type GoldenCase } from "./helpers/golden_cases.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-parallel-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
-
-/**
- * An in-process node behind the concurrent interface: beginSlice returns at once and the
- * node runs after a random number of event-loop turns, so the slices of a set finish in a
- * shuffled order (and after one another's begin).
- */
-class DelayedBackend implements NodeBackend {
-  readonly kind = "inprocess" as const;
-  readonly control_actions: InProcessBackend["control_actions"];
-  begun = 0;
-  constructor(
-    private readonly inner: InProcessBackend,
-    private readonly prng: Prng,
-    private readonly log: number[],
-  ) {
-    this.control_actions = inner.control_actions;
-  }
-  runSlice(request: SliceRequest): SliceResult {
-    return this.inner.runSlice(request);
-  }
-  beginSlice(request: SliceRequest): () => Promise<SliceResult> {
-    this.begun += 1;
-    const turns = this.prng.nextBelow(4);
-    const done = (async () => {
-      for (let k = 0; k < turns; k++) await new Promise((resolve) => setImmediate(resolve));
-      this.log.push(request.node);
-      return this.inner.runSlice(request);
-    })();
-    return () => done;
-  }
-  control(c: NodeControl): void {
-    this.inner.control(c);
-  }
-}
-
-function delayedBackends(c: GoldenCase, config: RunConfig, seed: number, log: number[]): DelayedBackend[] {
-  const prng = new Prng(seed, 9);
-  const inner = (c.backends ? c.backends(config) : inProcessBackends(config).backends) as InProcessBackend[];
-  return inner.map((b) => new DelayedBackend(b, prng, log));
-}
 
 async function parallelHash(c: GoldenCase, mode: "batch" | "one-at-a-time" | "concurrent", seed = 1): Promise<{ sha256: string; records: number; shuffled: boolean; begun: number }> {
   const sink = new HashingSink();

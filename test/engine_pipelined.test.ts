@@ -12,17 +12,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import type { NodeBackend, NodeControl, SliceRequest, SliceResult } from "../engine/backend.js";
 import { InputError } from "../engine/errors.js";
-import { Prng } from "../engine/prng.js";
 import { createEngine, pipelinedSliceLenMaxNs } from "../engine/run.js";
 import { RecordKind, type RunConfig, type TraceHeader } from "../engine/trace_records.js";
-import type { InProcessBackend } from "../nodes/inprocess/backend.js";
 import { inProcessBackends } from "../nodes/inprocess/run.js";
 import { FORMAT_VERSION } from "../recorder/format.js";
 import { replayTrace } from "../recorder/replay.js";
 import { validateHeader } from "../recorder/validate.js";
 import { TraceWriter } from "../recorder/writer.js";
+import { delayedBackends, type DelayedBackend } from "./helpers/delayed_backend.js";
 import { GOLDEN_CASES, HashingSink, type GoldenCase } from "./helpers/golden_cases.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-pipelined-"));
@@ -30,45 +28,6 @@ test.after(() => rmSync(dir, { recursive: true, force: true }));
 const MS = 1_000_000;
 /** Cases without faults (the pipelined schedule refuses them): jitter, loss, queues, an exit mid-run. */
 const CASES = GOLDEN_CASES.filter((c) => c.config().faults === undefined);
-
-/** A node that is always busy, like a VM: awake at every slice end, frames copied at begin, finishing after random event-loop turns. */
-class BusyBackend implements NodeBackend {
-  readonly kind = "inprocess" as const;
-  readonly control_actions: InProcessBackend["control_actions"];
-  begun = 0;
-  constructor(
-    private readonly inner: InProcessBackend,
-    private readonly prng: Prng,
-    private readonly log: number[],
-  ) {
-    this.control_actions = inner.control_actions;
-  }
-  runSlice(request: SliceRequest): SliceResult {
-    return awake(this.inner.runSlice(copied(request)));
-  }
-  beginSlice(request: SliceRequest): () => Promise<SliceResult> {
-    this.begun += 1;
-    const own = copied(request); // the engine's views are valid only until its next step
-    const turns = this.prng.nextBelow(4);
-    const done = (async () => {
-      for (let k = 0; k < turns; k++) await new Promise((resolve) => setImmediate(resolve));
-      this.log.push(request.node);
-      return awake(this.inner.runSlice(own));
-    })();
-    return () => done;
-  }
-  control(c: NodeControl): void {
-    this.inner.control(c);
-  }
-}
-
-function copied(request: SliceRequest): SliceRequest {
-  return { ...request, deliveries: request.deliveries.map((d) => ({ ...d, bytes: new Uint8Array(d.bytes) })) };
-}
-
-function awake(result: SliceResult): SliceResult {
-  return { ...result, wake_ns: result.end_ns };
-}
 
 /** capped: slices of half the smallest lookahead (as the CLI sets); else as long as each node's lookahead allows, so most next slices must wait. */
 function pipelinedConfig(c: GoldenCase, pipelined: boolean, capped = true): RunConfig {
@@ -82,10 +41,9 @@ function pipelinedConfig(c: GoldenCase, pipelined: boolean, capped = true): RunC
   return config;
 }
 
-function busyBackends(c: GoldenCase, config: RunConfig, seed: number, log: number[]): BusyBackend[] {
-  const prng = new Prng(seed, 9);
-  const inner = (c.backends ? c.backends(config) : inProcessBackends(config).backends) as InProcessBackend[];
-  return inner.map((b) => new BusyBackend(b, prng, log));
+/** VM-like nodes: awake at every slice end, frames copied at begin, finishing after random event-loop turns. */
+function busyBackends(c: GoldenCase, config: RunConfig, seed: number, log: number[]): DelayedBackend[] {
+  return delayedBackends(c, config, seed, log, true);
 }
 
 async function pipelinedRun(c: GoldenCase, concurrent: boolean, seed = 1, capped = true): Promise<{ sha256: string; records: number; early: number; shuffled: boolean }> {
