@@ -391,7 +391,7 @@ export class Engine {
     const grants = planned.filter((g) => this.scheduler.alive[g.node] === 1);
     for (const g of grants) if (g.end_ns > this.scheduler.horizon_ns) this.scheduler.horizon_ns = g.end_ns;
     this.set_ahead = this.planSet();
-    return this.collectSet(grants, this.beginPipelined(grants), 0);
+    return this.collectSet(grants, this.beginSet(grants), 0);
   }
 
   /** The next grant set, from the scheduler's planned state; the horizon moves when a set runs, not when it is planned. */
@@ -403,29 +403,6 @@ export class Engine {
     if (!Array.isArray(set)) throw new Error("pipelined schedule: a node fault came due (faults are refused up front)");
     this.scheduler.plan(set);
     return set;
-  }
-
-  /** beginSet for the pipelined schedule: slices begun early are taken over, the others begun now. */
-  private beginPipelined(grants: readonly SliceGrant[]): BegunSet | null {
-    if (!this.concurrent) return null;
-    const begun: BegunSet = { collect: new Array<null>(grants.length).fill(null), requests: new Array<null>(grants.length).fill(null) };
-    for (let k = 0; k < grants.length; k++) {
-      const grant = grants[k]!;
-      const early = this.early[grant.node];
-      if (early !== null && early !== undefined) {
-        if (early.grant.start_ns !== grant.start_ns || early.grant.end_ns !== grant.end_ns) throw new Error(`pipelined schedule: node ${grant.node} began [${early.grant.start_ns}, ${early.grant.end_ns}) early, the set has [${grant.start_ns}, ${grant.end_ns})`);
-        this.early[grant.node] = null;
-        begun.requests[k] = early.request;
-        begun.collect[k] = early.collect;
-        continue;
-      }
-      const backend = this.backends[grant.node]!;
-      if (backend.beginSlice === undefined) continue;
-      const request = this.takeDeliveries(grant);
-      begun.requests[k] = request;
-      begun.collect[k] = backend.beginSlice(request);
-    }
-    return begun;
   }
 
   /**
@@ -450,16 +427,28 @@ export class Engine {
     this.slices_begun_early += 1;
   }
 
-  /** Begins the set's slices on backends that can run concurrently; null when none is begun. */
+  /**
+   * Begins the set's slices on backends that can run concurrently (pipelined: slices begun
+   * early are taken over, even in a set of one); null when none is begun.
+   */
   private beginSet(grants: readonly SliceGrant[]): BegunSet | null {
-    if (!this.concurrent || grants.length < 2) return null;
+    if (!this.concurrent || (grants.length < 2 && !this.pipelined)) return null;
     const backends = this.backends;
     let begun: BegunSet | null = null;
     for (let k = 0; k < grants.length; k++) {
-      const backend = backends[grants[k]!.node]!;
+      const grant = grants[k]!;
+      const backend = backends[grant.node]!;
       if (backend.beginSlice === undefined) continue;
       begun ??= { collect: new Array<null>(grants.length).fill(null), requests: new Array<null>(grants.length).fill(null) };
-      const request = this.takeDeliveries(grants[k]!);
+      const early = this.early[grant.node];
+      if (early !== null && early !== undefined) {
+        if (early.grant.start_ns !== grant.start_ns || early.grant.end_ns !== grant.end_ns) throw new Error(`pipelined schedule: node ${grant.node} began [${early.grant.start_ns}, ${early.grant.end_ns}) early, the set has [${grant.start_ns}, ${grant.end_ns})`);
+        this.early[grant.node] = null;
+        begun.requests[k] = early.request;
+        begun.collect[k] = early.collect;
+        continue;
+      }
+      const request = this.takeDeliveries(grant);
       begun.requests[k] = request;
       begun.collect[k] = backend.beginSlice(request);
     }
