@@ -16,6 +16,31 @@ export interface Delivery {
   readonly bytes: Uint8Array;
 }
 
+/**
+ * What beginSlice returns: calling it collects the slice's result (blocking, or as a Promise).
+ * A collector that can also say when it is done (`finish`) lets the pipelined schedule collect
+ * a set's slices in the order they finish, so that each node's next slice can begin as soon
+ * as its own is done instead of after every slice before it in the set; the records keep the
+ * set's order.
+ */
+export interface SliceCollector {
+  (): SliceResult | Promise<SliceResult>;
+  /** Present only when collecting is blocking (never a Promise). */
+  readonly finish?: FinishSignal;
+}
+
+/** How a begun slice signals that it is done: a key among those its waiter watches. */
+export interface FinishSignal {
+  /** For the VM backend, the gate socket's fd. */
+  readonly key: number;
+  /** Blocks until one of `keys` is done (readable, or gone) and returns its index; the same waiter for every collector of a kind. */
+  readonly waiter: FinishWaiter;
+}
+
+export interface FinishWaiter {
+  waitAny(keys: Int32Array, count: number): number;
+}
+
 export interface SliceRequest {
   readonly node: NodeId;
   readonly start_ns: number;
@@ -116,7 +141,7 @@ export interface NodeBackend {
    * collected a step later, after the engine has reused the arena (the VM backend encodes
    * its RUN message at once).
    */
-  beginSlice?(request: SliceRequest): () => SliceResult | Promise<SliceResult>;
+  beginSlice?(request: SliceRequest): SliceCollector;
   /** Applies a node fault between slices (absent: the node kind has no such fault; the engine refuses the plan up front). */
   control?(c: NodeControl): void | Promise<void>;
   /** The node faults `control` can apply (absent: all of them); the engine refuses others up front. */

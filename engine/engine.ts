@@ -5,7 +5,7 @@
 // between a node's slices when its clock reaches them, network changes as each link's
 // sender passes them (engine/faults.ts, link.ts).
 
-import type { BatchSliceResult, Delivery, NodeBackend, SliceOutput, SliceRequest, SliceResult } from "./backend.js";
+import type { BatchSliceResult, Delivery, FinishWaiter, NodeBackend, SliceCollector, SliceOutput, SliceRequest, SliceResult } from "./backend.js";
 import { SLICE_OUTPUTS_MAX } from "./backend.js";
 import { InputError, oneLine, SliceResultError } from "./errors.js";
 import { compileFaults, type CompiledFaults } from "./faults.js";
@@ -81,7 +81,7 @@ export interface EngineOptions {
 interface EarlySlice {
   readonly grant: SliceGrant;
   readonly request: SliceRequest;
-  readonly collect: () => SliceResult | Promise<SliceResult>;
+  readonly collect: SliceCollector;
 }
 
 /** What scheduled faults have made of a node (exited: it ended on its own). */
@@ -411,15 +411,18 @@ export class Engine {
    * (its start plus the lookahead falls before the next slice's end; the next slice's own
    * bound already covers every slice of the next set).
    */
-  private beginEarly(grants: readonly SliceGrant[], k: number): void {
+  private beginEarly(grants: readonly SliceGrant[], k: number, unrecorded: number): void {
     const ahead = this.set_ahead;
     if (!this.concurrent || ahead === null || typeof ahead === "string") return;
     const node = grants[k]!.node;
     const backend = this.backends[node]!;
-    if (this.scheduler.alive[node] === 0 || backend.beginSlice === undefined) return;
+    if (this.scheduler.alive[node] === 0 || backend.beginSlice === undefined || this.early[node] !== null) return;
     const next = ahead.find((g) => g.node === node);
     if (next === undefined) return;
-    for (let m = k + 1; m < grants.length; m++) {
+    // Slices from `unrecorded` on (k aside) have not had their frames routed yet, whether still
+    // running or collected ahead of their turn: none of them may be able to reach the next slice.
+    for (let m = unrecorded; m < grants.length; m++) {
+      if (m === k) continue;
       if (grants[m]!.start_ns + this.scheduler.lookaheadNs(node, grants[m]!.node) < next.end_ns) return;
     }
     const request = this.takeDeliveries(next);
@@ -465,20 +468,70 @@ export class Engine {
         if (pending !== undefined) return pending.then(() => this.collectSet(grants, begun, k + 1));
         continue;
       }
+      if (this.pipelined && k + 1 < grants.length) {
+        const waiter = commonWaiter(begun!, k);
+        if (waiter !== null) return this.collectInFinishOrder(grants, begun!, k, waiter);
+      }
       this.recordGrant(grant);
       const result = collect();
       const request = begun!.requests[k]!;
       if (result instanceof Promise) {
         return result.then((r) => {
           this.sliceDone(grant, request, r);
-          if (this.pipelined) this.beginEarly(grants, k);
+          if (this.pipelined) this.beginEarly(grants, k, k + 1);
           return this.collectSet(grants, begun, k + 1);
         });
       }
       this.sliceDone(grant, request, result);
-      if (this.pipelined) this.beginEarly(grants, k);
+      if (this.pipelined) this.beginEarly(grants, k, k + 1);
     }
     return true;
+  }
+
+  /**
+   * Pipelined, with every slice left in the set able to say when it is done: collects them in
+   * the order they finish and records them in the set's order. A slice collected before its
+   * turn has its node's next slice begun at once when no slice not yet recorded can send into
+   * it, so a node that finishes first does not wait for the slices before it in the set.
+   * Blocking throughout (such collectors never return a Promise).
+   */
+  private collectInFinishOrder(grants: readonly SliceGrant[], begun: BegunSet, first: number, waiter: FinishWaiter): true {
+    const n = grants.length;
+    const finished = new Array<Finished | null>(n).fill(null);
+    const keys = new Int32Array(n);
+    const waiting = new Int32Array(n);
+    let k = first; // the next slice to record: every one before it is recorded
+    for (let collected = 0; k < n; ) {
+      if (finished[k] !== null) {
+        this.recordFinished(grants[k]!, begun.requests[k]!, finished[k]!);
+        finished[k] = null;
+        this.beginEarly(grants, k, k + 1);
+        k += 1;
+        continue;
+      }
+      let count = 0;
+      for (let m = k; m < n; m++) {
+        if (finished[m] !== null) continue;
+        keys[count] = begun.collect[m]!.finish!.key;
+        waiting[count++] = m;
+      }
+      const index = waiter.waitAny(keys, count);
+      if (!(Number.isInteger(index) && index >= 0 && index < count)) throw new RangeError(`waitAny returned ${index} for ${count} slices`);
+      const m = waiting[index]!;
+      finished[m] = collectNow(begun.collect[m]!);
+      collected += 1;
+      if (collected > n - first) throw new Error("collectInFinishOrder: collected more slices than the set holds");
+      const done = finished[m]!;
+      if (m > k && "result" in done && ranThrough(grants[m]!, done.result)) this.beginEarly(grants, m, k);
+    }
+    return true;
+  }
+
+  /** Records a slice collected earlier (recordGrant first, as collectSet does), or rethrows what collecting it threw. */
+  private recordFinished(grant: SliceGrant, request: SliceRequest, done: Finished): void {
+    this.recordGrant(grant);
+    if ("thrown" in done) throw done.thrown;
+    this.sliceDone(grant, request, done.result);
   }
 
   /** Grants, runs and records one slice; a Promise only when the backend returned one (no await per in-process slice). */
@@ -908,6 +961,17 @@ function tooManyInFlight(inflight_frames_max: number, sent_ns: number): never {
   );
 }
 
+/** Collects a slice whose collector is blocking (it has a finish signal); what it throws is kept for the slice's turn. */
+function collectNow(collect: SliceCollector): Finished {
+  try {
+    const result = collect();
+    if (result instanceof Promise) throw new Error("a collector with a finish signal returned a Promise (it must block)");
+    return { result };
+  } catch (thrown) {
+    return { thrown };
+  }
+}
+
 /** Where a slice result went wrong (built only on error: formatting numbers per slice cost ~6% at 4 nodes). */
 function sliceWhere(grant: SliceGrant): string {
   return `node ${grant.node} slice [${grant.start_ns}, ${grant.end_ns})`;
@@ -915,8 +979,27 @@ function sliceWhere(grant: SliceGrant): string {
 
 /** Slices of a grant set begun on concurrent backends: per position in the set, the collector and request (null: not begun). */
 interface BegunSet {
-  collect: ((() => SliceResult | Promise<SliceResult>) | null)[];
+  collect: (SliceCollector | null)[];
   requests: (SliceRequest | null)[];
+}
+
+/** A slice collected before its turn to be recorded: its result, or what collecting it threw (rethrown at its turn). */
+type Finished = { readonly result: SliceResult } | { readonly thrown: unknown };
+
+/** The waiter every slice of the set from `first` on can be waited for with, or null (then they are collected in order). */
+function commonWaiter(begun: BegunSet, first: number): FinishWaiter | null {
+  const waiter = begun.collect[first]?.finish?.waiter ?? null;
+  for (let k = first + 1; k < begun.collect.length && waiter !== null; k++) {
+    if (begun.collect[k]?.finish?.waiter !== waiter) return null;
+  }
+  return waiter;
+}
+
+/** Whether a slice ran to its end with the node still there afterwards (its next slice may begin before it is recorded). */
+function ranThrough(grant: SliceGrant, result: SliceResult): boolean {
+  if (result.end_ns !== grant.end_ns) return false;
+  for (const out of result.outputs) if (out.kind === "lifecycle" && out.event !== "boot") return false;
+  return true;
 }
 
 function checkBatchResult(grant: SliceGrant, batch: SliceBatch, result: BatchSliceResult): void {

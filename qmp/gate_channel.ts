@@ -5,7 +5,8 @@
 // virtual time it left the NIC. Message layout is documented at the top of gate.c.
 
 import type { Socket } from "node:net";
-import { fdReadExact, fdWriteAll } from "../nodes/tap/tapio.js";
+import type { FinishWaiter } from "../engine/backend.js";
+import { fdReadExact, fdWaitAny, fdWriteAll } from "../nodes/tap/tapio.js";
 
 export const GATE_PROTOCOL_VERSION = 2;
 /** Which NIC a frame is for or came from. */
@@ -27,6 +28,19 @@ const FRAME_BYTES_MAX = 65536 + 64;
 const SLICE_FRAMES_MAX = 1_000_000;
 /** A slice of an idle or busy guest never takes this long in wall time unless QEMU is stuck. */
 const SYNC_TIMEOUT_MS = 600_000;
+
+/**
+ * Waits for whichever of several blocking gate channels has its DONE (or TX) readable, in one
+ * poll: the pipelined schedule collects slices in the order VMs finish them. A closed channel
+ * (fd -1) counts as done at once: collecting it reports the close.
+ */
+export const GATE_FINISH_WAITER: FinishWaiter = {
+  waitAny(fds: Int32Array, count: number): number {
+    if (!(count >= 1 && count <= fds.length)) throw new RangeError(`waitAny over ${count} of ${fds.length} gate fds`);
+    for (let k = 0; k < count; k++) if (fds[k]! < 0) return k;
+    return fdWaitAny(fds.subarray(0, count), SYNC_TIMEOUT_MS);
+  },
+};
 
 export interface GateFrame {
   readonly t_ns: number;
@@ -131,6 +145,11 @@ export class GateChannel {
 
   get blocking(): boolean {
     return this.sync_fd >= 0;
+  }
+
+  /** For GATE_FINISH_WAITER: the fd a DONE arrives on (readable once the slice is done), -1 once closed. */
+  get finish_fd(): number {
+    return this.sync_fd;
   }
 
   /**

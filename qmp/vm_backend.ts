@@ -13,11 +13,11 @@
 
 import { rmSync } from "node:fs";
 import path from "node:path";
-import type { NodeBackend, NodeControl, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
+import type { NodeBackend, NodeControl, SliceCollector, SliceOutput, SliceRequest, SliceResult } from "../engine/backend.js";
 import { formatVirtualNs, VIRTUAL_NS_NEVER } from "../engine/units.js";
 import { agentFrame, AgentParser, encodeAgentMessage, type AgentEvent, type AgentMessage } from "./agent.js";
 import { ConsoleReader } from "./console_reader.js";
-import { GateClosedError, IFACE_MGMT, type GateFrame } from "./gate_channel.js";
+import { GATE_FINISH_WAITER, GateClosedError, IFACE_MGMT, type GateFrame } from "./gate_channel.js";
 import { mgmtMac, type QemuVm } from "./launcher.js";
 import { MGMT_NET_DEFAULT, type MgmtPort } from "./mgmt.js";
 import { IDENTITY_CHUNK_SPACING_NS } from "./snapshot.js";
@@ -173,7 +173,7 @@ export class VmBackend implements NodeBackend {
    * Parallel slices (RunConfig.parallel): the RUN goes to the gate now, the DONE is read
    * when the engine collects the result, after it has started the other VMs of the set.
    */
-  beginSlice(request: SliceRequest): () => SliceResult | Promise<SliceResult> {
+  beginSlice(request: SliceRequest): SliceCollector {
     if (this.power === "off") throw new Error(`${this.current.spec.name}: slice [${request.start_ns}, ${request.end_ns}) asked of a powered-off VM`);
     if (!(request.start_ns >= this.clock_ns && request.end_ns > request.start_ns)) {
       throw new RangeError(`${this.current.spec.name}: slice [${request.start_ns}, ${request.end_ns}) does not follow the node's clock ${this.clock_ns}`);
@@ -188,12 +188,13 @@ export class VmBackend implements NodeBackend {
       outputs.push({ kind: "lifecycle", t_ns: request.start_ns, event: "boot", detail: `qemu pid ${this.current.pid}` });
     }
     const frames = this.sliceFrames(request, outputs);
-    const collect = this.current.gate.begin(request.end_ns + this.base_ns, frames);
+    const gate = this.current.gate;
+    const collect = gate.begin(request.end_ns + this.base_ns, frames);
     const crashed = (err: unknown): SliceResult | Promise<SliceResult> => {
       if (!(err instanceof GateClosedError)) throw err;
       return this.crashed(request, err, outputs);
     };
-    return () => {
+    const collector = (): SliceResult | Promise<SliceResult> => {
       try {
         const done = collect();
         if (done instanceof Promise) return done.then((d) => this.sliceDone(request, d.clock_ns - this.base_ns, d.frames, outputs), crashed);
@@ -202,6 +203,9 @@ export class VmBackend implements NodeBackend {
         return crashed(err);
       }
     };
+    if (!gate.blocking) return collector;
+    // The fd is read when waited on, not now: a channel closed meanwhile reads as done (-1).
+    return Object.assign(collector, { finish: { get key() { return gate.finish_fd; }, waiter: GATE_FINISH_WAITER } });
   }
 
   /** A paused VM does not run: its clock stands still; frames for it must wait (the engine holds them). */

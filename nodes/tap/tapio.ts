@@ -23,6 +23,7 @@ interface NativeModule {
   monotonicNs(): number;
   fdWriteAll(fd: number, data: Uint8Array, timeout_ms: number): void;
   fdReadExact(fd: number, buf: Uint8Array, len: number, timeout_ms: number): number;
+  fdWaitAny(fds: Int32Array, timeout_ms: number): number;
 }
 
 const ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../tapio-rs/build/tapio.node");
@@ -151,4 +152,12 @@ export function fdReadExact(fd: number, buf: Uint8Array, len: number, timeout_ms
   if (!(Number.isInteger(fd) && fd >= 0)) throw new RangeError(`not a file descriptor: ${fd}`);
   if (!(len >= 0 && len <= buf.length)) throw new RangeError(`read of ${len} bytes into a buffer of ${buf.length}`);
   return addon().fdReadExact(fd, buf, len, timeout_ms);
+}
+
+/** Blocks until one of `fds` is readable or closed (poll); its index, the lowest if several. Throws after `timeout_ms`. */
+export function fdWaitAny(fds: Int32Array, timeout_ms: number): number {
+  if (!(fds.length >= 1 && fds.every((fd) => Number.isInteger(fd) && fd >= 0))) throw new RangeError(`not file descriptors: ${fds.join(", ")}`);
+  const index = addon().fdWaitAny(fds, timeout_ms);
+  if (!(index >= 0 && index < fds.length)) throw new RangeError(`fdWaitAny returned ${index} for ${fds.length} fds`);
+  return index;
 }

@@ -156,6 +156,14 @@ mod node {
         Ok(n as u32)
     }
 
+    /// Blocks until one of `fds` (stream fds) is readable or closed; returns the lowest such
+    /// index. For collecting whichever of several concurrent exchanges finishes first.
+    #[napi]
+    pub fn fd_wait_any(fds: Int32Array, timeout_ms: i32) -> Result<u32> {
+        let index = tap::wait_any(&fds, timeout_ms).map_err(err)?;
+        Ok(index as u32)
+    }
+
     /// CLOCK_MONOTONIC now, in ns (the clock frames are stamped with).
     #[napi]
     pub fn monotonic_ns() -> f64 {

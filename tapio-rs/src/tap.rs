@@ -254,6 +254,33 @@ pub fn read_exact(fd: RawFd, buf: &mut [u8], len: usize, timeout_ms: i32) -> Res
     Ok(off)
 }
 
+/// Most fds `wait_any` takes: the VMs of one grant set (bounded by the run's node count).
+pub const WAIT_ANY_FDS_MAX: usize = 1024;
+
+/// Blocks until one of `fds` is readable or closed (hung up, in error) and returns the lowest
+/// such index; Err when `timeout_ms` passes first (-1: no limit).
+pub fn wait_any(fds: &[RawFd], timeout_ms: i32) -> Result<usize, String> {
+    if fds.is_empty() || fds.len() > WAIT_ANY_FDS_MAX {
+        return Err(format!("wait_any: {} fds (1..={WAIT_ANY_FDS_MAX})", fds.len()));
+    }
+    let mut polled: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    loop {
+        let rc = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout_ms) };
+        if rc > 0 {
+            // A closed or invalid fd counts as ready: the read that follows reports it.
+            let ready = libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+            return polled.iter().position(|p| p.revents & ready != 0).ok_or_else(|| "wait_any: poll woke with no fd ready".to_string());
+        }
+        if rc == 0 {
+            return Err(format!("no fd readable within {timeout_ms} ms"));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(format!("poll: {err}"));
+        }
+    }
+}
+
 fn wait_fd(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> Result<(), String> {
     let mut p = libc::pollfd { fd, events, revents: 0 };
     loop {
@@ -305,6 +332,30 @@ mod tests {
         assert_eq!(&req.name[..4], &[b't' as libc::c_char, b's' as libc::c_char, b'1' as libc::c_char, 0]);
         assert_eq!(libc::c_short::from_ne_bytes([req.data[0], req.data[1]]), 0x1002);
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
+    }
+
+    #[test]
+    fn wait_any_names_the_ready_fd() {
+        let (mut a, mut b) = ([0; 2], [0; 2]);
+        assert_eq!(unsafe { libc::pipe2(a.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+        assert_eq!(unsafe { libc::pipe2(b.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+        assert!(wait_any(&[a[0], b[0]], 0).is_err(), "nothing written: times out");
+        signal_byte(b[1]);
+        assert_eq!(wait_any(&[a[0], b[0]], 1000).unwrap(), 1);
+        signal_byte(a[1]);
+        assert_eq!(wait_any(&[a[0], b[0]], 1000).unwrap(), 0, "the lowest ready index");
+        unsafe { libc::close(a[1]) };
+        let mut byte = [0u8; 1];
+        assert_eq!(read_exact(a[0], &mut byte, 1, 0).unwrap(), 1);
+        assert_eq!(wait_any(&[a[0]], 1000).unwrap(), 0, "a closed peer counts as ready");
+        assert!(wait_any(&[], 0).is_err());
+        for fd in [a[0], b[0], b[1]] {
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    fn signal_byte(fd: RawFd) {
+        assert_eq!(unsafe { libc::write(fd, [1u8].as_ptr() as *const libc::c_void, 1) }, 1);
     }
 
     #[test]
