@@ -407,9 +407,10 @@ export class Engine {
 
   /**
    * Pipelined: once slice k of the running set is collected, begins its node's slice of the
-   * next set, unless a slice of this set not yet collected could still send a frame into it
-   * (its start plus the lookahead falls before the next slice's end; the next slice's own
-   * bound already covers every slice of the next set).
+   * next set, unless a slice of this set not yet recorded (from `unrecorded` on, k aside)
+   * could still send a frame into it (its start plus the lookahead falls before the next
+   * slice's end; the next slice's own bound already covers every slice of the next set).
+   * Not twice: a slice begun when collected ahead of its turn is not begun again when recorded.
    */
   private beginEarly(grants: readonly SliceGrant[], k: number, unrecorded: number): void {
     const ahead = this.set_ahead;
