@@ -1,22 +1,27 @@
 // Parallel slices on VMs (issue #12 item 1): wall time per virtual second of busy clusters,
 // one slice at a time against lock-step grant sets (RunConfig.parallel: every VM whose slice
 // is safe at once gets RUN before any DONE is awaited) and against the pipelined schedule
-// (RunConfig.pipelined, what `tapsim run --parallel` does: sets planned one ahead, a VM's
-// next slice begun as soon as no running peer can send into it), with lookahead-long slices
-// ("pipelined-long", the CLI's choice) and with half-lookahead ones ("pipelined"). All in one
-// process, the modes alternating so that machine load hits them alike. VMs start from the
-// snapshot (the boot is not what is measured); the window starts WARMUP_NS after the start.
+// (RunConfig.pipelined, what `tapsim run --parallel` does: sets planned one ahead, slices
+// collected as they finish, a VM's next slice begun as soon as no unrecorded slice can send
+// into it), with lookahead-long slices ("pipelined-long", the CLI's choice) and with
+// half-lookahead ones ("pipelined"). VMs start from the snapshot (the boot is not measured).
+//
+// These machines are noisy at the scale of seconds (a VM's two vCPUs are sometimes one
+// core's worth), so the modes are measured side by side: a cluster per mode, all alive in
+// one process, taking turns at windows of virtual time (a waiting cluster's QEMUs sit at
+// their gates and use no CPU; a pipelined one may have a slice or two in flight while the
+// next lane starts, a few ms of wall time against seconds per window).
 //
 //   node dist/bench/vm_parallel.js           3 VMs ping-flooding both peers; 8 VMs each
 //                                            flooding its successor (busy guests)
-//   BENCH_REPEATS=4 node dist/bench/...      more repetitions (median), default 2
+//   BENCH_WINDOWS=40 node dist/bench/...     more, shorter windows (default 20 over 4 s)
 //   BENCH_MODES=sets,pipelined-long ...      only these modes besides one at a time
-//   node dist/bench/vm_parallel.js quick     the 3-VM case, one repetition
+//   node dist/bench/vm_parallel.js quick     the 3-VM case, 5 windows
 //
 // Beside wall time it reports CPU time per virtual second (QEMUs and the engine's process, from
-// /proc) and cpu/wall (how many of the cores the run kept busy), and before every measurement it
-// probes what the machine gives two threads right now (bench/cpu_capacity.ts): these VMs' two
-// vCPUs are sometimes one core's worth, so a speed-up is also given as a share of that.
+// /proc) and cpu/wall (how many of the cores the run kept busy), and before every round of
+// windows it probes what the machine gives two threads right now (bench/cpu_capacity.ts), so
+// a speed-up is also given as a share of that.
 //
 // Expected on N cores with k equally busy VMs: lock-step sets wait for their busiest core,
 // about k / ceil(k / N); pipelined, no set waits for the whole one before it, up to min(N, k),
@@ -26,15 +31,18 @@
 
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
+import type { Engine } from "../engine/engine.js";
 import { createEngine, makeRunConfig, pipelinedSliceLenMaxNs } from "../engine/run.js";
 import type { Snapshot } from "../qmp/snapshot.js";
+import type { VmCluster } from "../qmp/vm_cluster.js";
 import { awsLikeTopology, median, note, printTable, progress, QUICK } from "./common.js";
 import { ownCpuS, processCpuS, twoThreadSpeedup } from "./cpu_capacity.js";
 import { benchSnapshot, NULL_SINK, startBenchCluster } from "./vm_common.js";
 
 const WARMUP_NS = 1_000_000_000;
-const WINDOW_NS = 2_000_000_000;
-const REPEATS = Number(process.env["BENCH_REPEATS"] ?? (QUICK ? 1 : 2));
+/** Virtual time measured per mode, cut into WINDOWS windows that the modes take in turns. */
+const MEASURED_NS = 4_000_000_000;
+const WINDOWS = Number(process.env["BENCH_WINDOWS"] ?? (QUICK ? 5 : 20));
 
 interface ParallelCase {
   readonly label: string;
@@ -45,56 +53,61 @@ interface ParallelCase {
 
 /**
  * How slices are scheduled: one at a time, lock-step grant sets, pipelined grant sets with
- * slices of half the smallest lookahead (what `tapsim run --parallel` does), or pipelined
- * with slices as long as each VM's lookahead allows (fewer switches, fewer early begins).
+ * slices of half the smallest lookahead, or pipelined with slices as long as each VM's
+ * lookahead allows (fewer switches, fewer early begins; what `tapsim run --parallel` does).
  */
 type Mode = "sequential" | "sets" | "pipelined" | "pipelined-long";
 const MODES: readonly Mode[] = ["sequential", "sets", "pipelined", "pipelined-long"];
 
-interface Measured {
-  /** Wall seconds per virtual second over the window. */
-  readonly wall_per_virtual: number;
-  /** CPU seconds per virtual second over the window: the QEMUs (all threads) and the engine's process. */
-  readonly qemu_cpu_per_virtual: number;
-  readonly engine_cpu_per_virtual: number;
-  readonly frames: number;
-  readonly slices: number;
-  readonly early: number;
+/** One mode's cluster and engine, alive for the whole case, and what its windows added up to. */
+interface Lane {
+  readonly mode: Mode;
+  readonly cluster: VmCluster;
+  readonly engine: Engine;
+  readonly pids: readonly number[];
+  /** Per window: wall seconds per virtual second. */
+  readonly window_wall_per_virtual: number[];
+  wall_s: number;
+  virtual_s: number;
+  qemu_cpu_s: number;
+  engine_cpu_s: number;
+  slices: number;
+  early: number;
 }
 
-/** Wall and CPU time per virtual second over the window, and frames sent in it. */
-async function measure(c: ParallelCase, mode: Mode, snapshot: Snapshot): Promise<Measured> {
+async function startLane(c: ParallelCase, mode: Mode, snapshot: Snapshot): Promise<Lane> {
   const topology = awsLikeTopology(c.vms);
   const pipelined = mode === "pipelined" || mode === "pipelined-long";
   const slice_len_max_ns = mode === "pipelined" ? pipelinedSliceLenMaxNs(topology) : undefined;
-  const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: WARMUP_NS + WINDOW_NS, backend: "vm", parallel: mode !== "sequential", pipelined, slice_len_max_ns });
+  const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: WARMUP_NS + MEASURED_NS, backend: "vm", parallel: mode !== "sequential", pipelined, slice_len_max_ns });
   const ips = config.nodes.map((n) => n.ip);
   const boot_commands = config.nodes.map((n) => c.command.replace(/\{peers\}/g, ips.filter((_, i) => i !== n.id).join(" ")).replace(/\{next\}/g, ips[(n.id + 1) % c.vms]!));
   const cluster = await startBenchCluster(config, boot_commands, snapshot);
-  try {
-    const engine = createEngine(config, cluster.backends, NULL_SINK);
-    while (engine.now_ns < WARMUP_NS && (await engine.step()));
-    const pids = cluster.backends.map((b) => b.vm.pid);
-    const qemuCpuS = () => pids.reduce((sum, pid) => sum + processCpuS(pid), 0);
-    const before = { frames: engine.stats.frames_emitted, slices: engine.stats.slices, virtual_ns: engine.now_ns, early: engine.slices_begun_early, qemu_cpu_s: qemuCpuS(), engine_cpu_s: ownCpuS() };
-    const t0 = process.hrtime.bigint();
-    while (await engine.step());
-    const wall_ns = Number(process.hrtime.bigint() - t0);
-    // Read before stop: a QEMU that has exited has no /proc entry.
-    const qemu_cpu_s = qemuCpuS() - before.qemu_cpu_s;
-    const engine_cpu_s = ownCpuS() - before.engine_cpu_s;
-    const virtual_s = (engine.now_ns - before.virtual_ns) / 1e9;
-    return {
-      wall_per_virtual: wall_ns / 1e9 / virtual_s,
-      qemu_cpu_per_virtual: qemu_cpu_s / virtual_s,
-      engine_cpu_per_virtual: engine_cpu_s / virtual_s,
-      frames: engine.stats.frames_emitted - before.frames,
-      slices: engine.stats.slices - before.slices,
-      early: engine.slices_begun_early - before.early,
-    };
-  } finally {
-    await cluster.stop();
+  const engine = createEngine(config, cluster.backends, NULL_SINK);
+  const pids = cluster.backends.map((b) => b.vm.pid);
+  return { mode, cluster, engine, pids, window_wall_per_virtual: [], wall_s: 0, virtual_s: 0, qemu_cpu_s: 0, engine_cpu_s: 0, slices: 0, early: 0 };
+}
+
+/** Runs the lane's engine until its clock reaches `until_ns`, adding wall, virtual and CPU time to its sums. */
+async function runWindow(lane: Lane, until_ns: number): Promise<void> {
+  const { engine } = lane;
+  // Read while the QEMUs live: an exited one has no /proc entry.
+  const qemuCpuS = () => lane.pids.reduce((sum, pid) => sum + processCpuS(pid), 0);
+  const before = { virtual_ns: engine.now_ns, slices: engine.stats.slices, early: engine.slices_begun_early, qemu_cpu_s: qemuCpuS(), engine_cpu_s: ownCpuS() };
+  const t0 = process.hrtime.bigint();
+  for (let steps = 0; engine.now_ns < until_ns && (await engine.step()); steps++) {
+    if (steps > 100_000_000) throw new Error(`${lane.mode}: window did not end`);
   }
+  const wall_s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const virtual_s = (engine.now_ns - before.virtual_ns) / 1e9;
+  if (!(virtual_s > 0)) throw new Error(`${lane.mode}: no virtual time passed in a window (end: ${engine.end_reason})`);
+  lane.window_wall_per_virtual.push(wall_s / virtual_s);
+  lane.wall_s += wall_s;
+  lane.virtual_s += virtual_s;
+  lane.qemu_cpu_s += qemuCpuS() - before.qemu_cpu_s;
+  lane.engine_cpu_s += ownCpuS() - before.engine_cpu_s;
+  lane.slices += engine.stats.slices - before.slices;
+  lane.early += engine.slices_begun_early - before.early;
 }
 
 /** BENCH_MODES=sequential,pipelined-long runs only those modes (sequential is always run: it is the baseline). */
@@ -104,24 +117,52 @@ function selectedModes(): readonly Mode[] {
   return MODES.filter((m) => m === "sequential" || names.includes(m));
 }
 
-/** One mode's figures over the repetitions, each repetition's speed-up taken against that repetition's own sequential run. */
-function modeRow(mode: Mode, runs: readonly Measured[], sequential: readonly Measured[], capacity: readonly number[]): string[] {
-  const speedups = runs.map((m, r) => sequential[r]!.wall_per_virtual / m.wall_per_virtual);
-  const cpu = runs.map((m) => m.qemu_cpu_per_virtual + m.engine_cpu_per_virtual);
-  const utilisation = runs.map((m, r) => cpu[r]! / m.wall_per_virtual);
+/** One mode's row; speed-ups against the sequential lane, overall (sums) and the median of the windows' own. */
+function laneRow(lane: Lane, sequential: Lane, capacity_median: number): string[] {
+  const wall_per_virtual = lane.wall_s / lane.virtual_s;
+  const speedup = sequential.wall_s / sequential.virtual_s / wall_per_virtual;
+  const per_window = lane.window_wall_per_virtual.map((w, k) => sequential.window_wall_per_virtual[k]! / w);
+  const cpu_s = lane.qemu_cpu_s + lane.engine_cpu_s;
+  const first = lane.mode === "sequential";
   const x = (v: number) => `${v.toFixed(2)}x`;
-  const last = runs[runs.length - 1]!;
   return [
-    mode,
-    median(runs.map((m) => m.wall_per_virtual)).toFixed(2),
-    mode === "sequential" ? "" : x(median(speedups)),
-    mode === "sequential" ? "" : speedups.map((v) => v.toFixed(2)).join(" "),
-    mode === "sequential" ? "" : `${((100 * median(speedups)) / median(capacity)).toFixed(0)} %`,
-    median(runs.map((m) => m.qemu_cpu_per_virtual)).toFixed(2),
-    median(runs.map((m) => m.engine_cpu_per_virtual)).toFixed(2),
-    median(utilisation).toFixed(2),
-    `${last.slices} / ${last.early}`,
+    lane.mode,
+    wall_per_virtual.toFixed(2),
+    first ? "" : x(speedup),
+    first ? "" : `${x(median(per_window))} (${Math.min(...per_window).toFixed(2)}–${Math.max(...per_window).toFixed(2)})`,
+    first ? "" : `${((100 * speedup) / capacity_median).toFixed(0)} %`,
+    (lane.qemu_cpu_s / lane.virtual_s).toFixed(2),
+    (lane.engine_cpu_s / lane.virtual_s).toFixed(2),
+    (cpu_s / lane.wall_s).toFixed(2),
+    `${lane.slices} / ${lane.early}`,
   ];
+}
+
+/**
+ * One case: a cluster per mode, all alive at once (a lane's QEMUs wait at their gates while
+ * another lane runs), warmed up, then WINDOWS rounds in which every lane runs its next window
+ * of virtual time, the lanes' order rotating per round; the machine's two-thread speed-up is
+ * probed before each round. So every mode meets the same machine, seconds apart.
+ */
+async function runCase(c: ParallelCase, modes: readonly Mode[], snapshot: Snapshot): Promise<void> {
+  const lanes: Lane[] = [];
+  try {
+    for (const mode of modes) lanes.push(await startLane(c, mode, snapshot));
+    for (const lane of lanes) while (lane.engine.now_ns < WARMUP_NS && (await lane.engine.step()));
+    const capacity: number[] = [];
+    for (let w = 0; w < WINDOWS; w++) {
+      capacity.push(await twoThreadSpeedup());
+      const until_ns = WARMUP_NS + ((w + 1) * MEASURED_NS) / WINDOWS;
+      for (let k = 0; k < lanes.length; k++) await runWindow(lanes[(w + k) % lanes.length]!, until_ns);
+      progress(`${c.label}: window ${w + 1}/${WINDOWS}: machine ${capacity[w]!.toFixed(2)}x, ${lanes.map((l) => `${l.mode} ${l.window_wall_per_virtual[w]!.toFixed(2)}`).join(", ")}`);
+    }
+    const capacity_median = median(capacity);
+    note(`\n${c.label}: machine two-thread speed-up median ${capacity_median.toFixed(2)}x (${Math.min(...capacity).toFixed(2)}–${Math.max(...capacity).toFixed(2)} over ${capacity.length} probes)`);
+    const rows = lanes.map((lane) => laneRow(lane, lanes[0]!, capacity_median));
+    printTable(["mode", "wall/virtual", "speed-up", "per window: median (range)", "of machine", "QEMU cpu/virtual", "engine cpu/virtual", "cpu/wall", "slices / begun early"], rows, 1);
+  } finally {
+    for (const lane of lanes) await lane.cluster.stop();
+  }
 }
 
 async function main(): Promise<void> {
@@ -131,24 +172,12 @@ async function main(): Promise<void> {
     ...(QUICK ? [] : [{ label: "8 busy VMs (each floods its successor, 1 ms)", vms: 8, command: "sleep 0.5; ping -q -i 0.001 {next} > /dev/null" }]),
   ];
   const modes = selectedModes();
-  for (const c of cases) {
-    const runs = new Map<Mode, Measured[]>(modes.map((m) => [m, []]));
-    // The machine's own two-thread speed-up, probed right before every measurement.
-    const capacity: number[] = [];
-    for (let r = 0; r < REPEATS; r++) {
-      for (const mode of modes) {
-        capacity.push(await twoThreadSpeedup());
-        progress(`${c.label}: repetition ${r + 1}, ${mode} (machine two-thread speed-up ${capacity[capacity.length - 1]!.toFixed(2)}x)`);
-        runs.get(mode)!.push(await measure(c, mode, snapshot));
-      }
-    }
-    note(`\n${c.label}: machine two-thread speed-up (median of ${capacity.length} probes) ${median(capacity).toFixed(2)}x, probes ${capacity.map((v) => v.toFixed(2)).join(" ")}`);
-    const sequential = runs.get("sequential")!;
-    const rows = modes.map((mode) => modeRow(mode, runs.get(mode)!, sequential, capacity));
-    printTable(["mode", "wall/virtual", "speed-up", "per repetition", "of machine", "QEMU cpu/virtual", "engine cpu/virtual", "cpu/wall", "slices / begun early"], rows, 1);
-  }
+  for (const c of cases) await runCase(c, modes, snapshot);
   const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-  note(`\nwindow ${WINDOW_NS / 1e9} s of virtual time after ${WARMUP_NS / 1e9} s; median of ${REPEATS} repetitions, modes alternating; speed-up: median of each repetition's against its own sequential run; of machine: that speed-up over the machine's two-thread speed-up; load average at the end ${load}`);
+  note(
+    `\n${MEASURED_NS / 1e9} s of virtual time per mode after ${WARMUP_NS / 1e9} s, in ${WINDOWS} windows the modes take in turns (order rotating); ` +
+      `speed-up: one at a time's wall/virtual over the mode's, over all windows; per window: each window's own; of machine: the speed-up over the median two-thread speed-up; load average at the end ${load}`,
+  );
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
