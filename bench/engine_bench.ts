@@ -14,6 +14,8 @@
 import { spawn } from "node:child_process";
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { traceHeader } from "../cli/version.js";
 import { brachaConfig } from "../nodes/inprocess/workloads.js";
 import { makeRunConfig } from "../engine/run.js";
@@ -124,6 +126,19 @@ function baselineLoop(nodes: number, population: number, events: number): number
 
 // ---------------------------------------------------------------------------------------
 
+/**
+ * A full collection before each timed run (outside its timing), so that no run pays for the
+ * one before's garbage (the baseline leaves millions of promoted objects, the engine its
+ * arena): each starts from a clean heap, as a user's run does in its fresh process. Taken at
+ * run time, not with --expose-gc: the children run with the CLI's node flags only.
+ */
+function collectorOf(): () => void {
+  setFlagsFromString("--expose-gc");
+  const gc: unknown = runInNewContext("gc");
+  if (typeof gc !== "function") throw new Error("engine_bench: no gc() after --expose-gc");
+  return gc as () => void;
+}
+
 /** Warm runs per configuration (BENCH_REPEATS overrides), each after the cold one. */
 const WARM_RUNS = Number(process.env["BENCH_REPEATS"] ?? REPEATS);
 
@@ -169,8 +184,9 @@ interface RunFigures {
   frames: number;
 }
 
-async function engineRun(config: RunConfig, sink: RecordSink, close?: () => void): Promise<RunFigures> {
+async function engineRun(config: RunConfig, sink: RecordSink, gc: () => void, close?: () => void): Promise<RunFigures> {
   const { engine } = createInProcessRun(config, sink);
+  gc();
   const { s, value: summary } = await timeIt(async () => {
     const summary = await engine.run();
     close?.();
@@ -181,7 +197,8 @@ async function engineRun(config: RunConfig, sink: RecordSink, close?: () => void
 }
 
 /** Events per second of `events` baseline events (heap preload included, as before). */
-async function baselineRate(nodes: number, events: number): Promise<number> {
+async function baselineRate(nodes: number, events: number, gc: () => void): Promise<number> {
+  gc();
   const b = await timeIt(() => baselineLoop(nodes, nodes * (nodes - 1), events));
   if (b.value !== events) throw new Error("baseline checksum");
   return events / b.s;
@@ -192,20 +209,21 @@ async function measureInChild(c: Case, sink_kind: SinkKind): Promise<ChildResult
   const config = configFor(c);
   const tmp = tempDir("tapsim-engine-bench-");
   const null_sink = new NullSink();
+  const gc = collectorOf();
   let trace_bytes = 0;
   const run = async (): Promise<RunFigures> => {
-    if (sink_kind === "null") return engineRun(config, null_sink);
+    if (sink_kind === "null") return engineRun(config, null_sink, gc);
     // As `tapsim run` records: a TraceWriter to a file, closed (fsync) inside the timing.
     const file = tmp.file(`n${c.nodes}.trace`);
     const writer = TraceWriter.create(file, traceHeader(config));
-    const figures = await engineRun(config, writer, () => writer.close());
+    const figures = await engineRun(config, writer, gc, () => writer.close());
     trace_bytes = statSync(file).size;
     rmSync(file);
     return figures;
   };
   try {
     const cold = await run();
-    const base_cold_per_s = await baselineRate(c.nodes, cold.events);
+    const base_cold_per_s = await baselineRate(c.nodes, cold.events, gc);
     const result: ChildResult = {
       nodes: c.nodes,
       sink: sink_kind,
@@ -223,7 +241,7 @@ async function measureInChild(c: Case, sink_kind: SinkKind): Promise<ChildResult
       // Deterministic runs: every repetition produces the same records.
       if (warm.events !== cold.events) throw new Error(`run ${rep + 1} produced ${warm.events} events, the first ${cold.events}`);
       result.warm_per_s.push(warm.events / warm.s);
-      result.base_warm_per_s.push(await baselineRate(c.nodes, cold.events));
+      result.base_warm_per_s.push(await baselineRate(c.nodes, cold.events, gc));
       const engine_per_s = result.warm_per_s.at(-1)!;
       const base_per_s = result.base_warm_per_s.at(-1)!;
       progress(`${c.nodes} nodes ${sink_kind} warm ${rep + 1}: engine ${fmtM(engine_per_s)}, baseline ${fmtM(base_per_s)} Mev/s, engine/base ${fmtRatio(engine_per_s / base_per_s)} (${(cold.events / 1e6).toFixed(2)}M events, ${(cold.events / engine_per_s).toFixed(2)} s)`);
