@@ -1,9 +1,11 @@
-// Usage: BEFORE=/path/to/old/checkout node --expose-gc bench/engine_ab.mjs   (SIZES=4,64 REPS=3 PARALLEL=0)
+// Usage: BEFORE=/path/to/old/checkout node --expose-gc bench/engine_ab.mjs   (SIZES=4,64 REPS=3 WARMUP=1 PARALLEL=0)
+// The first WARMUP rounds per size (JIT warm-up) are printed on stderr but left out of the medians.
 // Same process, alternating: engine before (the BEFORE checkout), engine after, after with --parallel
 // (PARALLEL=0 skips it: quicker A/B while working), heap-DES baseline.
 const sizes = (process.env.SIZES ?? "4,16,64,256,1024").split(",").map(Number);
 const CASES = { 4: [12000, null], 16: [200, null], 64: [3, null], 256: [1, 8], 1024: [1, 1] };
 const REPS = Number(process.env.REPS ?? 3);
+const WARMUP = Number(process.env.WARMUP ?? 1);
 const load = async (root) => ({
   w: await import(`${root}/dist/nodes/inprocess/workloads.js`),
   r: await import(`${root}/dist/engine/run.js`),
@@ -12,11 +14,15 @@ const load = async (root) => ({
 });
 // BEFORE: a checkout of the old engine with dist/ built (and node_modules); AFTER: this one (default: cwd).
 const A = await load(process.env.BEFORE), B = await load(process.env.AFTER ?? process.cwd());
+// One null sink for every run (as engine_bench): a new literal per run would bring new `write`
+// closures, and each run would start by discarding code specialised to the last one's.
+class NullSink { transient_bytes = true; transient_records = true; write() {} writeFrameEmitIn() {} }
+const NULL_SINK = new NullSink();
 async function once(L, n, par) {
   const [m, b] = CASES[n];
   const config = L.r.makeRunConfig({ topology: L.c.awsLikeTopology(n), workload: L.w.brachaConfig({ messages_per_node: m, broadcasters: b }), seed: 1, until_ns: null });
   if (par) config.parallel = true;
-  const { engine } = L.ip.createInProcessRun(config, { write() {}, writeFrameEmitIn() {}, transient_bytes: true, transient_records: true });
+  const { engine } = L.ip.createInProcessRun(config, NULL_SINK);
   globalThis.gc?.();
   const t0 = process.hrtime.bigint();
   const s = await engine.run();
@@ -45,14 +51,16 @@ console.log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const n of sizes) {
   const ra = [], rb = [], rp = [], rq = [];
   let ev = 0, sl = 0, slp = 0;
-  for (let rep = 0; rep < REPS; rep++) {
-    const a = await once(A, n, false); ra.push(a.rate); ev = a.events;
-    const b = await once(B, n, false); rb.push(b.rate); sl = b.slices;
+  for (let rep = 0; rep < WARMUP + REPS; rep++) {
+    const a = await once(A, n, false); ev = a.events;
+    const b = await once(B, n, false); sl = b.slices;
     if (b.events !== a.events) throw new Error(`events differ ${a.events} ${b.events}`);
     const p = process.env.PARALLEL === "0" ? { rate: NaN, slices: 0 } : await once(B, n, true);
-    rp.push(p.rate); slp = p.slices;
-    rq.push(baseline(n, n * (n - 1), ev));
-    process.stderr.write(`${n} rep ${rep}: before ${f(a.rate)} after ${f(b.rate)} parallel ${f(p.rate)} base ${f(rq.at(-1))}\n`);
+    slp = p.slices;
+    const q = baseline(n, n * (n - 1), ev);
+    const warm = rep >= WARMUP;
+    if (warm) { ra.push(a.rate); rb.push(b.rate); rp.push(p.rate); rq.push(q); }
+    process.stderr.write(`${n} ${warm ? `rep ${rep - WARMUP}` : "warm-up"}: before ${f(a.rate)} after ${f(b.rate)} parallel ${f(p.rate)} base ${f(q)}\n`);
   }
   const [a, b, p, q] = [med(ra), med(rb), med(rp), med(rq)];
   console.log(`| ${n} | ${(ev / 1e6).toFixed(2)} | ${f(a)} | **${f(b)}** | ${f(p)} | ${f(q)} | ${(a / q).toFixed(2)} | **${(b / q).toFixed(2)}** | ${(p / q).toFixed(2)} | ${(b / a).toFixed(2)} | ${sl} / ${slp} |`);

@@ -17,8 +17,8 @@ export class FramePool {
   seq = new Float64Array(0);
   frame_id = new Float64Array(0);
   sent_ns = new Float64Array(0);
-  /** Where the frame's bytes are in the engine's FrameArena, and how many. */
-  loc = new Float64Array(0);
+  /** Where the frame's bytes are in the engine's FrameArena (an int32 location), and how many. */
+  loc = new Int32Array(0);
   length = new Int32Array(0);
   from = new Int32Array(0);
   next = new Int32Array(0);
@@ -67,7 +67,7 @@ export class FramePool {
     this.seq = f64(this.seq);
     this.frame_id = f64(this.frame_id);
     this.sent_ns = f64(this.sent_ns);
-    this.loc = f64(this.loc);
+    this.loc = i32(this.loc);
     this.length = i32(this.length);
     this.from = i32(this.from);
     this.next = i32(this.next);

@@ -21,13 +21,14 @@ export class SliceBatch implements DeliveryBatch, OutputBatch {
   frame_id = new Float64Array(256);
   from = new Int32Array(256);
   sent_ns = new Float64Array(256);
-  loc = new Float64Array(256);
+  /** Arena locations (int32: see ARENA_CHUNKS_MAX). */
+  loc = new Int32Array(256);
   length = new Int32Array(256);
   // Outputs, [0, out_count).
   out_count = 0;
   out_kind = new Uint8Array(256);
   out_t_ns = new Float64Array(256);
-  out_loc = new Float64Array(256);
+  out_loc = new Int32Array(256);
   out_length = new Int32Array(256);
   /** Mark text, lifecycle detail (null for frames). */
   out_text: (string | null)[] = [];
@@ -123,7 +124,7 @@ export class SliceBatch implements DeliveryBatch, OutputBatch {
     this.frame_id = grow(this.frame_id, new Float64Array(cap));
     this.from = grow(this.from, new Int32Array(cap));
     this.sent_ns = grow(this.sent_ns, new Float64Array(cap));
-    this.loc = grow(this.loc, new Float64Array(cap));
+    this.loc = grow(this.loc, new Int32Array(cap));
     this.length = grow(this.length, new Int32Array(cap));
   }
 
@@ -131,7 +132,7 @@ export class SliceBatch implements DeliveryBatch, OutputBatch {
     const cap = this.out_kind.length * 2;
     this.out_kind = grow(this.out_kind, new Uint8Array(cap));
     this.out_t_ns = grow(this.out_t_ns, new Float64Array(cap));
-    this.out_loc = grow(this.out_loc, new Float64Array(cap));
+    this.out_loc = grow(this.out_loc, new Int32Array(cap));
     this.out_length = grow(this.out_length, new Int32Array(cap));
   }
 }

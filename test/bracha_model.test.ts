@@ -8,6 +8,7 @@ import * as assert from "uvu/assert";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { encodeMessage, encodeMessageWords } from "../nodes/inprocess/bracha.js";
 import { brachaConfig } from "../nodes/inprocess/workloads.js";
 import { tapsim } from "./helpers/cli.js";
 
@@ -62,4 +63,18 @@ test("tcp_like: a dial that reaches a node not listening yet is refused and retr
 });
 
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
+test("a message written a word at a time has the bytes of the plain encoder (any offset, payload size, origin, seq)", () => {
+  for (const payload_bytes of [0, 1, 3, 4, 5, 16, 17, 255, 1400]) {
+    for (const [type, origin, seq] of [[1, 0, 0], [2, 3, 11_999], [3, 1023, 255], [3, 65_535, 0xffff_ffff], [2, 255, 4093]] as const) {
+      for (const o of [0, 1, 42, 43]) {
+        const plain = new Uint8Array(o + 8 + payload_bytes + 3).fill(0xa5);
+        const words = plain.slice();
+        encodeMessage(type, origin, seq, payload_bytes, plain, o);
+        encodeMessageWords(type, origin, seq, payload_bytes, new DataView(words.buffer), o);
+        assert.equal(words, plain, `payload ${payload_bytes}, type ${type}, origin ${origin}, seq ${seq}, offset ${o}`);
+      }
+    }
+  }
+});
+
 test.run();

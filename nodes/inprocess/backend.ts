@@ -51,15 +51,30 @@ interface TimerEntry {
   readonly timer_id: number;
 }
 
-/** The delivery handed to the protocol on the batch path: one object, refilled per frame; its bytes made only if read. */
+/**
+ * The delivery handed to the protocol on the batch path: one object, pointed at frame k per
+ * frame; its fields are read from the batch only if the protocol reads them (Bracha reads
+ * none: four stores per frame saved), its bytes made only if read.
+ */
 class BatchDelivery implements Delivery {
-  // Numbers start as doubles (never), as in BatchResultSlot: frame ids come from a Float64Array.
-  t_ns: number = VIRTUAL_NS_NEVER;
-  frame_id: number = VIRTUAL_NS_NEVER;
-  from = 0 as NodeId;
-  sent_ns: number = VIRTUAL_NS_NEVER;
   batch: DeliveryBatch | null = null;
   k = 0;
+
+  get t_ns(): number {
+    return this.batch!.t_ns[this.k]!;
+  }
+
+  get frame_id(): number {
+    return this.batch!.frame_id[this.k]!;
+  }
+
+  get from(): NodeId {
+    return this.batch!.from[this.k]! as NodeId;
+  }
+
+  get sent_ns(): number {
+    return this.batch!.sent_ns[this.k]!;
+  }
 
   get bytes(): Uint8Array {
     return this.batch!.frame(this.k);
@@ -158,10 +173,6 @@ export class InProcessBackend implements NodeBackend, NodeContext {
           this.now_ns = Math.max(timer.t_ns, start_ns);
           this.protocol.onTimer(this, timer.timer_id);
         } else if (frame_ns < end_ns) {
-          d.t_ns = frame_ns;
-          d.frame_id = deliveries.frame_id[next]!;
-          d.from = deliveries.from[next]! as NodeId;
-          d.sent_ns = deliveries.sent_ns[next]!;
           d.k = next;
           this.now_ns = frame_ns;
           if (protocol.onFrameIn !== undefined) protocol.onFrameIn(this, deliveries.bufferOf(next), deliveries.offsetOf(next), deliveries.length[next]!, d);

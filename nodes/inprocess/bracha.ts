@@ -174,6 +174,8 @@ export class BrachaNode implements ProtocolNode {
   private readonly header_varying: Uint8Array;
   /** The frame being sent: ctx.send copies it, so one buffer serves every frame. */
   private readonly frame: Uint8Array;
+  /** `frame` as a DataView: the message is written a word at a time (encodeMessageWords). */
+  private readonly frame_view: DataView;
   /** transport tcp_like: the reference's TCP mesh; null: one datagram per message. */
   private readonly tcp: TcpMesh | null;
   private readonly silent: boolean;
@@ -203,6 +205,7 @@ export class BrachaNode implements ProtocolNode {
     const self = { mac: nodeMac(id), ip: nodeIpv4(id), port: BRACHA_PORT };
     const payload_bytes = MSG_HEADER_BYTES + params.payload_bytes;
     this.frame = new Uint8Array(UDP_FRAME_OVERHEAD_BYTES + payload_bytes);
+    this.frame_view = new DataView(this.frame.buffer, this.frame.byteOffset, this.frame.byteLength);
     this.header_templates = new Uint8Array(node_count * UDP_FRAME_OVERHEAD_BYTES);
     for (let j = 0; j < node_count; j++) {
       this.frame.fill(0); // udpHeaders sums the checksum field as it finds it
@@ -372,7 +375,7 @@ export class BrachaNode implements ProtocolNode {
       for (let j = 0; j < this.n; j++) if (j !== this.id) this.tcp.send(ctx, j, payload);
     } else {
       const frame = this.frame;
-      encodeMessage(type, origin, seq, this.payload_bytes, frame, UDP_FRAME_OVERHEAD_BYTES);
+      encodeMessageWords(type, origin, seq, this.payload_bytes, this.frame_view, UDP_FRAME_OVERHEAD_BYTES);
       const templates = this.header_templates;
       const varying = this.header_varying;
       for (let j = 0; j < this.n; j++) {
@@ -404,7 +407,7 @@ function varyingOffsets(records: Uint8Array, count: number, size: number): Uint8
 }
 
 /** Writes the message into buf at offset o (MSG_HEADER_BYTES + payload_bytes bytes). */
-function encodeMessage(type: number, origin: number, seq: number, payload_bytes: number, buf: Uint8Array, o: number): void {
+export function encodeMessage(type: number, origin: number, seq: number, payload_bytes: number, buf: Uint8Array, o: number): void {
   buf[o] = MSG_MAGIC;
   buf[o + 1] = type;
   buf[o + 2] = origin >>> 8;
@@ -414,4 +417,22 @@ function encodeMessage(type: number, origin: number, seq: number, payload_bytes:
   buf[o + 6] = (seq >>> 8) & 0xff;
   buf[o + 7] = seq & 0xff;
   for (let i = 0; i < payload_bytes; i++) buf[o + MSG_HEADER_BYTES + i] = (origin + seq + i) & 0xff;
+}
+
+/** Payload words: RAMP_WORDS[x] holds the four payload bytes x, x+1, x+2, x+3 (mod 256), big-endian. */
+const RAMP_WORDS = Uint32Array.from({ length: 256 }, (_, x) => ((x << 24) | (((x + 1) & 0xff) << 16) | (((x + 2) & 0xff) << 8) | ((x + 3) & 0xff)) >>> 0);
+
+/**
+ * encodeMessage's bytes, written a 32-bit word at a time: 6 stores instead of 24 for the
+ * default 16-byte payload (every broadcast encodes one; test/bracha_model.test.ts checks the
+ * bytes are the same).
+ */
+export function encodeMessageWords(type: number, origin: number, seq: number, payload_bytes: number, view: DataView, o: number): void {
+  view.setUint32(o, ((MSG_MAGIC << 24) | (type << 16) | (origin & 0xffff)) >>> 0);
+  view.setUint32(o + 4, seq);
+  const first = (origin + seq) & 0xff;
+  const p = o + MSG_HEADER_BYTES;
+  let i = 0;
+  for (; i + 4 <= payload_bytes; i += 4) view.setUint32(p + i, RAMP_WORDS[(first + i) & 0xff]!);
+  for (; i < payload_bytes; i++) view.setUint8(p + i, (first + i) & 0xff);
 }
