@@ -14,7 +14,7 @@
 //
 //   node dist/bench/vm_parallel.js           3 VMs ping-flooding both peers; 8 VMs each
 //                                            flooding its successor (busy guests)
-//   BENCH_WINDOWS=40 node dist/bench/...     more, shorter windows (default 20 over 4 s)
+//   BENCH_WINDOWS=10 node dist/bench/...     fewer, longer windows (default 20 over 4 s, at most 20)
 //   BENCH_MODES=sets,pipelined-long ...      only these modes besides one at a time
 //   node dist/bench/vm_parallel.js quick     the 3-VM case, 5 windows
 //
@@ -43,6 +43,11 @@ const WARMUP_NS = 1_000_000_000;
 /** Virtual time measured per mode, cut into WINDOWS windows that the modes take in turns. */
 const MEASURED_NS = 4_000_000_000;
 const WINDOWS = Number(process.env["BENCH_WINDOWS"] ?? (QUICK ? 5 : 20));
+/** A window must outlast the longest slice (the AWS-like lookahead, 125 ms), or a lane may pass it without a step. */
+const WINDOW_NS_MIN = 200_000_000;
+if (!(Number.isInteger(WINDOWS) && WINDOWS >= 1 && MEASURED_NS / WINDOWS >= WINDOW_NS_MIN)) {
+  throw new Error(`BENCH_WINDOWS: ${process.env["BENCH_WINDOWS"]} (1..${MEASURED_NS / WINDOW_NS_MIN}: windows of at least ${WINDOW_NS_MIN / 1e6} ms of ${MEASURED_NS / 1e9} s)`);
+}
 
 interface ParallelCase {
   readonly label: string;
