@@ -22,6 +22,7 @@ import {
   type DropReason,
   type FaultPlan,
   type FrameDeliverRecord,
+  type LifecycleEvent,
   type FrameEmitRecord,
   type MarkRecord,
   type RecordSink,
@@ -666,12 +667,11 @@ export class Engine {
       } else if (out.kind === "command") {
         this.write([RecordKind.Command, node, out.t_ns, out.event, out.id, out.detail]);
       } else {
-        exited ||= out.event !== "boot";
+        exited ||= endsNode(out.event);
         this.write([RecordKind.Lifecycle, node, out.t_ns, out.event, out.detail]);
       }
     }
-    if (this.pipelined && !exited && result.end_ns !== grant.end_ns) throw new SliceResultError(`${sliceWhere(grant)}: a pipelined slice must run to its end, not stop at ${result.end_ns}`);
-    this.endSlice(node, result, exited);
+    this.endSlice(grant, result, exited);
     let frame_id = first_frame_id;
     for (const out of result.outputs) {
       if (out.kind === "emit") {
@@ -688,9 +688,14 @@ export class Engine {
     return copy;
   }
 
-  /** The result object, not its times: they would be boxed as arguments (endSlice is not inlined). */
-  private endSlice(node: NodeId, result: { readonly end_ns: number; readonly wake_ns: number }, exited: boolean): void {
+  /**
+   * The grant and result objects, not their times: they would be boxed as arguments (endSlice
+   * is not inlined). Pipelined, a slice must run to its end unless the node exited.
+   */
+  private endSlice(grant: SliceGrant, result: { readonly end_ns: number; readonly wake_ns: number }, exited: boolean): void {
+    const node = grant.node;
     const end_ns = result.end_ns;
+    if (this.pipelined && !exited && end_ns !== grant.end_ns) throw new SliceResultError(`${sliceWhere(grant)}: a pipelined slice must run to its end, not stop at ${end_ns}`);
     const wake_ns = exited ? VIRTUAL_NS_NEVER : result.wake_ns;
     const wake_field = wake_ns === VIRTUAL_NS_NEVER ? -1 : wake_ns;
     if (this.reuse_records) {
@@ -746,12 +751,11 @@ export class Engine {
         this.writeBatchMark(node, k);
       } else {
         const event = batch.out_event[k]!;
-        exited ||= event !== "boot";
+        exited ||= endsNode(event);
         this.write([RecordKind.Lifecycle, node, t_ns, event, batch.out_text[k]!]);
       }
     }
-    if (this.pipelined && !exited && result.end_ns !== grant.end_ns) throw new SliceResultError(`${sliceWhere(grant)}: a pipelined slice must run to its end, not stop at ${result.end_ns}`);
-    this.endSlice(node, result, exited);
+    this.endSlice(grant, result, exited);
     let frame_id = first_frame_id;
     for (let k = 0; k < n_out; k++) {
       if (batch.out_kind[k] !== OUT_EMIT) continue;
@@ -996,10 +1000,15 @@ function commonWaiter(begun: BegunSet, first: number): FinishWaiter | null {
   return waiter;
 }
 
+/** Whether a lifecycle event ends the node (every event but boot: exit, crash). */
+function endsNode(event: LifecycleEvent): boolean {
+  return event !== "boot";
+}
+
 /** Whether a slice ran to its end with the node still there afterwards (its next slice may begin before it is recorded). */
 function ranThrough(grant: SliceGrant, result: SliceResult): boolean {
   if (result.end_ns !== grant.end_ns) return false;
-  for (const out of result.outputs) if (out.kind === "lifecycle" && out.event !== "boot") return false;
+  for (const out of result.outputs) if (out.kind === "lifecycle" && endsNode(out.event)) return false;
   return true;
 }
 
