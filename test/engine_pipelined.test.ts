@@ -30,7 +30,7 @@ const MS = 1_000_000;
 /** Cases without faults (the pipelined schedule refuses them): jitter, loss, queues, an exit mid-run. */
 const CASES = GOLDEN_CASES.filter((c) => c.config().faults === undefined);
 
-/** capped: slices of half the smallest lookahead (as the CLI sets); else as long as each node's lookahead allows, so most next slices must wait. */
+/** capped: slices of half the smallest lookahead (pipelinedSliceLenMaxNs); else as long as each node's lookahead allows (as the CLI runs), so most next slices must wait. */
 function pipelinedConfig(c: GoldenCase, pipelined: boolean, capped = true): RunConfig {
   const config = c.config();
   config.until_ns ??= 400 * MS; // busy nodes never go quiet
@@ -47,25 +47,19 @@ function busyBackends(c: GoldenCase, config: RunConfig, seed: number, log: numbe
   return delayedBackends(c, config, seed, log, true, finish);
 }
 
-/** Nodes that say when their slices are done (as VMs on the blocking gate), finishing in an order picked by `seed`. */
-async function finishOrderRun(c: GoldenCase, seed: number, capped: boolean): Promise<{ sha256: string; records: number; early: number; out_of_order: number }> {
-  const config = pipelinedConfig(c, true, capped);
-  const sink = new HashingSink();
-  const finish = new ShuffledFinish(new Prng(seed, 11));
-  const engine = createEngine(config, busyBackends(c, config, seed, [], finish), sink);
-  await engine.run();
-  assert.is(engine.end_reason, "duration");
-  return { sha256: sink.digest(), records: sink.count, early: engine.slices_begun_early, out_of_order: finish.out_of_order };
-}
-
-async function pipelinedRun(c: GoldenCase, concurrent: boolean, seed = 1, capped = true): Promise<{ sha256: string; records: number; early: number; shuffled: boolean }> {
+/**
+ * A pipelined run of busy nodes; `finish_order`: the nodes say when their slices are done (as
+ * VMs on the blocking gate) and finish in an order picked by `seed` (out_of_order counts it).
+ */
+async function pipelinedRun(c: GoldenCase, concurrent: boolean, seed = 1, capped = true, finish_order = false): Promise<{ sha256: string; records: number; early: number; shuffled: boolean; out_of_order: number }> {
   const config = pipelinedConfig(c, true, capped);
   const sink = new HashingSink();
   const log: number[] = [];
-  const engine = createEngine(config, busyBackends(c, config, seed, log), sink, { concurrent });
+  const finish = finish_order ? new ShuffledFinish(new Prng(seed, 11)) : null;
+  const engine = createEngine(config, busyBackends(c, config, seed, log, finish), sink, { concurrent });
   await engine.run();
   assert.is(engine.end_reason, "duration");
-  return { sha256: sink.digest(), records: sink.count, early: engine.slices_begun_early, shuffled: log.some((node, k) => k > 0 && node < log[k - 1]!) };
+  return { sha256: sink.digest(), records: sink.count, early: engine.slices_begun_early, shuffled: log.some((node, k) => k > 0 && node < log[k - 1]!), out_of_order: finish?.out_of_order ?? 0 };
 }
 
 for (const c of CASES) {
@@ -91,7 +85,7 @@ for (const c of CASES) {
     for (const capped of [true, false]) {
       const one = await pipelinedRun(c, false, 1, capped);
       for (const seed of [1, 2, 3]) {
-        const run = await finishOrderRun(c, seed, capped);
+        const run = await pipelinedRun(c, true, seed, capped, true);
         assert.equal({ sha256: run.sha256, records: run.records }, { sha256: one.sha256, records: one.records }, `finish order (seed ${seed}, ${capped ? "half-lookahead" : "lookahead-long"} slices) vs one at a time`);
         assert.ok(run.out_of_order > 10, `slices finished out of set order (${run.out_of_order})`);
         if (capped) assert.ok(run.early > one.records / 100, `slices were begun early (${run.early})`);

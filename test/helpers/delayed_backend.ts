@@ -31,8 +31,8 @@ export class DelayedBackend implements NodeBackend {
   }
   beginSlice(request: SliceRequest): SliceCollector {
     this.begun += 1;
-    if (this.finish !== null) return this.beginSignalled(this.busy ? copied(request) : request, this.finish);
     const own = this.busy ? copied(request) : request;
+    if (this.finish !== null) return this.beginSignalled(own, this.finish);
     const turns = this.prng.nextBelow(4);
     const done = (async () => {
       for (let k = 0; k < turns; k++) await new Promise((resolve) => setImmediate(resolve));
@@ -43,7 +43,7 @@ export class DelayedBackend implements NodeBackend {
   }
   /** Like a VM on the blocking gate: collecting runs the slice at once; `finish` picks which begun slice "finished" first. */
   private beginSignalled(own: SliceRequest, finish: ShuffledFinish): SliceCollector {
-    const key = finish.begin(own.node);
+    const key = finish.begin();
     const collect = (): SliceResult => {
       finish.collected(key);
       this.log.push(own.node);
@@ -78,7 +78,7 @@ export class ShuffledFinish implements FinishWaiter {
   /** waitAny calls that named a slice other than the first one asked about. */
   out_of_order = 0;
   constructor(private readonly prng: Prng) {}
-  begin(_node: number): number {
+  begin(): number {
     const key = this.next_key++;
     this.running.add(key);
     return key;
