@@ -246,7 +246,6 @@ async function measureInChild(c: Case, sink_kind: SinkKind): Promise<ChildResult
       const base_per_s = result.base_warm_per_s.at(-1)!;
       progress(`${c.nodes} nodes ${sink_kind} warm ${rep + 1}: engine ${fmtM(engine_per_s)}, baseline ${fmtM(base_per_s)} Mev/s, engine/base ${fmtRatio(engine_per_s / base_per_s)} (${(cold.events / 1e6).toFixed(2)}M events, ${(cold.events / engine_per_s).toFixed(2)} s)`);
     }
-    result.trace_bytes = trace_bytes;
     return result;
   } finally {
     tmp.remove();
