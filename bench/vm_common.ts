@@ -19,7 +19,7 @@ export async function benchSnapshot(log: (line: string) => void): Promise<{ snap
 }
 
 /** Every node of `config` as a VM; a crash throws. With `snapshot`, each starts from it. */
-export async function startBenchCluster(config: RunConfig, boot_commands: (string | null)[], snapshot: Snapshot | null): Promise<VmCluster> {
+export async function startBenchCluster(config: RunConfig, boot_commands: (string | null)[], snapshot: Snapshot | null, gate_plugin_path?: string): Promise<VmCluster> {
   return await VmCluster.start({
     config,
     image: await ensureDefaultImage(),
@@ -32,5 +32,6 @@ export async function startBenchCluster(config: RunConfig, boot_commands: (strin
       throw new Error(b.crash ?? "crash");
     },
     ...(snapshot === null ? {} : { snapshots: new Map([[BENCH_MEMORY_MIB, snapshot]]) }),
+    ...(gate_plugin_path === undefined ? {} : { gate_plugin_path }),
   });
 }

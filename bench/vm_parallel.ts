@@ -16,27 +16,36 @@
 //                                            flooding its successor (busy guests)
 //   BENCH_WINDOWS=10 node dist/bench/...     fewer, longer windows (default 20 over 4 s, at most 20)
 //   BENCH_MODES=sets,pipelined-long ...      only these modes besides one at a time
+//   BENCH_CASES=8 node dist/bench/...        only the cases with these VM counts (3, 8)
+//   BENCH_GATES=default,loud-monitor ...     every mode with each build of the gate plugin
 //   node dist/bench/vm_parallel.js quick     the 3-VM case, 5 windows
 //
 // Beside wall time it reports CPU time per virtual second (QEMUs and the engine's process, from
 // /proc) and cpu/wall (how many of the cores the run kept busy), and before every round of
 // windows it probes what the machine gives two threads right now (bench/cpu_capacity.ts), so
-// a speed-up is also given as a share of that.
+// a speed-up is also given as a share of that. idle/wall: the CPUs' idle time (all of them,
+// /proc/stat) per wall second; run delay/wall: time the QEMUs' and the engine's threads were
+// runnable but waited for a CPU (schedstat). Both high at once: the kernel placed threads
+// badly; idle without delay: nothing was runnable, the schedule left the core idle.
 //
 // Expected on N cores with k equally busy VMs: lock-step sets wait for their busiest core,
 // about k / ceil(k / N); pipelined, no set waits for the whole one before it, up to min(N, k),
 // less the engine's serial work per switch (routing, records) and what the host's scheduler
 // loses to context switches between the QEMUs' threads. One at a time also pays every RUN/DONE
 // wake-up in series, so on a quiet machine the measured speed-up can exceed these bounds.
+// "in flight" measures what the schedule itself offers: the mean, over the lane's wall time,
+// of min(slices begun and not yet collected, N) for N = 2, 4, 8 and unbounded; on N cores the
+// speed-up cannot pass it (minus the QEMUs' extra CPU time when they share a machine).
 
 import { readFileSync } from "node:fs";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import type { NodeBackend, SliceCollector } from "../engine/backend.js";
 import type { Engine } from "../engine/engine.js";
 import { createEngine, makeRunConfig, pipelinedSliceLenMaxNs } from "../engine/run.js";
 import type { Snapshot } from "../qmp/snapshot.js";
 import type { VmCluster } from "../qmp/vm_cluster.js";
 import { awsLikeTopology, median, note, printTable, progress, QUICK } from "./common.js";
-import { ownCpuS, processCpuS, twoThreadSpeedup } from "./cpu_capacity.js";
+import { machineIdleS, ownCpuS, processCpuS, processRunDelayS, twoThreadSpeedup } from "./cpu_capacity.js";
 import { benchSnapshot, NULL_SINK, startBenchCluster } from "./vm_common.js";
 
 const WARMUP_NS = 1_000_000_000;
@@ -48,6 +57,64 @@ const WINDOW_NS_MIN = 200_000_000;
 if (!(Number.isInteger(WINDOWS) && WINDOWS >= 1 && MEASURED_NS / WINDOWS >= WINDOW_NS_MIN)) {
   throw new Error(`BENCH_WINDOWS: ${process.env["BENCH_WINDOWS"]} (1..${MEASURED_NS / WINDOW_NS_MIN}: windows of at least ${WINDOW_NS_MIN / 1e6} ms of ${MEASURED_NS / 1e9} s)`);
 }
+
+/**
+ * How many VM slices were in flight (begun, not yet collected), weighted by wall time: the
+ * parallelism the schedule offers, whatever the machine gives it. On N cores the speed-up is
+ * bounded by the mean of min(in flight, N). Time is counted only while `counting` is set (in
+ * the lane's windows, not while other lanes run).
+ */
+class InFlightProfile {
+  private count = 0;
+  private last_ns = process.hrtime.bigint();
+  counting = false;
+  /** Wall seconds spent with k slices in flight, k = 0..vms. */
+  readonly wall_s_by_count: number[];
+
+  constructor(vms: number) {
+    this.wall_s_by_count = new Array<number>(vms + 1).fill(0);
+  }
+
+  /** Wraps the backend's beginSlice so that each begun and collected slice moves the count. */
+  watch(backend: NodeBackend): void {
+    const begin = backend.beginSlice?.bind(backend);
+    if (begin === undefined) throw new Error("vm_parallel: a VM backend without beginSlice");
+    backend.beginSlice = (request) => {
+      const collect = begin(request);
+      this.step(+1);
+      const collected: SliceCollector = Object.assign(() => {
+        const result = collect();
+        if (result instanceof Promise) return result.finally(() => this.step(-1));
+        this.step(-1);
+        return result;
+      }, collect.finish === undefined ? {} : { finish: collect.finish });
+      return collected;
+    };
+  }
+
+  private step(delta: number): void {
+    const now_ns = process.hrtime.bigint();
+    if (this.counting) this.wall_s_by_count[this.count]! += Number(now_ns - this.last_ns) / 1e9;
+    this.last_ns = now_ns;
+    this.count += delta;
+    if (this.count < 0 || this.count >= this.wall_s_by_count.length) throw new Error(`vm_parallel: ${this.count} slices in flight`);
+  }
+
+  /** Starts or stops counting time (at a window's edges). */
+  setCounting(on: boolean): void {
+    this.step(0);
+    this.counting = on;
+  }
+
+  /** Mean of min(in flight, cores) over the counted time. */
+  meanCapped(cores: number): number {
+    const total_s = this.wall_s_by_count.reduce((a, b) => a + b, 0);
+    return this.wall_s_by_count.reduce((sum, s, k) => sum + s * Math.min(k, cores), 0) / total_s;
+  }
+}
+
+/** Core counts at which the in-flight profile is read: the speed-up's bound on a machine with that many. */
+const IN_FLIGHT_CORES = [2, 4, 8, Infinity] as const;
 
 interface ParallelCase {
   readonly label: string;
@@ -67,30 +134,38 @@ const MODES: readonly Mode[] = ["sequential", "sets", "pipelined", "pipelined-lo
 /** One mode's cluster and engine, alive for the whole case, and what its windows added up to. */
 interface Lane {
   readonly mode: Mode;
+  readonly gate: GateBuild;
   readonly cluster: VmCluster;
   readonly engine: Engine;
   readonly pids: readonly number[];
+  readonly in_flight: InFlightProfile;
   /** Per window: wall seconds per virtual second. */
   readonly window_wall_per_virtual: number[];
   wall_s: number;
   virtual_s: number;
   qemu_cpu_s: number;
   engine_cpu_s: number;
+  /** Seconds the QEMUs' and the engine's threads were runnable but waited for a CPU. */
+  run_delay_s: number;
+  /** Seconds the machine's CPUs were idle, all together. */
+  idle_s: number;
   slices: number;
   early: number;
 }
 
-async function startLane(c: ParallelCase, mode: Mode, snapshot: Snapshot): Promise<Lane> {
+async function startLane(c: ParallelCase, mode: Mode, snapshot: Snapshot, gate: GateBuild): Promise<Lane> {
   const topology = awsLikeTopology(c.vms);
   const pipelined = mode === "pipelined" || mode === "pipelined-long";
   const slice_len_max_ns = mode === "pipelined" ? pipelinedSliceLenMaxNs(topology) : undefined;
   const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: WARMUP_NS + MEASURED_NS, backend: "vm", parallel: mode !== "sequential", pipelined, slice_len_max_ns });
   const ips = config.nodes.map((n) => n.ip);
   const boot_commands = config.nodes.map((n) => c.command.replace(/\{peers\}/g, ips.filter((_, i) => i !== n.id).join(" ")).replace(/\{next\}/g, ips[(n.id + 1) % c.vms]!));
-  const cluster = await startBenchCluster(config, boot_commands, snapshot);
+  const cluster = await startBenchCluster(config, boot_commands, snapshot, gate === "default" ? undefined : GATE_BUILDS[gate]);
+  const in_flight = new InFlightProfile(c.vms);
+  for (const backend of cluster.backends) in_flight.watch(backend);
   const engine = createEngine(config, cluster.backends, NULL_SINK);
   const pids = cluster.backends.map((b) => b.vm.pid);
-  return { mode, cluster, engine, pids, window_wall_per_virtual: [], wall_s: 0, virtual_s: 0, qemu_cpu_s: 0, engine_cpu_s: 0, slices: 0, early: 0 };
+  return { mode, gate, cluster, engine, pids, in_flight, window_wall_per_virtual: [], wall_s: 0, virtual_s: 0, qemu_cpu_s: 0, engine_cpu_s: 0, run_delay_s: 0, idle_s: 0, slices: 0, early: 0 };
 }
 
 /** Runs the lane's engine until its clock reaches `until_ns`, adding wall, virtual and CPU time to its sums. */
@@ -98,11 +173,14 @@ async function runWindow(lane: Lane, until_ns: number): Promise<void> {
   const { engine } = lane;
   // Read while the QEMUs live: an exited one has no /proc entry.
   const qemuCpuS = () => lane.pids.reduce((sum, pid) => sum + processCpuS(pid), 0);
-  const before = { virtual_ns: engine.now_ns, slices: engine.stats.slices, early: engine.slices_begun_early, qemu_cpu_s: qemuCpuS(), engine_cpu_s: ownCpuS() };
+  const runDelayS = () => lane.pids.reduce((sum, pid) => sum + processRunDelayS(pid), processRunDelayS(process.pid));
+  const before = { virtual_ns: engine.now_ns, slices: engine.stats.slices, early: engine.slices_begun_early, qemu_cpu_s: qemuCpuS(), engine_cpu_s: ownCpuS(), run_delay_s: runDelayS(), idle_s: machineIdleS() };
   const t0 = process.hrtime.bigint();
+  lane.in_flight.setCounting(true);
   for (let steps = 0; engine.now_ns < until_ns && (await engine.step()); steps++) {
     if (steps > 100_000_000) throw new Error(`${lane.mode}: window did not end`);
   }
+  lane.in_flight.setCounting(false);
   const wall_s = Number(process.hrtime.bigint() - t0) / 1e9;
   const virtual_s = (engine.now_ns - before.virtual_ns) / 1e9;
   if (!(virtual_s > 0)) throw new Error(`${lane.mode}: no virtual time passed in a window (end: ${engine.end_reason})`);
@@ -111,6 +189,8 @@ async function runWindow(lane: Lane, until_ns: number): Promise<void> {
   lane.virtual_s += virtual_s;
   lane.qemu_cpu_s += qemuCpuS() - before.qemu_cpu_s;
   lane.engine_cpu_s += ownCpuS() - before.engine_cpu_s;
+  lane.run_delay_s += runDelayS() - before.run_delay_s;
+  lane.idle_s += machineIdleS() - before.idle_s;
   lane.slices += engine.stats.slices - before.slices;
   lane.early += engine.slices_begun_early - before.early;
 }
@@ -122,23 +202,53 @@ function selectedModes(): readonly Mode[] {
   return MODES.filter((m) => m === "sequential" || names.includes(m));
 }
 
+/**
+ * Builds of the gate plugin (scripts/build_gate.sh) to compare side by side: BENCH_GATES=
+ * default,loud-monitor runs every mode with each. loud-monitor: QMP's I/O thread woken by
+ * every virtual-timer event, as QEMU does (the default build silences it).
+ */
+function gateBuild(file: string): string {
+  return fileURLToPath(new URL(`../../qmp/gate/build/${file}`, import.meta.url));
+}
+const GATE_BUILDS = {
+  default: gateBuild("tapsim-gate.so"),
+  "loud-monitor": gateBuild("tapsim-gate-loud-monitor.so"),
+} as const;
+type GateBuild = keyof typeof GATE_BUILDS;
+
+function selectedGates(): readonly GateBuild[] {
+  const names = process.env["BENCH_GATES"]?.split(",") ?? ["default"];
+  for (const n of names) if (!(n in GATE_BUILDS)) throw new Error(`BENCH_GATES: unknown gate build "${n}" (builds: ${Object.keys(GATE_BUILDS).join(", ")})`);
+  return names as GateBuild[];
+}
+
+/** BENCH_CASES=8 runs only the cases with these VM counts. */
+function selectedCases(cases: readonly ParallelCase[]): readonly ParallelCase[] {
+  const counts = process.env["BENCH_CASES"]?.split(",").map(Number) ?? cases.map((c) => c.vms);
+  for (const n of counts) if (!cases.some((c) => c.vms === n)) throw new Error(`BENCH_CASES: no case with ${n} VMs (cases: ${cases.map((c) => c.vms).join(", ")})`);
+  return cases.filter((c) => counts.includes(c.vms));
+}
+
 /** One mode's row; speed-ups against the sequential lane, overall (sums) and the median of the windows' own. */
-function laneRow(lane: Lane, sequential: Lane, capacity_median: number): string[] {
+function laneRow(lane: Lane, sequential: Lane, capacity_median: { alu: number; memory: number }): string[] {
   const wall_per_virtual = lane.wall_s / lane.virtual_s;
   const speedup = sequential.wall_s / sequential.virtual_s / wall_per_virtual;
   const per_window = lane.window_wall_per_virtual.map((w, k) => sequential.window_wall_per_virtual[k]! / w);
   const cpu_s = lane.qemu_cpu_s + lane.engine_cpu_s;
-  const first = lane.mode === "sequential";
+  const first = lane === sequential;
   const x = (v: number) => `${v.toFixed(2)}x`;
   return [
-    lane.mode,
+    lane.gate === "default" ? lane.mode : `${lane.mode} (${lane.gate})`,
     wall_per_virtual.toFixed(2),
     first ? "" : x(speedup),
     first ? "" : `${x(median(per_window))} (${Math.min(...per_window).toFixed(2)}–${Math.max(...per_window).toFixed(2)})`,
-    first ? "" : `${((100 * speedup) / capacity_median).toFixed(0)} %`,
+    first ? "" : `${((100 * speedup) / capacity_median.alu).toFixed(0)} % / ${((100 * speedup) / capacity_median.memory).toFixed(0)} %`,
     (lane.qemu_cpu_s / lane.virtual_s).toFixed(2),
     (lane.engine_cpu_s / lane.virtual_s).toFixed(2),
     (cpu_s / lane.wall_s).toFixed(2),
+    (lane.idle_s / lane.wall_s).toFixed(2),
+    (lane.run_delay_s / lane.wall_s).toFixed(2),
+    lane.mode === "sequential" ? "1 (one at a time)" : IN_FLIGHT_CORES.map((n) => lane.in_flight.meanCapped(n).toFixed(2)).join(" / "),
     `${lane.slices} / ${lane.early}`,
   ];
 }
@@ -149,22 +259,25 @@ function laneRow(lane: Lane, sequential: Lane, capacity_median: number): string[
  * of virtual time, the lanes' order rotating per round; the machine's two-thread speed-up is
  * probed before each round. So every mode meets the same machine, seconds apart.
  */
-async function runCase(c: ParallelCase, modes: readonly Mode[], snapshot: Snapshot): Promise<void> {
+async function runCase(c: ParallelCase, modes: readonly Mode[], gates: readonly GateBuild[], snapshot: Snapshot): Promise<void> {
   const lanes: Lane[] = [];
   try {
-    for (const mode of modes) lanes.push(await startLane(c, mode, snapshot));
+    for (const gate of gates) for (const mode of modes) lanes.push(await startLane(c, mode, snapshot, gate));
     for (const lane of lanes) while (lane.engine.now_ns < WARMUP_NS && (await lane.engine.step()));
-    const capacity: number[] = [];
+    const capacity = { alu: [] as number[], memory: [] as number[] };
     for (let w = 0; w < WINDOWS; w++) {
-      capacity.push(await twoThreadSpeedup());
+      capacity.alu.push(await twoThreadSpeedup("alu"));
+      capacity.memory.push(await twoThreadSpeedup("memory"));
       const until_ns = WARMUP_NS + ((w + 1) * MEASURED_NS) / WINDOWS;
       for (let k = 0; k < lanes.length; k++) await runWindow(lanes[(w + k) % lanes.length]!, until_ns);
-      progress(`${c.label}: window ${w + 1}/${WINDOWS}: machine ${capacity[w]!.toFixed(2)}x, ${lanes.map((l) => `${l.mode} ${l.window_wall_per_virtual[w]!.toFixed(2)}`).join(", ")}`);
+      progress(`${c.label}: window ${w + 1}/${WINDOWS}: machine ${capacity.alu[w]!.toFixed(2)}x / ${capacity.memory[w]!.toFixed(2)}x, ${lanes.map((l) => `${l.mode} ${l.window_wall_per_virtual[w]!.toFixed(2)}`).join(", ")}`);
     }
-    const capacity_median = median(capacity);
-    note(`\n${c.label}: machine two-thread speed-up median ${capacity_median.toFixed(2)}x (${Math.min(...capacity).toFixed(2)}–${Math.max(...capacity).toFixed(2)} over ${capacity.length} probes)`);
-    const rows = lanes.map((lane) => laneRow(lane, lanes[0]!, capacity_median));
-    printTable(["mode", "wall/virtual", "speed-up", "per window: median (range)", "of machine", "QEMU cpu/virtual", "engine cpu/virtual", "cpu/wall", "slices / begun early"], rows, 1);
+    const capacity_median = { alu: median(capacity.alu), memory: median(capacity.memory) };
+    const range = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
+    note(`\n${c.label}: machine two-thread speed-up, median over ${WINDOWS} probes: alu ${capacity_median.alu.toFixed(2)}x (${range(capacity.alu)}), memory ${capacity_median.memory.toFixed(2)}x (${range(capacity.memory)})`);
+    // Each lane against the sequential lane of its own gate build.
+    const rows = lanes.map((lane) => laneRow(lane, lanes.find((l) => l.mode === "sequential" && l.gate === lane.gate)!, capacity_median));
+    printTable(["mode", "wall/virtual", "speed-up", "per window: median (range)", "of machine (alu / memory)", "QEMU cpu/virtual", "engine cpu/virtual", "cpu/wall", "idle/wall", "run delay/wall", `in flight (${IN_FLIGHT_CORES.map((n) => (n === Infinity ? "all" : `≤${n}`)).join(" / ")})`, "slices / begun early"], rows, 1);
   } finally {
     for (const lane of lanes) await lane.cluster.stop();
   }
@@ -177,7 +290,8 @@ async function main(): Promise<void> {
     ...(QUICK ? [] : [{ label: "8 busy VMs (each floods its successor, 1 ms)", vms: 8, command: "sleep 0.5; ping -q -i 0.001 {next} > /dev/null" }]),
   ];
   const modes = selectedModes();
-  for (const c of cases) await runCase(c, modes, snapshot);
+  const gates = selectedGates();
+  for (const c of selectedCases(cases)) await runCase(c, modes, gates, snapshot);
   const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   note(
     `\n${MEASURED_NS / 1e9} s of virtual time per mode after ${WARMUP_NS / 1e9} s, in ${WINDOWS} windows the modes take in turns (order rotating); ` +

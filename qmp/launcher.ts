@@ -109,7 +109,7 @@ export function qemuArgs(spec: VmSpec, gate_socket: string, qmp_socket: string, 
   checkQemuValues({ name: spec.name, mac: spec.mac, rtc_base: spec.rtc_base, paths });
   if (boot_paths.some((p) => /[\s'"\\$`;&|<>]/.test(p))) throw new InputError(`${boot_paths.join(", ")}: snapshot paths must not hold spaces or shell characters`);
   const args = [
-    "-name", `tapsim-${spec.name}`,
+    "-name", `tapsim-${spec.name},debug-threads=on`,
     "-machine", "pc,accel=tcg",
     "-smp", "1",
     "-m", String(spec.memory_mib),

@@ -44,6 +44,8 @@ export interface VmClusterOptions {
   readonly mgmt_ports?: readonly MgmtPort[];
   /** Default guest: start every VM from the snapshot of its memory size (qmp/snapshot.ts) instead of booting it. */
   readonly snapshots?: ReadonlyMap<number, Snapshot>;
+  /** Another build of the gate plugin (benchmarks compare variants side by side). */
+  readonly gate_plugin_path?: string;
 }
 
 export class VmCluster {
@@ -159,10 +161,11 @@ export class VmCluster {
     if (!(Number.isSafeInteger(t0_ns) && t0_ns >= 0)) throw new RangeError(`node ${node}: start time ${t0_ns} ns`);
     this.ensureRunDir();
     const snapshot = this.snapshotOf(node);
-    if (snapshot !== null) return await QemuVm.start(this.cloneSpec(node, snapshot));
+    const plugin = this.options.gate_plugin_path === undefined ? {} : { gate_plugin_path: this.options.gate_plugin_path };
+    if (snapshot !== null) return await QemuVm.start({ ...this.cloneSpec(node, snapshot), ...plugin });
     const extra = this.writeExtraArchive(node);
     try {
-      return await QemuVm.start(this.vmSpec(node, extra, t0_ns));
+      return await QemuVm.start({ ...this.vmSpec(node, extra, t0_ns), ...plugin });
     } finally {
       // QEMU has read it into guest memory once started; the Buffer stays for a restart.
       if (extra !== null) rmSync(extra, { force: true });

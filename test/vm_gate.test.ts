@@ -1,9 +1,11 @@
 // The slice gate on its own (no engine): slices of random length end exactly at their
 // deadlines, a frame injected at virtual time T reaches the guest at T (its ARP reply is
 // stamped microseconds after T, never before), and the QMP command the
-// plugin registers reads the same virtual clock.
+// plugin registers reads the same virtual clock. The QMP monitor's I/O thread is not woken by
+// the guest's virtual-timer events (the gate silences its list; a build that does not shows
+// that the count would catch it).
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
@@ -11,7 +13,7 @@ import * as assert from "uvu/assert";
 import { Prng } from "../engine/prng.js";
 import { ensureDefaultImage, kernelCmdline } from "../guest/image.js";
 import { QmpClient } from "../qmp/client.js";
-import { QemuVm, type VmSpec } from "../qmp/launcher.js";
+import { GATE_PLUGIN_PATH, QemuVm, type VmSpec } from "../qmp/launcher.js";
 
 const run_dir = mkdtempSync(path.join(tmpdir(), "tapsim-gatetest-"));
 test.after(() => rmSync(run_dir, { recursive: true, force: true }));
@@ -104,6 +106,42 @@ test("a frame injected at T mid-slice reaches the guest at T: its ARP reply leav
     assert.ok(delay_ns > 0 && delay_ns < 1_000_000, `reply within 1 ms of virtual time (${delay_ns} ns)`);
   } finally {
     await vm.stop();
+  }
+});
+
+/** Voluntary context switches of the QEMU thread named `name` (QEMU runs with debug-threads=on), or of its main loop (the main thread). */
+function threadWakeups(pid: number, name: string | "main loop"): number {
+  const tids = name === "main loop" ? [String(pid)] : readdirSync(`/proc/${pid}/task`).filter((tid) => readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim() === name);
+  assert.is(tids.length, 1, `one thread named "${name}" in QEMU ${pid}`);
+  const status = readFileSync(`/proc/${pid}/task/${tids[0]}/status`, "utf8");
+  const m = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(status);
+  assert.ok(m, "voluntary_ctxt_switches in /proc/<pid>/task/<tid>/status");
+  return Number(m![1]);
+}
+
+/** Runs the first `virtual_ns` of boot in 1 ms slices; wake-ups of the monitor's and the main loop's threads meanwhile. */
+async function bootWakeups(vm: QemuVm, virtual_ns: number): Promise<{ monitor: number; main_loop: number }> {
+  const before = { monitor: threadWakeups(vm.pid, "IO mon_iothread"), main_loop: threadWakeups(vm.pid, "main loop") };
+  for (let t_ns = 0; t_ns < virtual_ns; t_ns += 1_000_000) await vm.gate.run(t_ns + 1_000_000, []);
+  return { monitor: threadWakeups(vm.pid, "IO mon_iothread") - before.monitor, main_loop: threadWakeups(vm.pid, "main loop") - before.main_loop };
+}
+
+// QMP itself, served with the silenced thread, is checked by the first test.
+test("the QMP monitor's I/O thread sleeps through the guest's timer events", async () => {
+  const BOOT_PART_NS = 1_500_000_000;
+  const quiet = await QemuVm.start(await spec(4));
+  const loud = await QemuVm.start({ ...(await spec(5)), gate_plugin_path: GATE_PLUGIN_PATH.replace(/tapsim-gate\.so$/, "tapsim-gate-loud-monitor.so") });
+  try {
+    const q = await bootWakeups(quiet, BOOT_PART_NS);
+    const l = await bootWakeups(loud, BOOT_PART_NS);
+    console.log(`  first ${BOOT_PART_NS / 1e9} s of boot: monitor thread woken ${q.monitor} times (main loop ${q.main_loop}); without silencing ${l.monitor} (main loop ${l.main_loop})`);
+    // The guest's timer events wake the main loop (the idle warp needs it) either way.
+    assert.ok(q.main_loop > 1000 && l.main_loop > 1000, "the boot produced timer events");
+    assert.ok(l.monitor > 1000, "without silencing, the monitor thread wakes with them");
+    assert.ok(q.monitor < 50, `silenced: ${q.monitor} wake-ups`);
+  } finally {
+    await quiet.stop();
+    await loud.stop();
   }
 });
 
