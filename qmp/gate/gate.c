@@ -230,7 +230,8 @@ static struct {
   uint32_t in_place_run;     // consecutive slices ended in place
   bool slice_ended_in_place; // the slice read last is over already (gate_cb answers it)
   uint64_t in_place_slices;  // all slices ended in place, for the curious (gdb)
-  uint32_t monitor_lists_quieted;  // the monitor I/O thread's virtual-clock lists made silent (1; 0 if none found)
+  QEMUTimerList *monitor_list;            // the monitor I/O thread's virtual-clock list, once quieted (NULL: not found)
+  QEMUTimerListNotifyCB *monitor_notify;  // and its own notify callback
 } g = { .fd = -1 };
 
 // A deliberately broken build for the tests (scripts/build_gate.sh --fault): from slice
@@ -556,11 +557,12 @@ static bool end_idle_slice_in_place(int64_t now_ns, int64_t end_ns) {
 // empty list and sleeps again. Measured with 8 busy VMs: 52,000 wake-ups of it in ~15 s per
 // QEMU, 5 % of the QEMU's CPU time besides the eventfd writes in the vCPU thread. On 2 cores
 // with more VMs than cores that time is taken from the guests. Its virtual-clock list's
-// notify callback becomes a no-op; everything else about the thread (QMP) is unchanged. The
-// list layout is checked against the gate's own list; on any mismatch nothing is touched.
-static void notify_nobody(void *opaque, int type) {
-  (void)opaque;
-  (void)type;
+// notify callback is replaced by one that passes the call on only while that list holds a
+// timer (never seen; but then the thread must wake, or the vCPU would spin at a deadline no
+// one runs). Everything else about the thread (QMP) is unchanged. The list layout is checked
+// against the gate's own list; on any mismatch nothing is touched.
+static void notify_monitor_if_armed(void *opaque, int type) {
+  if (__atomic_load_n(&g.monitor_list->active_timers, __ATOMIC_ACQUIRE) != NULL) g.monitor_notify(opaque, type);
 }
 
 static QEMUTimerList *virtual_list_of(QEMUTimerListGroup *tlg) { return (QEMUTimerList *)tlg->tl[QEMU_CLOCK_VIRTUAL]; }
@@ -571,22 +573,21 @@ static bool timer_list_layout_ok(void) {
          own->list.le_prev && *own->list.le_prev == own;
 }
 
-static uint32_t quiet_monitor_thread(void) {
+static void quiet_monitor_thread(void) {
 #ifdef TAPSIM_GATE_LOUD_MONITOR  // the old behaviour, for the benchmark's comparison
-  return 0;
+  return;
 #endif
-  if (!mon_iothread || !timer_list_layout_ok()) return 0;
+  if (!mon_iothread || !timer_list_layout_ok()) return;
   AioContext *mon_ctx = iothread_get_aio_context(mon_iothread);
   QEMUClock *clock = (QEMUClock *)virtual_list_of(&g.timers)->clock;
-  uint32_t quieted = 0;
   uint32_t lists = 0;
   for (QEMUTimerList *tl = clock->timerlists; tl && lists < TIMER_LISTS_MAX; tl = tl->list.le_next, lists++) {
-    if (tl->notify_opaque == mon_ctx && tl->active_timers == NULL) {
-      tl->notify_cb = notify_nobody;
-      quieted++;
-    }
+    if (tl->notify_opaque != mon_ctx) continue;
+    g.monitor_list = tl;
+    g.monitor_notify = tl->notify_cb;
+    __atomic_store_n(&tl->notify_cb, notify_monitor_if_armed, __ATOMIC_RELEASE);
+    return;
   }
-  return quieted;
 }
 
 // Ends the slice at `end_ns`: in place when it is empty, else with the gate timer.
@@ -648,7 +649,7 @@ static void gate_cb(void *opaque) {
     g.cpu = qemu_get_cpu(0);
     if (!g.cpu) die("no vCPU 0%s", "");
     for (uint32_t i = 0; i < g.ifaces; i++) hook_netdev(i);
-    g.monitor_lists_quieted = quiet_monitor_thread();
+    quiet_monitor_thread();
     g.started = true;
     MsgHeader h = { MSG_HELLO, GATE_PROTOCOL_VERSION, (uint64_t)now_ns, 0 };
     write_all(&h, sizeof h);
