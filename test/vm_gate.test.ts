@@ -110,7 +110,7 @@ test("a frame injected at T mid-slice reaches the guest at T: its ARP reply leav
 });
 
 /** Voluntary context switches of the QEMU thread named `name` (QEMU runs with debug-threads=on), or of its main loop (the main thread). */
-function threadWakeups(pid: number, name: string | "main loop"): number {
+function threadWakeups(pid: number, name: string): number {
   const tids = name === "main loop" ? [String(pid)] : readdirSync(`/proc/${pid}/task`).filter((tid) => readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim() === name);
   assert.is(tids.length, 1, `one thread named "${name}" in QEMU ${pid}`);
   const status = readFileSync(`/proc/${pid}/task/${tids[0]}/status`, "utf8");
@@ -129,20 +129,23 @@ async function bootWakeups(vm: QemuVm, virtual_ns: number): Promise<{ monitor: n
 // QMP itself, served with the silenced thread, is checked by the first test.
 test("the QMP monitor's I/O thread sleeps through the guest's timer events", async () => {
   const BOOT_PART_NS = 1_500_000_000;
-  const quiet = await QemuVm.start(await spec(4));
-  const loud = await QemuVm.start({ ...(await spec(5)), gate_plugin_path: GATE_PLUGIN_PATH.replace(/tapsim-gate\.so$/, "tapsim-gate-loud-monitor.so") });
-  try {
-    const q = await bootWakeups(quiet, BOOT_PART_NS);
-    const l = await bootWakeups(loud, BOOT_PART_NS);
-    console.log(`  first ${BOOT_PART_NS / 1e9} s of boot: monitor thread woken ${q.monitor} times (main loop ${q.main_loop}); without silencing ${l.monitor} (main loop ${l.main_loop})`);
-    // The guest's timer events wake the main loop (the idle warp needs it) either way.
-    assert.ok(q.main_loop > 1000 && l.main_loop > 1000, "the boot produced timer events");
-    assert.ok(l.monitor > 1000, "without silencing, the monitor thread wakes with them");
-    assert.ok(q.monitor < 50, `silenced: ${q.monitor} wake-ups`);
-  } finally {
-    await quiet.stop();
-    await loud.stop();
-  }
+  const LOUD_PLUGIN_PATH = GATE_PLUGIN_PATH.replace(/tapsim-gate\.so$/, "tapsim-gate-loud-monitor.so");
+  // One VM at a time, so that a failed start leaves nothing running.
+  const wakeups = async (s: VmSpec) => {
+    const vm = await QemuVm.start(s);
+    try {
+      return await bootWakeups(vm, BOOT_PART_NS);
+    } finally {
+      await vm.stop();
+    }
+  };
+  const q = await wakeups(await spec(4));
+  const l = await wakeups({ ...(await spec(5)), gate_plugin_path: LOUD_PLUGIN_PATH });
+  console.log(`  first ${BOOT_PART_NS / 1e9} s of boot: monitor thread woken ${q.monitor} times (main loop ${q.main_loop}); without silencing ${l.monitor} (main loop ${l.main_loop})`);
+  // The guest's timer events wake the main loop (the idle warp needs it) either way.
+  assert.ok(q.main_loop > 1000 && l.main_loop > 1000, "the boot produced timer events");
+  assert.ok(l.monitor > 1000, "without silencing, the monitor thread wakes with them");
+  assert.ok(q.monitor < 50, `silenced: ${q.monitor} wake-ups`);
 });
 
 test("closing the gate makes a frozen QEMU exit on its own (no signal needed)", async () => {
