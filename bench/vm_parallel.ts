@@ -229,6 +229,11 @@ function selectedCases(cases: readonly ParallelCase[]): readonly ParallelCase[] 
   return cases.filter((c) => counts.includes(c.vms));
 }
 
+/** The mode, and the gate build where it is not the default one. */
+function laneLabel(lane: Lane): string {
+  return lane.gate === "default" ? lane.mode : `${lane.mode} (${lane.gate})`;
+}
+
 /** One mode's row; speed-ups against the sequential lane, overall (sums) and the median of the windows' own. */
 function laneRow(lane: Lane, sequential: Lane, capacity_median: { alu: number; memory: number }): string[] {
   const wall_per_virtual = lane.wall_s / lane.virtual_s;
@@ -238,7 +243,7 @@ function laneRow(lane: Lane, sequential: Lane, capacity_median: { alu: number; m
   const first = lane === sequential;
   const x = (v: number) => `${v.toFixed(2)}x`;
   return [
-    lane.gate === "default" ? lane.mode : `${lane.mode} (${lane.gate})`,
+    laneLabel(lane),
     wall_per_virtual.toFixed(2),
     first ? "" : x(speedup),
     first ? "" : `${x(median(per_window))} (${Math.min(...per_window).toFixed(2)}–${Math.max(...per_window).toFixed(2)})`,
@@ -270,7 +275,7 @@ async function runCase(c: ParallelCase, modes: readonly Mode[], gates: readonly 
       capacity.memory.push(await twoThreadSpeedup("memory"));
       const until_ns = WARMUP_NS + ((w + 1) * MEASURED_NS) / WINDOWS;
       for (let k = 0; k < lanes.length; k++) await runWindow(lanes[(w + k) % lanes.length]!, until_ns);
-      progress(`${c.label}: window ${w + 1}/${WINDOWS}: machine ${capacity.alu[w]!.toFixed(2)}x / ${capacity.memory[w]!.toFixed(2)}x, ${lanes.map((l) => `${l.mode} ${l.window_wall_per_virtual[w]!.toFixed(2)}`).join(", ")}`);
+      progress(`${c.label}: window ${w + 1}/${WINDOWS}: machine ${capacity.alu[w]!.toFixed(2)}x / ${capacity.memory[w]!.toFixed(2)}x, ${lanes.map((l) => `${laneLabel(l)} ${l.window_wall_per_virtual[w]!.toFixed(2)}`).join(", ")}`);
     }
     const capacity_median = { alu: median(capacity.alu), memory: median(capacity.memory) };
     const range = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
@@ -295,7 +300,7 @@ async function main(): Promise<void> {
   const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   note(
     `\n${MEASURED_NS / 1e9} s of virtual time per mode after ${WARMUP_NS / 1e9} s, in ${WINDOWS} windows the modes take in turns (order rotating); ` +
-      `speed-up: one at a time's wall/virtual over the mode's, over all windows; per window: each window's own; of machine: the speed-up over the median two-thread speed-up; load average at the end ${load}`,
+      `speed-up: one at a time's wall/virtual over the mode's, over all windows; per window: each window's own; of machine: the speed-up over the median two-thread speed-up of each probe; in flight: slices running at once, capped at 2, 4, 8 cores and not; load average at the end ${load}`,
   );
 }
 
