@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { ensureDefaultImage, kernelCmdline } from "../guest/image.js";
 import { QmpClient } from "../qmp/client.js";
-import { GATE_PLUGIN_PATH, QemuVm, qemuArgs, QEMU_BINARY_DEFAULT, type VmSpec } from "../qmp/launcher.js";
+import { gateVariantPath, QemuVm, qemuArgs, QEMU_BINARY_DEFAULT, type VmSpec } from "../qmp/launcher.js";
 import { fmtRatio, median, note, printTable, QUICK, REPEATS } from "./common.js";
 
 const SWITCHES = QUICK ? 500 : 5000;
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
 }
 
 /** Every slice through QEMU's timers (built by scripts/build_gate.sh next to the gate). */
-const NO_IN_PLACE_PLUGIN_PATH = path.join(path.dirname(GATE_PLUGIN_PATH), "tapsim-gate-no-in-place.so");
+const NO_IN_PLACE_PLUGIN_PATH = gateVariantPath("no-in-place");
 
 function checkExact(clock_ns: number, deadline_ns: number): void {
   if (clock_ns !== deadline_ns) throw new Error(`slice ended at ${clock_ns} ns, deadline ${deadline_ns} ns`);

@@ -21,6 +21,11 @@ const execFileAsync = promisify(execFile);
 export const QEMU_BINARY_DEFAULT = "qemu-system-x86_64";
 /** The built plugin; TAPSIM_GATE_PLUGIN points at another build (the tests' deliberately broken one, or a bisect). */
 export const GATE_PLUGIN_PATH = process.env["TAPSIM_GATE_PLUGIN"] ?? path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../qmp/gate/build/tapsim-gate.so");
+/** The gate's other builds, made by scripts/build_gate.sh beside it, for tests and benchmarks that compare against them. */
+export type GateVariant = "fault" | "no-in-place" | "loud-monitor";
+export function gateVariantPath(variant: GateVariant): string {
+  return path.join(path.dirname(GATE_PLUGIN_PATH), `tapsim-gate-${variant}.so`);
+}
 /** The only QEMU series whose internal struct layouts the gate was written and checked against. */
 export const QEMU_SUPPORTED_SERIES = "7.2";
 const GATE_CONNECT_TIMEOUT_MS = 15_000;

@@ -9,13 +9,14 @@ import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { RecordKind, type TraceRecord } from "../engine/trace_records.js";
+import { gateVariantPath } from "../qmp/launcher.js";
 import { TraceReader } from "../recorder/reader.js";
-import { REPO_ROOT, tapsim } from "./helpers/cli.js";
+import { tapsim } from "./helpers/cli.js";
 import { isAlive, leftovers, runResources, startRun, stopRun } from "./helpers/vm.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tapsim-vmfaults-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
-const FAULT_GATE = path.join(REPO_ROOT, "qmp/gate/build/tapsim-gate-fault.so");
+const FAULT_GATE = gateVariantPath("fault");
 const BOOT_TIMEOUT_MS = 300_000;
 
 function readAll(trace: string): { records: TraceRecord[]; complete: boolean } {

@@ -13,7 +13,7 @@ import * as assert from "uvu/assert";
 import { Prng } from "../engine/prng.js";
 import { ensureDefaultImage, kernelCmdline } from "../guest/image.js";
 import { QmpClient } from "../qmp/client.js";
-import { GATE_PLUGIN_PATH, QemuVm, type VmSpec } from "../qmp/launcher.js";
+import { gateVariantPath, QemuVm, type VmSpec } from "../qmp/launcher.js";
 
 const run_dir = mkdtempSync(path.join(tmpdir(), "tapsim-gatetest-"));
 test.after(() => rmSync(run_dir, { recursive: true, force: true }));
@@ -129,7 +129,6 @@ async function bootWakeups(vm: QemuVm, virtual_ns: number): Promise<{ monitor: n
 // QMP itself, served with the silenced thread, is checked by the first test.
 test("the QMP monitor's I/O thread sleeps through the guest's timer events", async () => {
   const BOOT_PART_NS = 1_500_000_000;
-  const LOUD_PLUGIN_PATH = GATE_PLUGIN_PATH.replace(/tapsim-gate\.so$/, "tapsim-gate-loud-monitor.so");
   // One VM at a time, so that a failed start leaves nothing running.
   const wakeups = async (s: VmSpec) => {
     const vm = await QemuVm.start(s);
@@ -140,7 +139,7 @@ test("the QMP monitor's I/O thread sleeps through the guest's timer events", asy
     }
   };
   const q = await wakeups(await spec(4));
-  const l = await wakeups({ ...(await spec(5)), gate_plugin_path: LOUD_PLUGIN_PATH });
+  const l = await wakeups({ ...(await spec(5)), gate_plugin_path: gateVariantPath("loud-monitor") });
   console.log(`  first ${BOOT_PART_NS / 1e9} s of boot: monitor thread woken ${q.monitor} times (main loop ${q.main_loop}); without silencing ${l.monitor} (main loop ${l.main_loop})`);
   // The guest's timer events wake the main loop (the idle warp needs it) either way.
   assert.ok(q.main_loop > 1000 && l.main_loop > 1000, "the boot produced timer events");
