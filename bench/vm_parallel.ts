@@ -38,10 +38,11 @@
 // speed-up cannot pass it (minus the QEMUs' extra CPU time when they share a machine).
 
 import { readFileSync } from "node:fs";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import type { NodeBackend, SliceCollector } from "../engine/backend.js";
 import type { Engine } from "../engine/engine.js";
 import { createEngine, makeRunConfig, pipelinedSliceLenMaxNs } from "../engine/run.js";
+import { GATE_PLUGIN_PATH, gateVariantPath } from "../qmp/launcher.js";
 import type { Snapshot } from "../qmp/snapshot.js";
 import type { VmCluster } from "../qmp/vm_cluster.js";
 import { awsLikeTopology, median, note, printTable, progress, QUICK } from "./common.js";
@@ -160,7 +161,7 @@ async function startLane(c: ParallelCase, mode: Mode, snapshot: Snapshot, gate: 
   const config = makeRunConfig({ topology, workload: null, seed: 1, until_ns: WARMUP_NS + MEASURED_NS, backend: "vm", parallel: mode !== "sequential", pipelined, slice_len_max_ns });
   const ips = config.nodes.map((n) => n.ip);
   const boot_commands = config.nodes.map((n) => c.command.replace(/\{peers\}/g, ips.filter((_, i) => i !== n.id).join(" ")).replace(/\{next\}/g, ips[(n.id + 1) % c.vms]!));
-  const cluster = await startBenchCluster(config, boot_commands, snapshot, gate === "default" ? undefined : GATE_BUILDS[gate]);
+  const cluster = await startBenchCluster(config, boot_commands, snapshot, GATE_BUILDS[gate]);
   const in_flight = new InFlightProfile(c.vms);
   for (const backend of cluster.backends) in_flight.watch(backend);
   const engine = createEngine(config, cluster.backends, NULL_SINK);
@@ -195,11 +196,21 @@ async function runWindow(lane: Lane, until_ns: number): Promise<void> {
   lane.early += engine.slices_begun_early - before.early;
 }
 
+/**
+ * The entries of `all` named in the comma-separated env variable `name` (absent: `absent`), in
+ * `all`'s order; a name that matches none is an error naming the choices.
+ */
+function envSelection<T>(name: string, all: readonly T[], key: (x: T) => string, absent: readonly T[] = all): readonly T[] {
+  const names = process.env[name]?.split(",");
+  if (names === undefined) return absent;
+  for (const n of names) if (!all.some((x) => key(x) === n)) throw new Error(`${name}: unknown "${n}" (choices: ${all.map(key).join(", ")})`);
+  return all.filter((x) => names.includes(key(x)));
+}
+
 /** BENCH_MODES=sequential,pipelined-long runs only those modes (sequential is always run: it is the baseline). */
 function selectedModes(): readonly Mode[] {
-  const names = process.env["BENCH_MODES"]?.split(",") ?? MODES;
-  for (const n of names) if (!MODES.includes(n as Mode)) throw new Error(`BENCH_MODES: unknown mode "${n}" (modes: ${MODES.join(", ")})`);
-  return MODES.filter((m) => m === "sequential" || names.includes(m));
+  const named = envSelection("BENCH_MODES", MODES, (m) => m);
+  return MODES.filter((m) => m === "sequential" || named.includes(m));
 }
 
 /**
@@ -207,26 +218,20 @@ function selectedModes(): readonly Mode[] {
  * default,loud-monitor runs every mode with each. loud-monitor: QMP's I/O thread woken by
  * every virtual-timer event, as QEMU does (the default build silences it).
  */
-function gateBuild(file: string): string {
-  return fileURLToPath(new URL(`../../qmp/gate/build/${file}`, import.meta.url));
-}
 const GATE_BUILDS = {
-  default: gateBuild("tapsim-gate.so"),
-  "loud-monitor": gateBuild("tapsim-gate-loud-monitor.so"),
+  default: GATE_PLUGIN_PATH,
+  "loud-monitor": gateVariantPath("loud-monitor"),
 } as const;
 type GateBuild = keyof typeof GATE_BUILDS;
 
 function selectedGates(): readonly GateBuild[] {
-  const names = process.env["BENCH_GATES"]?.split(",") ?? ["default"];
-  for (const n of names) if (!(n in GATE_BUILDS)) throw new Error(`BENCH_GATES: unknown gate build "${n}" (builds: ${Object.keys(GATE_BUILDS).join(", ")})`);
-  return names as GateBuild[];
+  const builds = Object.keys(GATE_BUILDS) as GateBuild[];
+  return envSelection("BENCH_GATES", builds, (g) => g, ["default"]);
 }
 
 /** BENCH_CASES=8 runs only the cases with these VM counts. */
 function selectedCases(cases: readonly ParallelCase[]): readonly ParallelCase[] {
-  const counts = process.env["BENCH_CASES"]?.split(",").map(Number) ?? cases.map((c) => c.vms);
-  for (const n of counts) if (!cases.some((c) => c.vms === n)) throw new Error(`BENCH_CASES: no case with ${n} VMs (cases: ${cases.map((c) => c.vms).join(", ")})`);
-  return cases.filter((c) => counts.includes(c.vms));
+  return envSelection("BENCH_CASES", cases, (c) => String(c.vms));
 }
 
 /** The mode, and the gate build where it is not the default one. */
