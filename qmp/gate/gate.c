@@ -554,8 +554,8 @@ static bool end_idle_slice_in_place(int64_t now_ns, int64_t end_ns) {
 // qemu_clock_notify(QEMU_CLOCK_VIRTUAL), which wakes every AioContext with a list on that
 // clock: the main loop's, which the idle warp needs, and the QMP monitor's I/O thread's, which
 // never holds a virtual timer (the monitor's timers are QEMU_CLOCK_REALTIME) and only runs its
-// empty list and sleeps again. Measured with 8 busy VMs: 52,000 wake-ups of it in ~15 s per
-// QEMU, 5 % of the QEMU's CPU time besides the eventfd writes in the vCPU thread. On 2 cores
+// empty list and sleeps again. Measured with 8 busy VMs: 52,000 wake-ups of it per QEMU in a
+// run, 5 % of the QEMU's CPU time besides the eventfd writes in the vCPU thread. On 2 cores
 // with more VMs than cores that time is taken from the guests. Its virtual-clock list's
 // notify callback is replaced by one that passes the call on only while that list holds a
 // timer (never seen; but then the thread must wake, or the vCPU would spin at a deadline no
